@@ -1,0 +1,17 @@
+/*
+ * pki-private.h - OpenSSL handles behind the pki types, for the
+ * WS-Security module only (xmlsec needs the raw EVP_PKEY and X509).
+ */
+#ifndef WSE_PKI_PRIVATE_H
+#define WSE_PKI_PRIVATE_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "pki.h"
+
+/* Borrowed pointers; owned by the wrapper. */
+EVP_PKEY *wse_key_evp(const wse_key *key);
+X509 *wse_cert_x509(const wse_cert *cert);
+
+#endif
