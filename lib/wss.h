@@ -1,0 +1,140 @@
+/*
+ * wss.h - WS-Security: signing and the one verification function.
+ *
+ * Two profiles (ARCHITECTURE.md "Wire format"):
+ *  - certificate: wsse:BinarySecurityToken(s) carry the signer's X.509
+ *    certificate and its chain (not the root); XMLDSIG ECDSA-SHA256
+ *    (RSA-SHA256 >= 2048 bits accepted on verification), exclusive C14N;
+ *  - password: wsse:UsernameToken names the user; XMLDSIG HMAC-SHA256
+ *    keyed with the password-derived key (PBKDF2-HMAC-SHA256).
+ * The signature always covers Body, wsu:Timestamp, wsa:To, wsa:Action,
+ * wsa:MessageID (and wsa:RelatesTo when present), each by wsu:Id, with
+ * SHA-256 digests and exclusive C14N, and nothing else.
+ *
+ * Only this module includes xmlsec.  Its traps (SECURITY-NOTES) are dealt
+ * with here: the verdict is ret == 0 && status == succeeded; the key is
+ * chosen by us, never read from KeyInfo; only "#id" references to the
+ * expected nodes; Ids counted and unique; reference and transform counts
+ * checked before xmlsec runs; an algorithm allow-list; exactly one
+ * ds:Signature, in wsse:Security; no comments or PIs in signed content;
+ * the signed nodes are handed to the caller by pointer.
+ */
+#ifndef WSE_WSS_H
+#define WSE_WSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libxml/tree.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "wselimits.h"
+#include "pki.h"
+#include "replay.h"
+#include "soap.h"
+
+/* Process-wide set-up of xmlsec (idempotent, thread-safe). */
+wse_status wse_wss_init(void);
+
+typedef enum wse_profile {
+	WSE_PROFILE_CERT,
+	WSE_PROFILE_PASSWORD,
+} wse_profile;
+
+/* ---- signing ---- */
+
+typedef struct wse_signer wse_signer;
+
+/*
+ * A certificate signer: key must hold the private half matching
+ * chain[0] (the signer's certificate); chain[1..n-1] are the CAs up to,
+ * not including, the root.  The signer borrows key and the certificates:
+ * they must outlive it.
+ */
+wse_status wse_signer_new_cert(const wse_key *key, wse_cert *const *chain,
+    size_t n, wse_signer **s_r);
+
+/* A password signer for user with the password-derived key. */
+wse_status wse_signer_new_password(const char *user,
+    const uint8_t key[WSE_DERIVED_KEY_LEN], wse_signer **s_r);
+
+/* Wipe and free; accepts NULL. */
+void wse_signer_free(wse_signer **s);
+
+/*
+ * Sign env: adds wsse:Security (if absent) with a wsu:Timestamp
+ * (Created = now, Expires = now + ttl), the tokens, wsu:Id attributes on
+ * the covered nodes and the ds:Signature.  WSE_ERR_EXISTS when env is
+ * already signed.
+ */
+wse_status wse_wss_sign(wse_envelope *env, const wse_signer *s, int64_t now,
+    int64_t ttl);
+
+/* ---- verification ---- */
+
+/* Look up the derived key of user: WSE_OK, WSE_ERR_NOT_FOUND for no such
+ * user, or another status when the store cannot answer. */
+typedef wse_status (*wse_key_lookup_fn)(void *arg, const char *user,
+    uint8_t key_r[WSE_DERIVED_KEY_LEN]);
+
+typedef struct wse_verify_opts {
+	wse_profile profile;
+	const wse_limits *limits;
+	wse_replay *replay;
+	int64_t now;
+	/* certificate profile */
+	wse_trust *trust;
+	wse_purpose purpose;		/* SERVICE or TOKEN */
+	const char *expected_domain;	/* the claimed sender's domain */
+	/* password profile */
+	wse_key_lookup_fn lookup;
+	void *lookup_arg;
+	/* both: when set, the signed wsa:To must equal it */
+	const char *expected_to;
+} wse_verify_opts;
+
+/* What verification proved.  Node pointers are borrowed from the
+ * envelope; strings are owned and freed by wse_verified_clear. */
+typedef struct wse_verified {
+	wse_profile profile;
+	xmlNodePtr body;
+	xmlNodePtr timestamp;
+	xmlNodePtr to;
+	xmlNodePtr action;
+	xmlNodePtr message_id;
+	xmlNodePtr relates_to;		/* NULL when the message has none */
+	char *to_s, *action_s, *message_id_s, *relates_to_s;
+	int64_t created, expires;
+	char *user;			/* password profile */
+	wse_cert *signer;		/* certificate profile */
+	char *signer_domain;		/* certificate profile */
+	char *signer_mailbox;		/* token certificates */
+} wse_verified;
+
+/*
+ * Verify env in the paper's order and fill *out.
+ * Certificate profile: (1) Timestamp freshness (WSE_ERR_EXPIRED /
+ * WSE_ERR_FUTURE), (2) signer certificate validity interval
+ * (WSE_ERR_CERT_EXPIRED / _NOT_YET_VALID), (3) replay look-up
+ * (WSE_ERR_REPLAY), (4) signature (WSE_ERR_BAD_SIGNATURE,
+ * WSE_ERR_UNSUPPORTED), (5) chain trust with CRLs and name constraints
+ * (WSE_ERR_UNTRUSTED, _REVOKED, _TEMPFAIL, ...) and signer domain ==
+ * expected_domain (WSE_ERR_DOMAIN_MISMATCH).
+ * Password profile: (1) freshness, (2) replay look-up, (3) MAC: no such
+ * user and a wrong MAC both give WSE_ERR_NOT_AUTHORIZED after the same
+ * work.
+ * Structural problems give WSE_ERR_PARSE / _INVALID / _TOO_LARGE /
+ * _BAD_SIGNATURE / _UNSUPPORTED before any cryptography.  Then the
+ * expected_to check (WSE_ERR_NOT_AUTHORIZED).  Only when everything
+ * passed is the MessageID inserted into the replay cache (atomic: a
+ * concurrent copy gets WSE_ERR_REPLAY); any failure leaves the cache as it
+ * was.  On failure *out is cleared.
+ */
+wse_status wse_wss_verify(wse_envelope *env, const wse_verify_opts *opts,
+    wse_verified *out);
+
+/* Free what *v owns and zero it. */
+void wse_verified_clear(wse_verified *v);
+
+#endif
