@@ -14,4 +14,8 @@
 EVP_PKEY *wse_key_evp(const wse_key *key);
 X509 *wse_cert_x509(const wse_cert *cert);
 
+/* A new wse_cert holding its own reference to x (X509_up_ref). NULL on
+ * allocation failure. */
+wse_cert *wse_cert_from_x509(X509 *x);
+
 #endif

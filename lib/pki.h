@@ -159,7 +159,10 @@ wse_status wse_trust_new(wse_trust **trust_r);
 void wse_trust_free(wse_trust **trust);
 /* Add a trusted root (a self-signed CA certificate). */
 wse_status wse_trust_add_root(wse_trust *trust, const wse_cert *root);
-/* Add a CRL (root's or a domain CA's). */
+/* Add a CRL (root's or a domain CA's).  Only the newest CRL of each
+ * issuer is kept (an older one added later is ignored).  Adding roots or
+ * CRLs must not run concurrently with wse_trust_verify: build a new
+ * trust store to reload, and swap it in. */
 wse_status wse_trust_add_crl(wse_trust *trust, const wse_crl *crl);
 /* Convenience: add every certificate of a PEM file as root / every CRL of
  * a PEM file. */

@@ -1302,6 +1302,46 @@ test_ca_directory(void **state)
 	free(dir);
 }
 
+/* The verified-chain cache never outlives what it remembers: a new CRL
+ * revoking the certificate, or time passing beyond its validity or the
+ * CRLs' nextUpdate, gives the uncached verdict again. */
+static void
+test_verify_cache_is_sound(void **state)
+{
+	wse_trust *t = NULL;
+	wse_crl *crl = NULL;
+	wse_cert *chain[] = { P.dom[0].ca };
+	char serial[80];
+	const char *serials[] = { serial };
+	int i;
+
+	(void)state;
+	assert_wse_ok(testpki_trust(&P, 1, 1, 1, &t));
+	for (i = 0; i < 3; i++)		/* first verifies, then cache hits */
+		assert_wse_ok(wse_trust_verify(t, P.dom[0].svc, chain, 1, P.now,
+		    WSE_PURPOSE_SERVICE));
+	/* other purpose: not the cached verdict */
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1, P.now,
+	    WSE_PURPOSE_TOKEN), WSE_ERR_UNTRUSTED);
+	/* past the CRLs' nextUpdate (7 days) and the certificate (30 days) */
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1,
+	    P.now + 8 * DAY, WSE_PURPOSE_SERVICE), WSE_ERR_TEMPFAIL);
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1,
+	    P.now + 31 * DAY, WSE_PURPOSE_SERVICE), WSE_ERR_CERT_EXPIRED);
+	/* without the chain: not the cached verdict either */
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, NULL, 0, P.now,
+	    WSE_PURPOSE_SERVICE), WSE_ERR_UNTRUSTED);
+	/* a new CRL revoking it takes effect at once */
+	assert_wse_ok(wse_cert_serial(P.dom[0].svc, serial, sizeof(serial)));
+	assert_wse_ok(wse_crl_issue(P.dom[0].ca, P.dom[0].ca_key, serials, 1,
+	    P.now - 60, P.now + DAY, &crl));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1, P.now,
+	    WSE_PURPOSE_SERVICE), WSE_ERR_REVOKED);
+	wse_crl_free(&crl);
+	wse_trust_free(&t);
+}
+
 int
 main(void)
 {
@@ -1322,6 +1362,7 @@ main(void)
 		cmocka_unit_test(test_leaf_times),
 		cmocka_unit_test(test_self_signed_and_strangers),
 		cmocka_unit_test(test_verify_threads),
+		cmocka_unit_test(test_verify_cache_is_sound),
 		cmocka_unit_test(test_ca_directory),
 	};
 
