@@ -2107,9 +2107,11 @@ wse_trust_add_crl(wse_trust *trust, const wse_crl *crl)
 		st = ossl_err(WSE_ERR_CRYPTO, "cannot add a CRL");
 		goto done;
 	}
-	if (replace >= 0)
-		X509_CRL_free(sk_X509_CRL_set(trust->crls, replace, crl->crl));
-	else if (sk_X509_CRL_push(trust->crls, crl->crl) <= 0) {
+	if (replace >= 0) {
+		/* sk_set returns the new element: free the old one first. */
+		X509_CRL_free(sk_X509_CRL_value(trust->crls, replace));
+		(void)sk_X509_CRL_set(trust->crls, replace, crl->crl);
+	} else if (sk_X509_CRL_push(trust->crls, crl->crl) <= 0) {
 		X509_CRL_free(crl->crl);
 		st = ossl_err(WSE_ERR_NOMEM, "cannot add a CRL");
 		goto done;
@@ -2169,13 +2171,14 @@ wse_trust_load_crls(wse_trust *trust, const char *path)
 	if ((st = file_bio(path, CRL_FILE_MAX, &b, &bio)) != WSE_OK ||
 	    (st = read_crl_list(bio, path, sk)) != WSE_OK)
 		goto out;
-	for (i = 0; i < sk_X509_CRL_num(sk); i++)
-		if (X509_STORE_add_crl(trust->store,
-		    sk_X509_CRL_value(sk, i)) != 1) {
-			st = ossl_err(WSE_ERR_CRYPTO, "%s: cannot add CRL %d",
-			    path, i + 1);
+	for (i = 0; i < sk_X509_CRL_num(sk); i++) {
+		wse_crl one = { .crl = sk_X509_CRL_value(sk, i) };
+
+		if ((st = wse_trust_add_crl(trust, &one)) != WSE_OK) {
+			wse_err(st, "%s: cannot add CRL %d", path, i + 1);
 			goto out;
 		}
+	}
 	st = WSE_OK;
 out:
 	sk_X509_CRL_pop_free(sk, X509_CRL_free);

@@ -1338,6 +1338,10 @@ test_verify_cache_is_sound(void **state)
 	assert_wse_ok(wse_trust_add_crl(t, crl));
 	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1, P.now,
 	    WSE_PURPOSE_SERVICE), WSE_ERR_REVOKED);
+	/* an older CRL of the same issuer, added later, changes nothing */
+	assert_wse_ok(wse_trust_add_crl(t, P.dom[0].crl));
+	assert_wse_status(wse_trust_verify(t, P.dom[0].svc, chain, 1, P.now,
+	    WSE_PURPOSE_SERVICE), WSE_ERR_REVOKED);
 	wse_crl_free(&crl);
 	wse_trust_free(&t);
 }
