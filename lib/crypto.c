@@ -6,6 +6,7 @@
  * outside this file and pki.c ever sees it.
  */
 #include "crypto.h"
+#include "ossl-private.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -23,15 +24,9 @@
 /* Largest chunk handed to an OpenSSL call that takes an int length. */
 #define CHUNK (1u << 20)
 
-/*
- * Push a message built from fmt, followed by the oldest reason on
- * OpenSSL's error queue (usually the root cause), and empty the queue.
- */
-static wse_status ossl_err(wse_status st, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static wse_status
-ossl_err(wse_status st, const char *fmt, ...)
+/* Declared in ossl-private.h. */
+wse_status
+wse_ossl_err(wse_status st, const char *fmt, ...)
 {
 	char msg[WSE_ERR_MSGLEN], reason[160];
 	unsigned long e, first = 0;
@@ -58,7 +53,7 @@ wse_random(void *buf, size_t len)
 		size_t n = len > CHUNK ? CHUNK : len;
 
 		if (RAND_bytes(p, (int)n) != 1)
-			return ossl_err(WSE_ERR_CRYPTO,
+			return wse_ossl_err(WSE_ERR_CRYPTO,
 			    "random number generator failed");
 		p += n;
 		len -= n;
@@ -142,7 +137,7 @@ wse_sha256(const void *data, size_t len, uint8_t out[WSE_SHA256_LEN])
 		return wse_err(WSE_ERR_INVALID, "sha256: no data");
 	if (EVP_Digest(len ? data : "", len, out, &outlen, EVP_sha256(),
 	    NULL) != 1 || outlen != WSE_SHA256_LEN)
-		return ossl_err(WSE_ERR_CRYPTO, "sha256 failed");
+		return wse_ossl_err(WSE_ERR_CRYPTO, "sha256 failed");
 	return WSE_OK;
 }
 
@@ -157,7 +152,7 @@ wse_hmac_sha256(const void *key, size_t keylen, const void *data,
 	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL,
 	    keylen ? key : "", keylen, len ? data : "", len,
 	    out, WSE_SHA256_LEN, &outlen) == NULL || outlen != WSE_SHA256_LEN)
-		return ossl_err(WSE_ERR_CRYPTO, "hmac-sha256 failed");
+		return wse_ossl_err(WSE_ERR_CRYPTO, "hmac-sha256 failed");
 	return WSE_OK;
 }
 
@@ -175,7 +170,7 @@ wse_pbkdf2_sha256(const char *password, size_t pwlen, const uint8_t *salt,
 	if (PKCS5_PBKDF2_HMAC(pwlen ? password : "", (int)pwlen,
 	    saltlen ? salt : (const uint8_t *)"", (int)saltlen,
 	    (int)iterations, EVP_sha256(), WSE_DERIVED_KEY_LEN, out) != 1)
-		return ossl_err(WSE_ERR_CRYPTO, "pbkdf2-hmac-sha256 failed");
+		return wse_ossl_err(WSE_ERR_CRYPTO, "pbkdf2-hmac-sha256 failed");
 	return WSE_OK;
 }
 
@@ -252,14 +247,14 @@ wse_seal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad, size_t aadlen,
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE_LEN,
 	    NULL) != 1 ||
 	    EVP_EncryptInit_ex(ctx, NULL, NULL, key, tmp) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "seal: cannot set up AES-256-GCM");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "seal: cannot set up AES-256-GCM");
 		goto out;
 	}
 	for (off = 0; off < aadlen;) {
 		size_t c = aadlen - off > CHUNK ? CHUNK : aadlen - off;
 
 		if (EVP_EncryptUpdate(ctx, NULL, &n, ad + off, (int)c) != 1) {
-			st = ossl_err(WSE_ERR_CRYPTO, "seal: aad failed");
+			st = wse_ossl_err(WSE_ERR_CRYPTO, "seal: aad failed");
 			goto out;
 		}
 		off += c;
@@ -269,7 +264,7 @@ wse_seal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad, size_t aadlen,
 
 		if (EVP_EncryptUpdate(ctx, ct + off, &n, pt + off, (int)c) != 1 ||
 		    (size_t)n != c) {
-			st = ossl_err(WSE_ERR_CRYPTO, "seal: encryption failed");
+			st = wse_ossl_err(WSE_ERR_CRYPTO, "seal: encryption failed");
 			goto out;
 		}
 		off += c;
@@ -277,7 +272,7 @@ wse_seal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad, size_t aadlen,
 	if (EVP_EncryptFinal_ex(ctx, ct + len, &n) != 1 || n != 0 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, GCM_TAG_LEN,
 	    ct + len) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "seal: finalisation failed");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "seal: finalisation failed");
 		goto out;
 	}
 	st = wse_buf_put(out, tmp, total);
@@ -318,7 +313,7 @@ wse_unseal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad,
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, GCM_NONCE_LEN,
 	    NULL) != 1 ||
 	    EVP_DecryptInit_ex(ctx, NULL, NULL, key, in) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO,
+		st = wse_ossl_err(WSE_ERR_CRYPTO,
 		    "unseal: cannot set up AES-256-GCM");
 		goto out;
 	}
@@ -326,7 +321,7 @@ wse_unseal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad,
 		size_t c = aadlen - off > CHUNK ? CHUNK : aadlen - off;
 
 		if (EVP_DecryptUpdate(ctx, NULL, &n, ad + off, (int)c) != 1) {
-			st = ossl_err(WSE_ERR_CRYPTO, "unseal: aad failed");
+			st = wse_ossl_err(WSE_ERR_CRYPTO, "unseal: aad failed");
 			goto out;
 		}
 		off += c;
@@ -336,14 +331,14 @@ wse_unseal(const uint8_t key[WSE_SEAL_KEY_LEN], const void *aad,
 
 		if (EVP_DecryptUpdate(ctx, pt + off, &n, ct + off, (int)c) != 1 ||
 		    (size_t)n != c) {
-			st = ossl_err(WSE_ERR_CRYPTO, "unseal: decryption failed");
+			st = wse_ossl_err(WSE_ERR_CRYPTO, "unseal: decryption failed");
 			goto out;
 		}
 		off += c;
 	}
 	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN,
 	    tag) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "unseal: cannot set the tag");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "unseal: cannot set the tag");
 		goto out;
 	}
 	if (EVP_DecryptFinal_ex(ctx, pt + ctlen, &n) != 1) {
@@ -387,7 +382,7 @@ wse_base64_encode(const void *data, size_t len, wse_buf *out)
 		int n = EVP_EncodeBlock(tmp + done, p + off, (int)c);
 
 		if (n < 0 || (size_t)n != (c + 2) / 3 * 4) {
-			st = ossl_err(WSE_ERR_CRYPTO, "base64: encoding failed");
+			st = wse_ossl_err(WSE_ERR_CRYPTO, "base64: encoding failed");
 			goto out;
 		}
 		done += (size_t)n;

@@ -52,6 +52,7 @@
 #include <openssl/x509v3.h>
 
 #include "crypto.h"
+#include "ossl-private.h"
 
 #define PEM_FILE_MAX	(1u << 20)	/* key, certificate, chain */
 #define CRL_FILE_MAX	(16u << 20)
@@ -132,31 +133,7 @@ static struct {
 
 /* ---- helpers: errors, memory BIOs, files ---- */
 
-static wse_status ossl_err(wse_status st, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
-/*
- * Push fmt's message with the oldest reason on OpenSSL's error queue
- * (usually the root cause) and empty the queue.
- */
-static wse_status
-ossl_err(wse_status st, const char *fmt, ...)
-{
-	char msg[WSE_ERR_MSGLEN], reason[160];
-	unsigned long e, first = 0;
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	while ((e = ERR_get_error()) != 0)
-		if (first == 0)
-			first = e;
-	if (first == 0)
-		return wse_err(st, "%s", msg);
-	ERR_error_string_n(first, reason, sizeof(reason));
-	return wse_err(st, "%s: %s", msg, reason);
-}
 
 /* PEM callback: never prompt; encrypted PEM fails. */
 static int
@@ -174,7 +151,7 @@ bio_over(const wse_buf *b, BIO **bio_r)
 		return wse_err(WSE_ERR_TOO_LARGE, "input too large");
 	if ((*bio_r = BIO_new_mem_buf(wse_buf_data(b),
 	    (int)wse_buf_len(b))) == NULL)
-		return ossl_err(WSE_ERR_NOMEM, "cannot allocate a memory BIO");
+		return wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a memory BIO");
 	return WSE_OK;
 }
 
@@ -186,7 +163,7 @@ bio_append(BIO *bio, wse_buf *out)
 	long n = BIO_get_mem_data(bio, &p);
 
 	if (n < 0 || (n > 0 && p == NULL))
-		return ossl_err(WSE_ERR_INTERNAL, "memory BIO has no data");
+		return wse_ossl_err(WSE_ERR_INTERNAL, "memory BIO has no data");
 	return wse_buf_put(out, p, (size_t)n);
 }
 
@@ -388,7 +365,7 @@ unix_to_asn1(int64_t t, ASN1_TIME **out_r)
 	if ((st = check_time_value(t, "time")) != WSE_OK)
 		return st;
 	if ((*out_r = ASN1_TIME_set(NULL, (time_t)t)) == NULL)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot encode time %lld",
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode time %lld",
 		    (long long)t);
 	return WSE_OK;
 }
@@ -532,12 +509,12 @@ name_text(const X509_NAME *name, char *buf, size_t size)
 	buf[0] = '\0';
 	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
 	    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot print a name");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot print a name");
 		goto out;
 	}
 	n = BIO_get_mem_data(bio, &p);
 	if (n < 0 || (n > 0 && p == NULL)) {
-		st = ossl_err(WSE_ERR_INTERNAL, "cannot print a name");
+		st = wse_ossl_err(WSE_ERR_INTERNAL, "cannot print a name");
 		goto out;
 	}
 	if ((size_t)n >= size) {
@@ -569,7 +546,7 @@ get_sans(const X509 *x, GENERAL_NAMES **gens_r)
 		ERR_clear_error();
 		return WSE_OK;
 	}
-	return ossl_err(WSE_ERR_INVALID, crit == -2 ?
+	return wse_ossl_err(WSE_ERR_INVALID, crit == -2 ?
 	    "certificate has several subjectAltName extensions" :
 	    "certificate has a malformed subjectAltName");
 }
@@ -660,7 +637,7 @@ wse_key_generate(wse_key **key_r)
 
 	*key_r = NULL;
 	if ((pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot generate a P-256 key");
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot generate a P-256 key");
 	if ((st = key_wrap(pkey, 1, key_r)) != WSE_OK)
 		EVP_PKEY_free(pkey);
 	return st;
@@ -679,7 +656,7 @@ wse_key_load(const char *path, wse_key **key_r)
 		goto out;
 	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase,
 	    NULL)) == NULL) {
-		st = ossl_err(WSE_ERR_INVALID,
+		st = wse_ossl_err(WSE_ERR_INVALID,
 		    "%s: not an unencrypted PEM private key", path);
 		goto out;
 	}
@@ -710,12 +687,12 @@ wse_key_from_public_pem(const char *pem, size_t len, wse_key **key_r)
 		return wse_err(WSE_ERR_TOO_LARGE,
 		    "public key PEM longer than %u bytes", PUBKEY_PEM_MAX);
 	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL) {
-		st = ossl_err(WSE_ERR_NOMEM, "cannot allocate a memory BIO");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a memory BIO");
 		goto out;
 	}
 	if ((pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase,
 	    NULL)) == NULL) {
-		st = ossl_err(WSE_ERR_INVALID,
+		st = wse_ossl_err(WSE_ERR_INVALID,
 		    "not a PEM SubjectPublicKeyInfo");
 		goto out;
 	}
@@ -741,7 +718,7 @@ wse_key_public_pem(const wse_key *key, wse_buf *out)
 		return wse_err(WSE_ERR_INVALID, "no key");
 	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
 	    PEM_write_bio_PUBKEY(bio, key->pkey) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot encode a public key");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode a public key");
 		goto out;
 	}
 	st = bio_append(bio, out);
@@ -769,12 +746,12 @@ wse_key_save(const wse_key *key, const char *path)
 	if ((bio = BIO_new(BIO_s_secmem())) == NULL ||
 	    PEM_write_bio_PKCS8PrivateKey(bio, key->pkey, NULL, NULL, 0,
 	    NULL, NULL) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot encode a private key");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode a private key");
 		goto out;
 	}
 	n = BIO_get_mem_data(bio, &p);
 	if (n <= 0 || p == NULL) {
-		st = ossl_err(WSE_ERR_INTERNAL, "empty private key encoding");
+		st = wse_ossl_err(WSE_ERR_INTERNAL, "empty private key encoding");
 		goto out;
 	}
 	st = write_file_atomic(path, p, (size_t)n, 0600, 0);
@@ -842,7 +819,7 @@ read_cert_list(BIO *bio, const char *what, wse_cert ***certs_r, size_t *n_r)
 				ERR_clear_error();
 				break;
 			}
-			st = ossl_err(WSE_ERR_INVALID,
+			st = wse_ossl_err(WSE_ERR_INVALID,
 			    "%s: certificate %zu is not valid PEM", what, n + 1);
 			goto out;
 		}
@@ -878,7 +855,7 @@ wse_cert_load(const char *path, wse_cert **cert_r)
 	if ((st = file_bio(path, PEM_FILE_MAX, &b, &bio)) != WSE_OK)
 		goto out;
 	if ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) == NULL) {
-		st = ossl_err(WSE_ERR_INVALID, "%s: not a PEM certificate",
+		st = wse_ossl_err(WSE_ERR_INVALID, "%s: not a PEM certificate",
 		    path);
 		goto out;
 	}
@@ -957,7 +934,7 @@ wse_cert_from_der(const uint8_t *der, size_t len, wse_cert **cert_r)
 			}
 		}
 		if ((x = d2i_X509(NULL, &p, (long)len)) == NULL) {
-			st = ossl_err(WSE_ERR_INVALID, "not a DER certificate");
+			st = wse_ossl_err(WSE_ERR_INVALID, "not a DER certificate");
 			goto out;
 		}
 		if (p == der + len &&
@@ -996,7 +973,7 @@ wse_cert_to_der(const wse_cert *cert, wse_buf *out)
 	if (cert == NULL || out == NULL)
 		return wse_err(WSE_ERR_INVALID, "no certificate");
 	if ((n = i2d_X509(cert->x, &der)) <= 0)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot encode a certificate");
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode a certificate");
 	st = wse_buf_put(out, der, (size_t)n);
 	OPENSSL_free(der);
 	return st;
@@ -1012,7 +989,7 @@ wse_cert_to_pem(const wse_cert *cert, wse_buf *out)
 		return wse_err(WSE_ERR_INVALID, "no certificate");
 	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
 	    PEM_write_bio_X509(bio, cert->x) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot encode a certificate");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode a certificate");
 		goto out;
 	}
 	st = bio_append(bio, out);
@@ -1127,7 +1104,7 @@ integer_hex(const ASN1_INTEGER *ai, char *buf, size_t size)
 	buf[0] = '\0';
 	if ((bn = ASN1_INTEGER_to_BN(ai, NULL)) == NULL ||
 	    (hex = BN_bn2hex(bn)) == NULL) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot convert a serial");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot convert a serial");
 		goto out;
 	}
 	if ((len = strlen(hex)) >= size) {
@@ -1341,7 +1318,7 @@ wse_cert_public_key(const wse_cert *cert, wse_key **key_r)
 	if (cert == NULL)
 		return wse_err(WSE_ERR_INVALID, "no certificate");
 	if ((pkey = X509_get_pubkey(cert->x)) == NULL)
-		return ossl_err(WSE_ERR_INVALID,
+		return wse_ossl_err(WSE_ERR_INVALID,
 		    "cannot decode the certificate's public key");
 	if ((st = key_wrap(pkey, 0, key_r)) != WSE_OK)
 		EVP_PKEY_free(pkey);
@@ -1357,12 +1334,12 @@ add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 	int ok;
 
 	if ((ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value)) == NULL)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot build extension %s=%s",
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot build extension %s=%s",
 		    OBJ_nid2sn(nid), value);
 	ok = X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
 	if (ok != 1)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot add extension %s",
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot add extension %s",
 		    OBJ_nid2sn(nid));
 	return WSE_OK;
 }
@@ -1381,13 +1358,13 @@ random_serial(X509 *x)
 			return st;
 		BN_free(bn);
 		if ((bn = BN_bin2bn(r, sizeof(r), NULL)) == NULL) {
-			st = ossl_err(WSE_ERR_NOMEM, "cannot make a serial");
+			st = wse_ossl_err(WSE_ERR_NOMEM, "cannot make a serial");
 			goto out;
 		}
 	} while (BN_is_zero(bn));
 	if ((ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
 	    X509_set_serialNumber(x, ai) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot set a serial");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot set a serial");
 		goto out;
 	}
 	st = WSE_OK;
@@ -1594,7 +1571,7 @@ wse_cert_issue(const wse_cert_profile *profile, const wse_key *subject_key,
 		return st;
 
 	if ((x = X509_new()) == NULL || X509_set_version(x, 2) != 1) {
-		st = ossl_err(WSE_ERR_NOMEM, "cannot allocate a certificate");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a certificate");
 		goto out;
 	}
 	if ((st = random_serial(x)) != WSE_OK)
@@ -1607,7 +1584,7 @@ wse_cert_issue(const wse_cert_profile *profile, const wse_key *subject_key,
 	    X509_set_subject_name(x, name) != 1 ||
 	    X509_set_issuer_name(x, issuer != NULL ?
 	    X509_get_subject_name(issuer->x) : name) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot set certificate names");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot set certificate names");
 		goto out;
 	}
 	if ((st = unix_to_asn1(profile->not_before, &nb)) != WSE_OK ||
@@ -1616,19 +1593,19 @@ wse_cert_issue(const wse_cert_profile *profile, const wse_key *subject_key,
 	if (X509_set1_notBefore(x, nb) != 1 ||
 	    X509_set1_notAfter(x, na) != 1 ||
 	    X509_set_pubkey(x, subject_key->pkey) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot set certificate fields");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot set certificate fields");
 		goto out;
 	}
 	X509V3_set_ctx(&ctx, issuer != NULL ? issuer->x : x, x, NULL, NULL, 0);
 	if (X509V3_set_issuer_pkey(&ctx, issuer_key->pkey) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot set the issuer key");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot set the issuer key");
 		goto out;
 	}
 	if ((st = add_profile_exts(x, &ctx, profile, subject_key->pkey,
 	    !use_cn)) != WSE_OK)
 		goto out;
 	if (X509_sign(x, issuer_key->pkey, EVP_sha256()) <= 0) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot sign the certificate");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot sign the certificate");
 		goto out;
 	}
 	if ((st = cert_wrap(x, cert_r)) != WSE_OK)
@@ -1774,7 +1751,7 @@ serial_parse(const char *hex, ASN1_INTEGER **ai_r)
 	}
 	if (BN_hex2bn(&bn, hex) != (int)len ||
 	    (*ai_r = BN_to_ASN1_INTEGER(bn, NULL)) == NULL) {
-		st = ossl_err(WSE_ERR_INVALID, "cannot parse serial %s", hex);
+		st = wse_ossl_err(WSE_ERR_INVALID, "cannot parse serial %s", hex);
 		goto out;
 	}
 	st = WSE_OK;
@@ -1844,7 +1821,7 @@ crl_issue_number(const wse_cert *issuer, const wse_key *issuer_key,
 	    X509_get_subject_name(issuer->x)) != 1 ||
 	    X509_CRL_set1_lastUpdate(crl, tu) != 1 ||
 	    X509_CRL_set1_nextUpdate(crl, nu) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "crl: cannot set fields");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "crl: cannot set fields");
 		goto out;
 	}
 	for (i = 0; i < nserials; i++) {
@@ -1854,7 +1831,7 @@ crl_issue_number(const wse_cert *issuer, const wse_key *issuer_key,
 		    X509_REVOKED_set_serialNumber(rev, ai) != 1 ||
 		    X509_REVOKED_set_revocationDate(rev, tu) != 1 ||
 		    X509_CRL_add0_revoked(crl, rev) != 1) {
-			st = ossl_err(WSE_ERR_CRYPTO,
+			st = wse_ossl_err(WSE_ERR_CRYPTO,
 			    "crl: cannot add serial %s", serials_hex[i]);
 			goto out;
 		}
@@ -1866,19 +1843,19 @@ crl_issue_number(const wse_cert *issuer, const wse_key *issuer_key,
 	if ((ext = X509V3_EXT_nconf_nid(NULL, &ctx,
 	    NID_authority_key_identifier, "keyid:always")) == NULL ||
 	    X509_CRL_add_ext(crl, ext, -1) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO,
+		st = wse_ossl_err(WSE_ERR_CRYPTO,
 		    "crl: cannot add the authority key identifier");
 		goto out;
 	}
 	if ((num = ASN1_INTEGER_new()) == NULL ||
 	    ASN1_INTEGER_set_uint64(num, number) != 1 ||
 	    X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "crl: cannot add the CRL number");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "crl: cannot add the CRL number");
 		goto out;
 	}
 	if (X509_CRL_sort(crl) != 1 ||
 	    X509_CRL_sign(crl, issuer_key->pkey, EVP_sha256()) <= 0) {
-		st = ossl_err(WSE_ERR_CRYPTO, "crl: cannot sign");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "crl: cannot sign");
 		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -1927,7 +1904,7 @@ read_crl_list(BIO *bio, const char *what, STACK_OF(X509_CRL) *sk)
 				ERR_clear_error();
 				return WSE_OK;
 			}
-			return ossl_err(WSE_ERR_INVALID,
+			return wse_ossl_err(WSE_ERR_INVALID,
 			    "%s: CRL %d is not valid PEM", what, n + 1);
 		}
 		if (n == BUNDLE_MAX || sk_X509_CRL_push(sk, crl) <= 0) {
@@ -1954,7 +1931,7 @@ wse_crl_load(const char *path, wse_crl **crl_r)
 		goto out;
 	if ((crl = PEM_read_bio_X509_CRL(bio, NULL, no_passphrase,
 	    NULL)) == NULL) {
-		st = ossl_err(WSE_ERR_INVALID, "%s: not a PEM CRL", path);
+		st = wse_ossl_err(WSE_ERR_INVALID, "%s: not a PEM CRL", path);
 		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -1987,7 +1964,7 @@ crl_write(const wse_crl *crl, const char *path, int replace)
 	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
 	    PEM_write_bio_X509_CRL(bio, crl->crl) != 1 ||
 	    (n = BIO_get_mem_data(bio, &p)) <= 0 || p == NULL) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot encode a CRL");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot encode a CRL");
 		goto out;
 	}
 	st = write_file_atomic(path, p, (size_t)n, 0644, replace);
@@ -2024,12 +2001,12 @@ wse_trust_new(wse_trust **trust_r)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate a trust store");
 	if ((t->store = X509_STORE_new()) == NULL) {
 		free(t);
-		return ossl_err(WSE_ERR_NOMEM, "cannot allocate a trust store");
+		return wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a trust store");
 	}
 	if ((t->crls = sk_X509_CRL_new_null()) == NULL) {
 		X509_STORE_free(t->store);
 		free(t);
-		return ossl_err(WSE_ERR_NOMEM, "cannot allocate a trust store");
+		return wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a trust store");
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->crl_from = INT64_MIN;
@@ -2064,7 +2041,7 @@ wse_trust_add_root(wse_trust *trust, const wse_cert *root)
 		    "%s is not a self-signed CA certificate", subj);
 	}
 	if (X509_STORE_add_cert(trust->store, root->x) != 1)
-		return ossl_err(WSE_ERR_CRYPTO, "cannot add root %s", subj);
+		return wse_ossl_err(WSE_ERR_CRYPTO, "cannot add root %s", subj);
 	pthread_mutex_lock(&trust->lock);
 	memset(trust->cache, 0, sizeof(trust->cache));
 	pthread_mutex_unlock(&trust->lock);
@@ -2104,7 +2081,7 @@ wse_trust_add_crl(wse_trust *trust, const wse_crl *crl)
 	    sk_X509_CRL_value(trust->crls, replace)), INT64_MIN) > from)
 		goto done;		/* the one we hold is newer */
 	if (X509_CRL_up_ref(crl->crl) != 1) {
-		st = ossl_err(WSE_ERR_CRYPTO, "cannot add a CRL");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot add a CRL");
 		goto done;
 	}
 	if (replace >= 0) {
@@ -2113,7 +2090,7 @@ wse_trust_add_crl(wse_trust *trust, const wse_crl *crl)
 		(void)sk_X509_CRL_set(trust->crls, replace, crl->crl);
 	} else if (sk_X509_CRL_push(trust->crls, crl->crl) <= 0) {
 		X509_CRL_free(crl->crl);
-		st = ossl_err(WSE_ERR_NOMEM, "cannot add a CRL");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "cannot add a CRL");
 		goto done;
 	}
 	/* Recompute the window over the CRLs now held. */
@@ -2167,7 +2144,7 @@ wse_trust_load_crls(wse_trust *trust, const char *path)
 	if (trust == NULL)
 		return wse_err(WSE_ERR_INVALID, "no trust store");
 	if ((sk = sk_X509_CRL_new_null()) == NULL)
-		return ossl_err(WSE_ERR_NOMEM, "cannot allocate a list");
+		return wse_ossl_err(WSE_ERR_NOMEM, "cannot allocate a list");
 	if ((st = file_bio(path, CRL_FILE_MAX, &b, &bio)) != WSE_OK ||
 	    (st = read_crl_list(bio, path, sk)) != WSE_OK)
 		goto out;
@@ -2393,7 +2370,7 @@ wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
 	vs.err = X509_V_OK;
 
 	if ((untrusted = sk_X509_new_null()) == NULL) {
-		st = ossl_err(WSE_ERR_NOMEM, "verify: no memory");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "verify: no memory");
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -2402,13 +2379,13 @@ wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
 			goto out;
 		}
 		if (sk_X509_push(untrusted, chain[i]->x) <= 0) {
-			st = ossl_err(WSE_ERR_NOMEM, "verify: no memory");
+			st = wse_ossl_err(WSE_ERR_NOMEM, "verify: no memory");
 			goto out;
 		}
 	}
 	if ((ctx = X509_STORE_CTX_new()) == NULL ||
 	    X509_STORE_CTX_init(ctx, trust->store, leaf->x, untrusted) != 1) {
-		st = ossl_err(WSE_ERR_NOMEM, "verify: cannot set up");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "verify: cannot set up");
 		goto out;
 	}
 	if (vcache_key(leaf, chain, n, purpose, key) == WSE_OK &&
@@ -2419,7 +2396,7 @@ wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
 	X509_STORE_CTX_set0_crls(ctx, trust->crls);
 	X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
 	if (X509_STORE_CTX_set_app_data(ctx, &vs) != 1) {
-		st = ossl_err(WSE_ERR_NOMEM, "verify: cannot set up");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "verify: cannot set up");
 		goto out;
 	}
 	param = X509_STORE_CTX_get0_param(ctx);
@@ -2431,14 +2408,14 @@ wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
 	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER) != 1) ||
 	    (purpose == WSE_PURPOSE_TOKEN &&
 	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1)) {
-		st = ossl_err(WSE_ERR_INTERNAL, "verify: cannot set parameters");
+		st = wse_ossl_err(WSE_ERR_INTERNAL, "verify: cannot set parameters");
 		goto out;
 	}
 	rc = X509_verify_cert(ctx);
 	if (rc != 1) {
 		err = X509_STORE_CTX_get_error(ctx);
 		if (err == X509_V_OK) {
-			st = ossl_err(WSE_ERR_UNTRUSTED,
+			st = wse_ossl_err(WSE_ERR_UNTRUSTED,
 			    "verify: %s: verification failed", leafsubj);
 			goto out;
 		}
