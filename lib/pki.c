@@ -131,9 +131,7 @@ static struct {
 	struct { uint8_t key[32]; X509 *x; } e[DERCACHE_N];
 } dercache = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* ---- helpers: errors, memory BIOs, files ---- */
-
-
+/* ---- helpers: memory BIOs, files ---- */
 
 /* PEM callback: never prompt; encrypted PEM fails. */
 static int
