@@ -1,0 +1,112 @@
+/*
+ * http.h - the HTTPS transport: a server (libevent evhttp over OpenSSL
+ * bufferevents) and a client (libcurl).  TLS 1.2 or newer only.
+ *
+ * The transport authenticates the TLS layer (the peer's chain must lead
+ * to the configured root) and hands the peer's certificate chain to the
+ * application, which applies the full checks (CRLs, purpose, domain) with
+ * wse_trust_verify.  It knows nothing of SOAP.
+ *
+ * Threads: the server runs its event loop on the thread that calls
+ * wse_http_server_run; handlers are called there.  A handler may answer
+ * at once or later, from any thread, with wse_http_reply (so slow work -
+ * cryptography, a group commit - runs on worker threads without blocking
+ * the loop).
+ */
+#ifndef WSE_HTTP_H
+#define WSE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+#include "pki.h"
+
+typedef struct wse_http_server wse_http_server;
+typedef struct wse_http_req wse_http_req;
+
+typedef enum wse_client_cert {
+	WSE_CLIENT_CERT_NONE,		/* do not ask */
+	WSE_CLIENT_CERT_OPTIONAL,	/* ask; verify when given */
+	WSE_CLIENT_CERT_REQUIRED,	/* handshake fails without one */
+} wse_client_cert;
+
+typedef struct wse_http_server_opts {
+	const char *listen;		/* "127.0.0.1:8443", "[::1]:0", port 0 = any */
+	const char *cert_chain;		/* PEM: service certificate + domain CA */
+	const char *key;		/* PEM private key */
+	const char *client_roots;	/* PEM roots for client certificates */
+	wse_client_cert client_cert;
+	size_t max_body;		/* larger requests get 413 */
+	int timeout_s;			/* per connection, read and write */
+	size_t max_connections;		/* further ones are refused */
+} wse_http_server_opts;
+
+/* Called on the loop thread for every POST (and GET, for ?wsdl). */
+typedef void (*wse_http_handler)(void *arg, wse_http_req *req);
+
+wse_status wse_http_server_new(const wse_http_server_opts *o,
+    wse_http_handler handler, void *arg, wse_http_server **srv_r);
+/* The bound port (useful with port 0). */
+uint16_t wse_http_server_port(const wse_http_server *srv);
+/* Run the event loop until wse_http_server_stop. */
+wse_status wse_http_server_run(wse_http_server *srv);
+/* Ask the loop to stop (any thread, async-signal-safe). */
+void wse_http_server_stop(wse_http_server *srv);
+void wse_http_server_free(wse_http_server **srv);
+
+/* ---- a request, valid until wse_http_reply ---- */
+
+const char *wse_http_req_method(const wse_http_req *req);	/* "POST" */
+const char *wse_http_req_path(const wse_http_req *req);		/* "/wsemail" */
+const char *wse_http_req_query(const wse_http_req *req);	/* "wsdl" or NULL */
+const char *wse_http_req_content_type(const wse_http_req *req);
+const uint8_t *wse_http_req_body(const wse_http_req *req, size_t *len_r);
+/* The TLS peer's verified chain (leaf first), or n = 0 when the client
+ * sent no certificate.  Borrowed until the reply. */
+wse_cert *const *wse_http_req_peer_chain(const wse_http_req *req,
+    size_t *n_r);
+/* "IP:PORT" of the peer. */
+const char *wse_http_req_peer_addr(const wse_http_req *req);
+
+/*
+ * Answer req (exactly once; any thread): HTTP status, content type and
+ * body (copied).  req is invalid afterwards.  If the client has gone, the
+ * answer is dropped quietly.
+ */
+void wse_http_reply(wse_http_req *req, int status, const char *content_type,
+    const void *body, size_t len);
+
+/* ---- client ---- */
+
+typedef struct wse_http_client wse_http_client;
+
+typedef struct wse_http_client_opts {
+	const char *roots;		/* PEM roots the server must chain to */
+	const char *cert_chain;		/* optional client certificate chain */
+	const char *key;		/* its key */
+	int connect_timeout_ms;
+	int timeout_ms;			/* whole request */
+	size_t max_response;
+} wse_http_client_opts;
+
+wse_status wse_http_client_new(const wse_http_client_opts *o,
+    wse_http_client **c_r);
+void wse_http_client_free(wse_http_client **c);
+
+/*
+ * POST body to url ("https://HOST:PORT/path"); when connect_addr is set
+ * the connection goes to that numeric address while the certificate is
+ * still checked against HOST (and SNI is HOST).  Connections are reused.
+ * Appends the response body to resp; *status_r gets the HTTP status.
+ * WSE_ERR_TEMPFAIL for connection, TLS or timeout failures (the message
+ * names which), WSE_ERR_UNTRUSTED when the server's certificate fails,
+ * WSE_ERR_TOO_LARGE for a response over max_response.
+ * One client is used by one thread at a time.
+ */
+wse_status wse_http_post(wse_http_client *c, const char *url,
+    const char *connect_addr, const char *content_type, const void *body,
+    size_t len, wse_buf *resp, long *status_r);
+
+#endif
