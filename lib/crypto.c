@@ -8,11 +8,14 @@
 #include "crypto.h"
 #include "ossl-private.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -499,4 +502,56 @@ out:
 	wse_memzero(tmp, cap);
 	free(tmp);
 	return st;
+}
+
+wse_status
+wse_secret_load(const char *path, int create, uint8_t out[WSE_SEAL_KEY_LEN])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	wse_status st;
+
+	if (fd == -1 && errno == ENOENT && create) {
+		if ((st = wse_random(out, WSE_SEAL_KEY_LEN)) != WSE_OK)
+			return st;
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1 || write(fd, out, WSE_SEAL_KEY_LEN) !=
+		    WSE_SEAL_KEY_LEN || fsync(fd) != 0) {
+			st = wse_err(WSE_ERR_IO, "cannot create %s: %s", path,
+			    strerror(errno));
+			if (fd != -1) {
+				close(fd);
+				(void)unlink(path);
+			}
+			wse_memzero(out, WSE_SEAL_KEY_LEN);
+			return st;
+		}
+		close(fd);
+		return WSE_OK;
+	}
+	if (fd == -1)
+		return wse_err(WSE_ERR_IO, "cannot open %s: %s", path,
+		    strerror(errno));
+	n = read(fd, out, WSE_SEAL_KEY_LEN);
+	if (n == WSE_SEAL_KEY_LEN) {
+		uint8_t extra;
+
+		if (read(fd, &extra, 1) != 0)
+			n = -1;
+	}
+	close(fd);
+	if (n != WSE_SEAL_KEY_LEN) {
+		wse_memzero(out, WSE_SEAL_KEY_LEN);
+		return wse_err(WSE_ERR_INVALID, "%s must hold exactly %d bytes",
+		    path, WSE_SEAL_KEY_LEN);
+	}
+	return WSE_OK;
+}
+
+wse_status
+wse_secret_derive(const uint8_t secret[WSE_SEAL_KEY_LEN], const char *label,
+    uint8_t out[WSE_SEAL_KEY_LEN])
+{
+	return wse_hmac_sha256(secret, WSE_SEAL_KEY_LEN, label, strlen(label),
+	    out);
 }

@@ -50,6 +50,21 @@ wse_status wse_pbkdf2_sha256(const char *password, size_t pwlen,
 wse_status wse_decoy_salt(const uint8_t secret[WSE_SEAL_KEY_LEN],
     const char *user, uint8_t salt_r[WSE_SALT_LEN]);
 
+/*
+ * A server's 32-byte secret, kept in a file of exactly that size (mode
+ * 0600).  With create set, a missing file is created with fresh random
+ * bytes (O_EXCL, fsync).  WSE_ERR_IO / WSE_ERR_INVALID (wrong size).
+ */
+wse_status wse_secret_load(const char *path, int create,
+    uint8_t out[WSE_SEAL_KEY_LEN]);
+
+/* A key for one purpose derived from the server secret:
+ * HMAC-SHA256(secret, label).  Labels in use: "store-seal" (sealing
+ * users' derived keys in the store), "decoy-salt" (salts announced for
+ * unknown user names). */
+wse_status wse_secret_derive(const uint8_t secret[WSE_SEAL_KEY_LEN],
+    const char *label, uint8_t out[WSE_SEAL_KEY_LEN]);
+
 /* 1 when the len bytes at a and b are equal, in time independent of them. */
 int wse_ct_equal(const void *a, const void *b, size_t len);
 

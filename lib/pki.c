@@ -117,6 +117,7 @@ struct wse_trust {
 	int64_t crl_from, crl_until;	/* max thisUpdate, min nextUpdate */
 	struct vcache_entry cache[VCACHE_N];
 	unsigned next;			/* round-robin replacement */
+	int skip_crls;			/* clients only: no revocation check */
 };
 
 /*
@@ -2025,6 +2026,21 @@ wse_trust_free(wse_trust **trust)
 	*trust = NULL;
 }
 
+void
+wse_trust_skip_crls(wse_trust *trust)
+{
+	pthread_mutex_lock(&trust->lock);
+	trust->skip_crls = 1;
+	memset(trust->cache, 0, sizeof(trust->cache));
+	pthread_mutex_unlock(&trust->lock);
+}
+
+int
+wse_trust_skips_crls(const wse_trust *trust)
+{
+	return trust->skip_crls;
+}
+
 wse_status
 wse_trust_add_root(wse_trust *trust, const wse_cert *root)
 {
@@ -2400,8 +2416,9 @@ wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
 	param = X509_STORE_CTX_get0_param(ctx);
 	X509_VERIFY_PARAM_set_time(param, (time_t)now);
 	X509_VERIFY_PARAM_set_depth(param, 2);
-	if (X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK |
-	    X509_V_FLAG_CRL_CHECK_ALL | X509_V_FLAG_X509_STRICT) != 1 ||
+	if (X509_VERIFY_PARAM_set_flags(param, (trust->skip_crls ? 0 :
+	    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) |
+	    X509_V_FLAG_X509_STRICT) != 1 ||
 	    (purpose == WSE_PURPOSE_SERVICE &&
 	    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER) != 1) ||
 	    (purpose == WSE_PURPOSE_TOKEN &&

@@ -164,6 +164,15 @@ wse_status wse_trust_add_root(wse_trust *trust, const wse_cert *root);
  * CRLs must not run concurrently with wse_trust_verify: build a new
  * trust store to reload, and swap it in. */
 wse_status wse_trust_add_crl(wse_trust *trust, const wse_crl *crl);
+/*
+ * For clients only: verify chains without CRLs (revocation unchecked).
+ * A client that cannot obtain its peers' CRLs relies on its own server,
+ * which always checks them; servers never call this.
+ */
+void wse_trust_skip_crls(wse_trust *trust);
+/* 1 when wse_trust_skip_crls was called. */
+int wse_trust_skips_crls(const wse_trust *trust);
+
 /* Convenience: add every certificate of a PEM file as root / every CRL of
  * a PEM file. */
 wse_status wse_trust_load_roots(wse_trust *trust, const char *path);

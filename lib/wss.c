@@ -1275,10 +1275,12 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 	}
 
 	/* Every check passed: enter the nonce, atomically. */
-	if ((st = wse_replay_insert(o->replay, msgid,
-	    v.created + o->limits->freshness_window + 1, o->now)) != WSE_OK)
+	if (!o->caller_inserts_nonce && (st = wse_replay_insert(o->replay,
+	    msgid, v.created + o->limits->freshness_window + 1, o->now)) !=
+	    WSE_OK)
 		goto out;
 	st = fill_result(&v, out);
+	out->replay_expires = v.created + o->limits->freshness_window + 1;
 out:
 	wse_memzero(mac_key, sizeof(mac_key));
 	if (st != WSE_OK)

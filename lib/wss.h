@@ -92,6 +92,11 @@ typedef struct wse_verify_opts {
 	void *lookup_arg;
 	/* both: when set, the signed wsa:To must equal it */
 	const char *expected_to;
+	/* both: when set, the verifier only looks the MessageID up; the
+	 * caller inserts it (wse_verified.message_id_s) in the same
+	 * transaction that stores the message, so that a nonce is never
+	 * consumed by a message that was not kept. */
+	int caller_inserts_nonce;
 } wse_verify_opts;
 
 /* What verification proved.  Node pointers are borrowed from the
@@ -106,6 +111,7 @@ typedef struct wse_verified {
 	xmlNodePtr relates_to;		/* NULL when the message has none */
 	char *to_s, *action_s, *message_id_s, *relates_to_s;
 	int64_t created, expires;
+	int64_t replay_expires;		/* keep the nonce until then */
 	char *user;			/* password profile */
 	wse_cert *signer;		/* certificate profile */
 	char *signer_domain;		/* certificate profile */
@@ -128,8 +134,10 @@ typedef struct wse_verified {
  * _BAD_SIGNATURE / _UNSUPPORTED before any cryptography.  Then the
  * expected_to check (WSE_ERR_NOT_AUTHORIZED).  Only when everything
  * passed is the MessageID inserted into the replay cache (atomic: a
- * concurrent copy gets WSE_ERR_REPLAY); any failure leaves the cache as it
- * was.  On failure *out is cleared.
+ * concurrent copy gets WSE_ERR_REPLAY; not at all with
+ * caller_inserts_nonce); any failure leaves the cache as it was.  On
+ * failure *out is cleared.  out->replay_expires tells until when the
+ * nonce must be remembered.
  */
 wse_status wse_wss_verify(wse_envelope *env, const wse_verify_opts *opts,
     wse_verified *out);

@@ -1,0 +1,433 @@
+/*
+ * msg.c - the mail message: parse, check, build.
+ */
+#include "msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "soap.h"
+#include "xml.h"
+
+#define TEXT_MAX (64u << 20)
+#define NAME_MAX_LEN 255
+
+int
+wse_addr_valid(const char *s)
+{
+	const char *at, *p, *label;
+	size_t n;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > WSE_ADDR_MAX ||
+	    (at = strchr(s, '@')) == NULL || strchr(at + 1, '@') != NULL)
+		return 0;
+	if (at == s || at - s > 64)
+		return 0;
+	for (p = s; p < at; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+		    *p == '+' || *p == '-'))
+			return 0;
+	if (s[0] == '.' || at[-1] == '.')
+		return 0;
+	/* domain: labels of letters, digits, hyphens, not at either end */
+	label = at + 1;
+	if (*label == '\0' || strlen(label) > 253)
+		return 0;
+	for (p = label;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (p == label || p - label > 63 || label[0] == '-' ||
+			    p[-1] == '-')
+				return 0;
+			if (*p == '\0')
+				break;
+			label = p + 1;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+wse_status
+wse_addr_normalize(const char *s, char *out, size_t size)
+{
+	size_t i, n;
+
+	if (!wse_addr_valid(s))
+		return wse_err(WSE_ERR_INVALID, "not a mailbox address: "
+		    "\"%.80s\"", s ? s : "");
+	if ((n = strlen(s)) >= size)
+		return wse_err(WSE_ERR_TOO_LARGE, "address too long");
+	for (i = 0; i <= n; i++)
+		out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) :
+		    s[i];
+	return WSE_OK;
+}
+
+const char *
+wse_addr_domain(const char *s)
+{
+	const char *at = strchr(s, '@');
+
+	return at ? at + 1 : "";
+}
+
+wse_status
+wse_msg_new(wse_msg **m_r)
+{
+	if ((*m_r = calloc(1, sizeof(**m_r))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate a message");
+	return WSE_OK;
+}
+
+void
+wse_msg_free(wse_msg **mp)
+{
+	wse_msg *m;
+	size_t i;
+
+	if (mp == NULL || (m = *mp) == NULL)
+		return;
+	free(m->from);
+	for (i = 0; i < m->nto; i++)
+		free(m->to[i]);
+	free(m->to);
+	for (i = 0; i < m->ncc; i++)
+		free(m->cc[i]);
+	free(m->cc);
+	free(m->subject);
+	free(m->date);
+	free(m->text);
+	for (i = 0; i < m->natt; i++) {
+		free(m->att[i].name);
+		free(m->att[i].type);
+		wse_buf_free(&m->att[i].data);
+	}
+	free(m->att);
+	free(m);
+	*mp = NULL;
+}
+
+static wse_status
+set_str(char **dst, const char *value, size_t max, const char *what)
+{
+	char *copy;
+	const unsigned char *p;
+
+	if (value == NULL)
+		return wse_err(WSE_ERR_INVALID, "no %s", what);
+	if (strlen(value) > max)
+		return wse_err(WSE_ERR_TOO_LARGE, "%s longer than %zu bytes",
+		    what, max);
+	for (p = (const unsigned char *)value; *p; p++)
+		if ((*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') ||
+		    *p == 0x7f)
+			return wse_err(WSE_ERR_INVALID,
+			    "control character in %s", what);
+	if ((copy = strdup(value)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	free(*dst);
+	*dst = copy;
+	return WSE_OK;
+}
+
+wse_status
+wse_msg_set(wse_msg *m, const char *field, const char *value)
+{
+	char addr[WSE_ADDR_MAX + 1];
+	wse_status st;
+
+	if (strcmp(field, "from") == 0) {
+		if ((st = wse_addr_normalize(value, addr, sizeof(addr))) !=
+		    WSE_OK)
+			return st;
+		return set_str(&m->from, addr, WSE_ADDR_MAX, "From");
+	}
+	if (strcmp(field, "subject") == 0) {
+		if (strchr(value, '\n') != NULL || strchr(value, '\r') != NULL)
+			return wse_err(WSE_ERR_INVALID,
+			    "line break in Subject");
+		return set_str(&m->subject, value, WSE_MSG_SUBJECT_MAX,
+		    "Subject");
+	}
+	if (strcmp(field, "date") == 0) {
+		int64_t t;
+
+		if ((st = wse_time_parse(value, &t)) != WSE_OK)
+			return st;
+		return set_str(&m->date, value, 40, "Date");
+	}
+	if (strcmp(field, "text") == 0)
+		return set_str(&m->text, value, TEXT_MAX, "Text");
+	return wse_err(WSE_ERR_INVALID, "unknown message field %s", field);
+}
+
+wse_status
+wse_msg_add_rcpt(wse_msg *m, const char *s, int cc)
+{
+	char addr[WSE_ADDR_MAX + 1], **v, *copy;
+	size_t *n = cc ? &m->ncc : &m->nto;
+	wse_status st;
+
+	if ((st = wse_addr_normalize(s, addr, sizeof(addr))) != WSE_OK)
+		return st;
+	if (m->nto + m->ncc >= WSE_MSG_MAX_RCPTS)
+		return wse_err(WSE_ERR_TOO_LARGE, "more than %d recipients",
+		    WSE_MSG_MAX_RCPTS);
+	if ((v = reallocarray(cc ? m->cc : m->to, *n + 1, sizeof(*v))) ==
+	    NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if (cc)
+		m->cc = v;
+	else
+		m->to = v;
+	if ((copy = strdup(addr)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	v[(*n)++] = copy;
+	return WSE_OK;
+}
+
+wse_status
+wse_msg_add_attachment(wse_msg *m, const char *name, const char *type,
+    const void *data, size_t len)
+{
+	wse_attachment *v, *a;
+	uint8_t h[WSE_SHA256_LEN];
+	wse_status st;
+
+	if (m->natt >= WSE_MSG_MAX_ATTACHMENTS)
+		return wse_err(WSE_ERR_TOO_LARGE, "more than %d attachments",
+		    WSE_MSG_MAX_ATTACHMENTS);
+	if (name == NULL || *name == '\0' || strchr(name, '/') != NULL)
+		return wse_err(WSE_ERR_INVALID, "bad attachment name");
+	if ((v = reallocarray(m->att, m->natt + 1, sizeof(*v))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	m->att = v;
+	a = &m->att[m->natt];
+	memset(a, 0, sizeof(*a));
+	if ((st = set_str(&a->name, name, NAME_MAX_LEN, "attachment name")) !=
+	    WSE_OK ||
+	    (st = set_str(&a->type, type ? type : "application/octet-stream",
+	    NAME_MAX_LEN, "attachment type")) != WSE_OK)
+		goto fail;
+	if ((a->data = wse_buf_new(len + 1)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto fail;
+	}
+	if ((st = wse_buf_put(a->data, data, len)) != WSE_OK ||
+	    (st = wse_sha256(data, len, h)) != WSE_OK)
+		goto fail;
+	wse_hex(h, sizeof(h), a->sha256);
+	a->size = len;
+	m->natt++;
+	return WSE_OK;
+fail:
+	free(a->name);
+	free(a->type);
+	wse_buf_free(&a->data);
+	return st;
+}
+
+/* ---- parsing ---- */
+
+static wse_status
+elem_text(const xmlNode *n, size_t max, char **out)
+{
+	wse_buf *b = wse_buf_new(max + 1);
+	wse_status st;
+
+	*out = NULL;
+	if (b == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_xml_text(n, b)) == WSE_OK &&
+	    (*out = wse_buf_steal(b, NULL)) == NULL)
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	wse_buf_free(&b);
+	return st;
+}
+
+static wse_status
+parse_attachment(wse_msg *m, const xmlNode *n)
+{
+	const char *name = wse_xml_attr(n, NULL, "name");
+	const char *type = wse_xml_attr(n, NULL, "type");
+	const char *size = wse_xml_attr(n, NULL, "size");
+	const char *sha = wse_xml_attr(n, NULL, "sha256");
+	wse_buf *txt = NULL, *bin = NULL;
+	wse_status st;
+	char *end;
+	unsigned long long sz;
+
+	if (name == NULL || size == NULL || sha == NULL)
+		return wse_err(WSE_ERR_INVALID,
+		    "attachment lacks name, size or sha256");
+	sz = strtoull(size, &end, 10);
+	if (*size < '0' || *size > '9' || *end != '\0')
+		return wse_err(WSE_ERR_INVALID, "bad attachment size");
+	if ((txt = wse_buf_new(TEXT_MAX)) == NULL ||
+	    (bin = wse_buf_new(TEXT_MAX)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if ((st = wse_xml_text(n, txt)) != WSE_OK ||
+	    (st = wse_base64_decode(wse_buf_str(txt), wse_buf_len(txt),
+	    bin)) != WSE_OK)
+		goto out;
+	if (wse_buf_len(bin) != sz) {
+		st = wse_err(WSE_ERR_INVALID, "attachment %.80s: %zu bytes, "
+		    "%llu announced", name, wse_buf_len(bin), sz);
+		goto out;
+	}
+	if ((st = wse_msg_add_attachment(m, name, type, wse_buf_data(bin),
+	    wse_buf_len(bin))) != WSE_OK)
+		goto out;
+	if (strcmp(m->att[m->natt - 1].sha256, sha) != 0) {
+		st = wse_err(WSE_ERR_INVALID, "attachment %.80s: SHA-256 does "
+		    "not match", name);
+		goto out;
+	}
+out:
+	wse_buf_free(&txt);
+	wse_buf_free(&bin);
+	return st;
+}
+
+wse_status
+wse_msg_parse(const xmlNode *message, wse_msg **m_r)
+{
+	wse_msg *m = NULL;
+	const xmlNode *n;
+	char *s = NULL;
+	wse_status st;
+
+	*m_r = NULL;
+	if (!wse_xml_is(message, WSE_NS_WSE, "Message"))
+		return wse_err(WSE_ERR_INVALID, "no m:Message");
+	if ((st = wse_msg_new(&m)) != WSE_OK)
+		return st;
+	for (n = wse_xml_first_elem(message); n; n = wse_xml_next_elem(n)) {
+		const char *field = NULL;
+		int rcpt = -1;
+
+		if (n->ns == NULL || strcmp((const char *)n->ns->href,
+		    WSE_NS_WSE) != 0) {
+			st = wse_err(WSE_ERR_INVALID, "foreign element in "
+			    "Message");
+			goto out;
+		}
+		if (wse_xml_is(n, WSE_NS_WSE, "Attachment")) {
+			if ((st = parse_attachment(m, n)) != WSE_OK)
+				goto out;
+			continue;
+		}
+		if (wse_xml_is(n, WSE_NS_WSE, "From"))
+			field = m->from ? NULL : "from";
+		else if (wse_xml_is(n, WSE_NS_WSE, "Subject"))
+			field = m->subject ? NULL : "subject";
+		else if (wse_xml_is(n, WSE_NS_WSE, "Date"))
+			field = m->date ? NULL : "date";
+		else if (wse_xml_is(n, WSE_NS_WSE, "Text"))
+			field = m->text ? NULL : "text";
+		else if (wse_xml_is(n, WSE_NS_WSE, "To"))
+			rcpt = 0;
+		else if (wse_xml_is(n, WSE_NS_WSE, "Cc"))
+			rcpt = 1;
+		else {
+			st = wse_err(WSE_ERR_INVALID, "unknown Message field "
+			    "%.40s", (const char *)n->name);
+			goto out;
+		}
+		if (field == NULL && rcpt < 0) {
+			st = wse_err(WSE_ERR_INVALID, "repeated Message field "
+			    "%.40s", (const char *)n->name);
+			goto out;
+		}
+		if ((st = elem_text(n, TEXT_MAX, &s)) != WSE_OK)
+			goto out;
+		st = rcpt >= 0 ? wse_msg_add_rcpt(m, s, rcpt) :
+		    wse_msg_set(m, field, s);
+		free(s);
+		s = NULL;
+		if (st != WSE_OK)
+			goto out;
+	}
+	if (m->from == NULL || m->nto + m->ncc == 0) {
+		st = wse_err(WSE_ERR_INVALID, "Message needs From and a "
+		    "recipient");
+		goto out;
+	}
+	*m_r = m;
+	m = NULL;
+	st = WSE_OK;
+out:
+	wse_msg_free(&m);
+	return st;
+}
+
+/* ---- building ---- */
+
+static wse_status
+put_elem(wse_buf *b, const char *name, const char *text)
+{
+	wse_status st;
+
+	if ((st = wse_buf_printf(b, "<m:%s>", name)) != WSE_OK ||
+	    (st = wse_buf_put_xml_escaped(b, text, strlen(text))) != WSE_OK)
+		return st;
+	return wse_buf_printf(b, "</m:%s>", name);
+}
+
+wse_status
+wse_msg_to_xml(const wse_msg *m, wse_buf *out)
+{
+	wse_buf *b64 = NULL;
+	wse_status st;
+	size_t i;
+
+	if (m->from == NULL || m->nto + m->ncc == 0)
+		return wse_err(WSE_ERR_INVALID, "message needs From and a "
+		    "recipient");
+	if ((st = wse_buf_puts(out, "<m:Message xmlns:m=\"" WSE_NS_WSE
+	    "\">")) != WSE_OK ||
+	    (st = put_elem(out, "From", m->from)) != WSE_OK)
+		return st;
+	for (i = 0; i < m->nto; i++)
+		if ((st = put_elem(out, "To", m->to[i])) != WSE_OK)
+			return st;
+	for (i = 0; i < m->ncc; i++)
+		if ((st = put_elem(out, "Cc", m->cc[i])) != WSE_OK)
+			return st;
+	if ((m->subject && (st = put_elem(out, "Subject", m->subject)) !=
+	    WSE_OK) ||
+	    (m->date && (st = put_elem(out, "Date", m->date)) != WSE_OK) ||
+	    (m->text && (st = put_elem(out, "Text", m->text)) != WSE_OK))
+		return st;
+	for (i = 0; i < m->natt; i++) {
+		const wse_attachment *a = &m->att[i];
+
+		if ((b64 = wse_buf_new(a->size * 4 / 3 + 8)) == NULL)
+			return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		if ((st = wse_base64_encode(wse_buf_data(a->data),
+		    wse_buf_len(a->data), b64)) != WSE_OK ||
+		    (st = wse_buf_puts(out, "<m:Attachment name=\"")) != WSE_OK ||
+		    (st = wse_buf_put_xml_escaped(out, a->name,
+		    strlen(a->name))) != WSE_OK ||
+		    (st = wse_buf_puts(out, "\" type=\"")) != WSE_OK ||
+		    (st = wse_buf_put_xml_escaped(out, a->type,
+		    strlen(a->type))) != WSE_OK ||
+		    (st = wse_buf_printf(out, "\" size=\"%llu\" sha256=\"%s\">",
+		    (unsigned long long)a->size, a->sha256)) != WSE_OK ||
+		    (st = wse_buf_put(out, wse_buf_data(b64),
+		    wse_buf_len(b64))) != WSE_OK ||
+		    (st = wse_buf_puts(out, "</m:Attachment>")) != WSE_OK) {
+			wse_buf_free(&b64);
+			return st;
+		}
+		wse_buf_free(&b64);
+	}
+	return wse_buf_puts(out, "</m:Message>");
+}
