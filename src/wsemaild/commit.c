@@ -1,0 +1,93 @@
+/*
+ * commit.c - group commit of submissions.
+ *
+ * Answering Submit only after the message is durable costs one fsync per
+ * transaction.  Worker threads therefore hand their submissions to one
+ * committer thread, which writes every submission waiting at that moment
+ * in ONE transaction (wse_store_enqueue), then wakes their workers with
+ * each one's own outcome.  Under load many submissions share an fsync;
+ * alone, a submission waits for nothing but its own commit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsed.h"
+
+#define BATCH_MAX 128
+
+struct commit_req {
+	const wse_submission *sub;
+	wse_status st;
+	int done;
+	struct commit_req *next;
+};
+
+wse_status
+wsed_commit(struct wsed *s, const wse_submission *sub)
+{
+	struct commit_req r = { sub, WSE_ERR_INTERNAL, 0, NULL };
+
+	pthread_mutex_lock(&s->commit_lock);
+	if (s->commit_stop) {
+		pthread_mutex_unlock(&s->commit_lock);
+		return wse_err(WSE_ERR_TEMPFAIL, "server is stopping");
+	}
+	*s->commit_tail = &r;
+	s->commit_tail = &r.next;
+	pthread_cond_signal(&s->commit_work);
+	while (!r.done)
+		pthread_cond_wait(&s->commit_done, &s->commit_lock);
+	pthread_mutex_unlock(&s->commit_lock);
+	if (r.st != WSE_OK && r.st != WSE_ERR_REPLAY)
+		return wse_err(r.st, "cannot queue the message durably");
+	if (r.st == WSE_ERR_REPLAY)
+		return wse_err(r.st, "message was already submitted");
+	return WSE_OK;
+}
+
+void *
+wsed_commit_main(void *arg)
+{
+	struct wsed *s = arg;
+	struct commit_req *batch[BATCH_MAX];
+	wse_submission subs[BATCH_MAX];
+	wse_status st, one[BATCH_MAX];
+	size_t n, i;
+
+	pthread_mutex_lock(&s->commit_lock);
+	for (;;) {
+		while (s->commit_head == NULL && !s->commit_stop)
+			pthread_cond_wait(&s->commit_work, &s->commit_lock);
+		if (s->commit_head == NULL)
+			break;
+		for (n = 0; n < BATCH_MAX && s->commit_head != NULL; n++) {
+			batch[n] = s->commit_head;
+			if ((s->commit_head = batch[n]->next) == NULL)
+				s->commit_tail = &s->commit_head;
+			subs[n] = *batch[n]->sub;
+		}
+		pthread_mutex_unlock(&s->commit_lock);
+		st = wse_store_enqueue(s->store, subs, n, s->now(), s->lifetime,
+		    one);
+		s->commits++;
+		s->committed += n;
+		wse_err_clear();
+		pthread_mutex_lock(&s->commit_lock);
+		for (i = 0; i < n; i++) {
+			batch[i]->st = st != WSE_OK ? st : one[i];
+			batch[i]->done = 1;
+		}
+		pthread_cond_broadcast(&s->commit_done);
+	}
+	pthread_mutex_unlock(&s->commit_lock);
+	return NULL;
+}
+
+void
+wsed_commit_stop(struct wsed *s)
+{
+	pthread_mutex_lock(&s->commit_lock);
+	s->commit_stop = 1;
+	pthread_cond_broadcast(&s->commit_work);
+	pthread_mutex_unlock(&s->commit_lock);
+}

@@ -1,0 +1,373 @@
+/*
+ * wsemaild - the WSEmail server of one domain.
+ *
+ * Usage: wsemaild [-t] CONFIG     (-t: check the configuration and exit)
+ *
+ * SECURITY: wsemaild trusts its configuration file, its domain's service
+ * key and certificate, the root certificate and the CRLs named there, and
+ * its store.  Everything that arrives on the network is untrusted: it goes
+ * through the hardened parser and the WS-Security verifier (lib/wss.c)
+ * before any operation reads it, within the limits of the [limits]
+ * section.  It never needs the root's private key.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+
+#include "config.h"
+#include "wsed.h"
+
+void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static wse_http_server *the_server;
+static volatile sig_atomic_t got_signal;
+
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+	if (the_server != NULL)
+		wse_http_server_stop(the_server);
+}
+
+static int64_t
+clock_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ---- work queue: the loop thread hands requests to worker threads ---- */
+
+struct work {
+	struct work *next;
+	wse_http_req *req;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct work *head, **tail;
+	int stop;
+	struct wsed *s;
+	wse_buf *wsdl;
+} wq = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0,
+    NULL, NULL };
+
+static void
+on_request(void *arg, wse_http_req *req)
+{
+	struct work *w;
+	const char *q = wse_http_req_query(req);
+
+	(void)arg;
+	if (strcmp(wse_http_req_method(req), "GET") == 0) {
+		if (q != NULL && strcmp(q, "wsdl") == 0)
+			wse_http_reply(req, 200, "text/xml",
+			    wse_buf_data(wq.wsdl), wse_buf_len(wq.wsdl));
+		else
+			wse_http_reply(req, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
+		return;
+	}
+	w->req = req;
+	pthread_mutex_lock(&wq.lock);
+	*wq.tail = w;
+	wq.tail = &w->next;
+	pthread_cond_signal(&wq.cond);
+	pthread_mutex_unlock(&wq.lock);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct wsed *s = arg;
+	wse_buf *out = wse_buf_new(s->lim.max_message_bytes * 4);
+
+	for (;;) {
+		struct work *w;
+		const uint8_t *body;
+		size_t len, npeer;
+		wse_cert *const *peer;
+		int status;
+
+		pthread_mutex_lock(&wq.lock);
+		while (wq.head == NULL && !wq.stop)
+			pthread_cond_wait(&wq.cond, &wq.lock);
+		if (wq.head == NULL) {
+			pthread_mutex_unlock(&wq.lock);
+			break;
+		}
+		w = wq.head;
+		if ((wq.head = w->next) == NULL)
+			wq.tail = &wq.head;
+		pthread_mutex_unlock(&wq.lock);
+		body = wse_http_req_body(w->req, &len);
+		peer = wse_http_req_peer_chain(w->req, &npeer);
+		if (out == NULL) {
+			wse_http_reply(w->req, 503, "text/plain", "busy\n", 5);
+		} else {
+			wse_buf_reset(out);
+			wsed_handle(s, body, len, peer, npeer, out, &status);
+			wse_http_reply(w->req, status,
+			    "application/soap+xml; charset=utf-8",
+			    wse_buf_data(out), wse_buf_len(out));
+		}
+		free(w);
+	}
+	wse_buf_free(&out);
+	return NULL;
+}
+
+/* ---- configuration ---- */
+
+static const char *
+need(const wse_config *cfg, const char *key, const char *path)
+{
+	const char *v = wse_config_get(cfg, "", key);
+
+	if (v == NULL || *v == '\0')
+		fprintf(stderr, "wsemaild: %s: \"%s\" is required\n", path, key);
+	return v;
+}
+
+static int
+fail(const char *what)
+{
+	char errs[1024];
+
+	fprintf(stderr, "wsemaild: %s: %s\n", what,
+	    wse_err_format(errs, sizeof(errs)));
+	return 1;
+}
+
+static int
+setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
+    int *threads)
+{
+	wse_config *cfg = NULL;
+	const char *v, *key;
+	uint8_t secret[WSE_SEAL_KEY_LEN], seal[WSE_SEAL_KEY_LEN];
+	long long num;
+	size_t i, n;
+	int rc = 1;
+
+	if (wse_config_load(path, &cfg) != WSE_OK)
+		return fail("configuration");
+	wse_limits_default(&s->lim);
+	for (i = 0; (key = wse_config_key(cfg, "limits", i, &v)) != NULL; i++)
+		if (wse_limits_set(&s->lim, key, v) != WSE_OK) {
+			rc = fail(path);
+			goto out;
+		}
+	if ((v = need(cfg, "domain", path)) == NULL)
+		goto out;
+	(void)snprintf(s->domain, sizeof(s->domain), "%s", v);
+	if ((v = need(cfg, "url", path)) == NULL)
+		goto out;
+	(void)snprintf(s->url, sizeof(s->url), "%s", v);
+	if ((v = need(cfg, "listen", path)) == NULL ||
+	    (ho->listen = strdup(v)) == NULL ||
+	    (v = need(cfg, "cert_chain", path)) == NULL)
+		goto out;
+	(void)snprintf(s->chain_path, sizeof(s->chain_path), "%s", v);
+	if ((v = need(cfg, "key", path)) == NULL)
+		goto out;
+	(void)snprintf(s->key_path, sizeof(s->key_path), "%s", v);
+	if ((v = need(cfg, "roots", path)) == NULL)
+		goto out;
+	(void)snprintf(s->roots_path, sizeof(s->roots_path), "%s", v);
+	if (need(cfg, "crl", path) == NULL || need(cfg, "store", path) ==
+	    NULL || need(cfg, "secret_file", path) == NULL)
+		goto out;
+	ho->cert_chain = s->chain_path;
+	ho->key = s->key_path;
+	ho->client_roots = s->roots_path;
+	ho->client_cert = WSE_CLIENT_CERT_OPTIONAL;
+	ho->max_body = s->lim.max_message_bytes;
+	ho->timeout_s = 60;
+	ho->max_connections = 2000;
+
+#define INT(k, def, lo, hi, dst) do {					\
+	if (wse_config_get_int(cfg, "", k, def, lo, hi, &num) != WSE_OK) {	\
+		rc = fail(path);					\
+		goto out;						\
+	}								\
+	dst = num;							\
+} while (0)
+	INT("retry_first", 300, 1, 86400, s->retry_first);
+	INT("retry_max", 4000, 1, 86400 * 7, s->retry_max);
+	INT("lifetime", 5 * 86400, 1, 86400 * 60, s->lifetime);
+	INT("lease", 300, 5, 86400, s->lease);
+	INT("reply_ttl", 300, 10, 3600, s->reply_ttl);
+	INT("threads", 16, 1, 64, *threads);
+#undef INT
+
+	if (wse_secret_load(wse_config_get(cfg, "", "secret_file"), 1,
+	    secret) != WSE_OK ||
+	    wse_secret_derive(secret, "store-seal", seal) != WSE_OK ||
+	    wse_secret_derive(secret, "decoy-salt", s->secret) != WSE_OK) {
+		rc = fail("server secret");
+		goto out;
+	}
+	if (wse_key_load(s->key_path, &s->key) != WSE_OK ||
+	    wse_cert_load_list(s->chain_path, &s->chain, &s->nchain) !=
+	    WSE_OK ||
+	    wse_signer_new_cert(s->key, s->chain, s->nchain, &s->signer) !=
+	    WSE_OK) {
+		rc = fail("service key and certificate");
+		goto out;
+	}
+	if (wse_trust_new(&s->trust) != WSE_OK ||
+	    wse_trust_load_roots(s->trust, s->roots_path) != WSE_OK) {
+		rc = fail("roots");
+		goto out;
+	}
+	n = wse_config_count(cfg, "", "crl");
+	for (i = 0; i < n; i++)
+		if (wse_trust_load_crls(s->trust, wse_config_get_nth(cfg, "",
+		    "crl", i)) != WSE_OK) {
+			rc = fail("CRL");
+			goto out;
+		}
+	if (wse_trust_verify(s->trust, s->chain[0], s->chain + 1,
+	    s->nchain - 1, s->now(), WSE_PURPOSE_SERVICE) != WSE_OK) {
+		rc = fail("our own service certificate does not verify");
+		goto out;
+	}
+	if (wse_store_open(wse_config_get(cfg, "", "store"), seal,
+	    &s->store) != WSE_OK || wse_store_replay(s->store, &s->replay) !=
+	    WSE_OK) {
+		rc = fail("store");
+		goto out;
+	}
+	if (wse_router_new(wse_config_get(cfg, "", "dns_server"), 3000,
+	    &s->router) != WSE_OK) {
+		rc = fail("resolver");
+		goto out;
+	}
+	n = wse_config_count(cfg, "", "route");
+	for (i = 0; i < n; i++) {
+		char dom[256], tgt[300];
+		const char *r = wse_config_get_nth(cfg, "", "route", i);
+
+		if (sscanf(r, "%255s %299s", dom, tgt) != 2 ||
+		    wse_router_add_static(s->router, dom, tgt) != WSE_OK) {
+			fprintf(stderr, "wsemaild: %s: bad route \"%s\" "
+			    "(DOMAIN HOST:PORT)\n", path, r);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	wse_memzero(secret, sizeof(secret));
+	wse_memzero(seal, sizeof(seal));
+	wse_config_free(&cfg);
+	return rc;
+}
+
+static void
+teardown(struct wsed *s)
+{
+	wse_router_free(&s->router);
+	wse_replay_free(&s->replay);
+	wse_store_close(&s->store);
+	wse_trust_free(&s->trust);
+	wse_signer_free(&s->signer);
+	wse_cert_list_free(&s->chain, s->nchain);
+	wse_key_free(&s->key);
+	wse_memzero(s->secret, sizeof(s->secret));
+}
+
+int
+main(int argc, char **argv)
+{
+	struct wsed s;
+	wse_http_server_opts ho;
+	pthread_t out_thread, commit_thread, workers[64];
+	int threads = 2, i, check_only = 0, rc = 1;
+	struct sigaction sa;
+
+	if (argc == 3 && strcmp(argv[1], "-t") == 0) {
+		check_only = 1;
+		argv++;
+		argc--;
+	}
+	if (argc != 2) {
+		fprintf(stderr, "usage: wsemaild [-t] CONFIG\n");
+		return 2;
+	}
+	memset(&s, 0, sizeof(s));
+	memset(&ho, 0, sizeof(ho));
+	s.now = clock_now;
+	pthread_mutex_init(&s.wake_lock, NULL);
+	pthread_cond_init(&s.wake, NULL);
+	pthread_mutex_init(&s.commit_lock, NULL);
+	pthread_cond_init(&s.commit_work, NULL);
+	pthread_cond_init(&s.commit_done, NULL);
+	s.commit_tail = &s.commit_head;
+	if (wse_wss_init() != WSE_OK || setup(&s, argv[1], &ho, &threads) != 0)
+		goto out;
+	if (check_only) {
+		printf("wsemaild: %s: configuration of %s is valid\n", argv[1],
+		    s.domain);
+		rc = 0;
+		goto out;
+	}
+	if ((wq.wsdl = wse_buf_new(1 << 20)) == NULL ||
+	    wsed_wsdl(s.url, wq.wsdl) != WSE_OK) {
+		rc = fail("WSDL");
+		goto out;
+	}
+	wq.tail = &wq.head;
+	wq.s = &s;
+	if (wse_http_server_new(&ho, on_request, &s, &the_server) != WSE_OK) {
+		rc = fail("listen");
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_create(&commit_thread, NULL, wsed_commit_main, &s);
+	for (i = 0; i < threads; i++)
+		pthread_create(&workers[i], NULL, worker_main, &s);
+	pthread_create(&out_thread, NULL, wsed_outbound_main, &s);
+	wsed_log("%s listening on %s (port %u), %d workers", s.domain,
+	    ho.listen, wse_http_server_port(the_server), threads);
+	printf("wsemaild: %s ready on port %u\n", s.domain,
+	    wse_http_server_port(the_server));
+	fflush(stdout);
+	if (wse_http_server_run(the_server) != WSE_OK)
+		(void)fail("event loop");
+	wsed_log("stopping (signal %d)", (int)got_signal);
+	s.stopping = 1;
+	wsed_outbound_kick(&s);
+	pthread_mutex_lock(&wq.lock);
+	wq.stop = 1;
+	pthread_cond_broadcast(&wq.cond);
+	pthread_mutex_unlock(&wq.lock);
+	for (i = 0; i < threads; i++)
+		pthread_join(workers[i], NULL);
+	pthread_join(out_thread, NULL);
+	wsed_commit_stop(&s);
+	pthread_join(commit_thread, NULL);
+	wsed_log("%llu submissions in %llu transactions",
+	    (unsigned long long)s.committed, (unsigned long long)s.commits);
+	rc = 0;
+out:
+	wse_http_server_free(&the_server);
+	wse_buf_free(&wq.wsdl);
+	free((char *)ho.listen);
+	teardown(&s);
+	xmlCleanupParser();
+	return rc;
+}

@@ -1,0 +1,633 @@
+/*
+ * ops.c - the SOAP operations of wsemaild (docs/protocol.md).
+ *
+ * SECURITY: every request is untrusted until wse_wss_verify has proven it;
+ * before that, only the Action (to choose a handler) and the claimed
+ * origin domain (to tell the verifier whose signature to expect) are read,
+ * and both are then proven by the verifier (the signed Action and Body are
+ * the very nodes read here).  Client operations act only on the
+ * authenticated user's own mailbox.  Deliver needs mutual TLS with a
+ * certificate of the same domain as the signature and the sender.  Faults
+ * carry a generic reason; the precise one goes to the log.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "wsed.h"
+#include "xml.h"
+
+#define LIST_MAX 500
+
+void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void
+wsed_log(const char *fmt, ...)
+{
+	char when[21];
+	va_list ap;
+
+	wse_time_format((int64_t)time(NULL), when);
+	flockfile(stderr);
+	fprintf(stderr, "%s wsemaild: ", when);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+static wse_status
+lookup_user(void *arg, const char *user, uint8_t key_r[WSE_DERIVED_KEY_LEN])
+{
+	struct wsed *s = arg;
+	wse_user_rec rec;
+	wse_status st = wse_store_user_get(s->store, user, &rec, key_r);
+
+	return st == WSE_OK || st == WSE_ERR_NOT_FOUND ? st : WSE_ERR_TEMPFAIL;
+}
+
+/* Text of a candidate element, bounded; NULL when absent or not text. */
+static char *
+text_or_null(const xmlNode *n, size_t max)
+{
+	wse_buf *b;
+	char *s = NULL;
+
+	if (n == NULL || (b = wse_buf_new(max)) == NULL)
+		return NULL;
+	if (wse_xml_text(n, b) == WSE_OK)
+		s = wse_buf_steal(b, NULL);
+	wse_buf_free(&b);
+	return s;
+}
+
+static xmlNodePtr
+child(const xmlNode *parent, const char *local)
+{
+	xmlNodePtr n;
+
+	return wse_xml_only_child(parent, WSE_NS_WSE, local, &n) == WSE_OK ?
+	    n : NULL;
+}
+
+static wse_status
+child_int(const xmlNode *parent, const char *local, long long def,
+    long long lo, long long hi, long long *out)
+{
+	xmlNodePtr n = child(parent, local);
+	char *s, *end;
+	long long v;
+
+	*out = def;
+	if (n == NULL)
+		return WSE_OK;
+	if ((s = text_or_null(n, 32)) == NULL)
+		return wse_err(WSE_ERR_INVALID, "bad %s", local);
+	v = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end != '\0' || v < lo || v > hi) {
+		free(s);
+		return wse_err(WSE_ERR_INVALID, "bad %s", local);
+	}
+	free(s);
+	*out = v;
+	return WSE_OK;
+}
+
+wse_status
+wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out)
+{
+	wse_status st;
+
+	if ((st = wse_wss_sign(env, s->signer, s->now(), s->reply_ttl)) !=
+	    WSE_OK)
+		return st;
+	return wse_env_serialize(env, out);
+}
+
+/* ---- operations: each fills resp (a payload XML) or fails ---- */
+
+static wse_status
+op_auth_params(struct wsed *s, xmlNodePtr body, wse_buf *resp)
+{
+	xmlNodePtr req = child(body, "GetAuthParams"), u;
+	char *user = NULL, norm[WSE_ADDR_MAX + 1];
+	uint8_t salt[WSE_SALT_LEN];
+	uint32_t iter = s->lim.pbkdf2_iterations;
+	wse_user_rec rec;
+	wse_buf *b64 = NULL;
+	wse_status st;
+
+	if (req == NULL || (u = child(req, "User")) == NULL ||
+	    (user = text_or_null(u, WSE_ADDR_MAX + 1)) == NULL ||
+	    wse_addr_normalize(user, norm, sizeof(norm)) != WSE_OK) {
+		st = wse_err(WSE_ERR_INVALID, "GetAuthParams needs a User");
+		goto out;
+	}
+	/* Same answer shape for every name: a real account's salt and cost,
+	 * or a stable decoy derived from the server secret. */
+	st = wse_store_user_get(s->store, norm, &rec, NULL);
+	if (st == WSE_OK) {
+		memcpy(salt, rec.salt, sizeof(salt));
+		iter = rec.iterations;
+	} else if (st == WSE_ERR_NOT_FOUND) {
+		if ((st = wse_decoy_salt(s->secret, norm, salt)) != WSE_OK)
+			goto out;
+	} else {
+		st = wse_err(WSE_ERR_TEMPFAIL, "user store unavailable");
+		goto out;
+	}
+	if ((b64 = wse_buf_new(64)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if ((st = wse_base64_encode(salt, sizeof(salt), b64)) != WSE_OK ||
+	    (st = wse_buf_printf(resp, "<m:GetAuthParamsResponse xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Kdf>PBKDF2-HMAC-SHA256</m:Kdf><m:Salt>%s"
+	    "</m:Salt><m:Iterations>%u</m:Iterations>"
+	    "</m:GetAuthParamsResponse>", wse_buf_str(b64), iter)) != WSE_OK)
+		goto out;
+out:
+	free(user);
+	wse_buf_free(&b64);
+	return st;
+}
+
+wse_status
+wsed_submit(struct wsed *s, const wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r)
+{
+	const char *all[WSE_MSG_MAX_RCPTS], *domains[WSE_MSG_MAX_RCPTS];
+	const char *rcpts[WSE_MSG_MAX_RCPTS][WSE_MSG_MAX_RCPTS];
+	const char *const *rcpt_rows[WSE_MSG_MAX_RCPTS];
+	size_t nrcpts[WSE_MSG_MAX_RCPTS], nd = 0, n = 0, i, d;
+	wse_submission sub;
+	wse_buf *payload = NULL;
+	wse_status st;
+
+	for (i = 0; i < m->nto; i++)
+		all[n++] = m->to[i];
+	for (i = 0; i < m->ncc; i++)
+		all[n++] = m->cc[i];
+	/* Group by domain, each mailbox once. */
+	for (i = 0; i < n; i++) {
+		const char *dom = wse_addr_domain(all[i]);
+		size_t k;
+		int dup = 0;
+
+		for (d = 0; d < nd; d++)
+			if (strcmp(domains[d], dom) == 0)
+				break;
+		if (d == nd) {
+			domains[nd] = dom;
+			nrcpts[nd++] = 0;
+		}
+		for (k = 0; k < nrcpts[d]; k++)
+			dup |= strcmp(rcpts[d][k], all[i]) == 0;
+		if (!dup)
+			rcpts[d][nrcpts[d]++] = all[i];
+	}
+	for (d = 0; d < nd; d++)
+		rcpt_rows[d] = rcpts[d];
+	if ((st = wse_uuid_urn(id_r)) != WSE_OK)
+		return st;
+	if ((payload = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_msg_to_xml(m, payload)) != WSE_OK)
+		goto out;
+	memset(&sub, 0, sizeof(sub));
+	sub.sender = m->from;
+	sub.message_id = id_r;
+	sub.replay_id = replay_id;
+	sub.replay_expires = replay_expires;
+	sub.flags = flags;
+	sub.payload = wse_buf_data(payload);
+	sub.len = wse_buf_len(payload);
+	sub.ndomains = nd;
+	sub.domains = domains;
+	sub.rcpts = rcpt_rows;
+	sub.nrcpts = nrcpts;
+	if ((st = wsed_commit(s, &sub)) != WSE_OK)
+		goto out;
+	wsed_outbound_kick(s);
+out:
+	wse_buf_free(&payload);
+	return st;
+}
+
+static wse_status
+op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
+{
+	xmlNodePtr req = child(v->body, "Submit"), mnode;
+	wse_msg *m = NULL;
+	char when[21], id[WSE_UUID_URN_LEN + 1];
+	wse_status st;
+	size_t len = 0;
+
+	if (req == NULL || (mnode = child(req, "Message")) == NULL)
+		return wse_err(WSE_ERR_INVALID, "Submit needs a Message");
+	if ((st = wse_msg_parse(mnode, &m)) != WSE_OK)
+		return st;
+	if (strcmp(m->from, v->user) != 0) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "%s may not send as %s",
+		    v->user, m->from);
+		goto out;
+	}
+	wse_time_format(s->now(), when);
+	if ((st = wse_msg_set(m, "date", when)) != WSE_OK)
+		goto out;
+	for (size_t i = 0; i < m->natt; i++)
+		len += m->att[i].size;
+	if (len > s->lim.max_message_bytes) {
+		st = wse_err(WSE_ERR_TOO_LARGE, "attachments too large");
+		goto out;
+	}
+	if ((st = wsed_submit(s, m, 0, v->message_id_s, v->replay_expires,
+	    id)) != WSE_OK)
+		goto out;
+	wsed_log("submit %s from %s to %zu recipient(s)", id, m->from,
+	    m->nto + m->ncc);
+	st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:Id>%s</m:Id></m:SubmitResponse>", id);
+out:
+	wse_msg_free(&m);
+	return st;
+}
+
+struct list_ctx {
+	wse_buf *out;
+	wse_status st;
+};
+
+static wse_status
+list_one(void *arg, const wse_msg_meta *meta)
+{
+	struct list_ctx *c = arg;
+	char when[21];
+	wse_status st;
+
+	wse_time_format(meta->received, when);
+	if ((st = wse_buf_printf(c->out, "<m:Header id=\"%lld\" unread=\"%s\" "
+	    "flags=\"%u\"><m:From>", (long long)meta->id,
+	    meta->unread ? "true" : "false", meta->flags)) != WSE_OK ||
+	    (st = wse_buf_put_xml_escaped(c->out, meta->from,
+	    strlen(meta->from))) != WSE_OK ||
+	    (st = wse_buf_puts(c->out, "</m:From><m:Subject>")) != WSE_OK ||
+	    (st = wse_buf_put_xml_escaped(c->out, meta->subject,
+	    strlen(meta->subject))) != WSE_OK ||
+	    (st = wse_buf_printf(c->out, "</m:Subject><m:Received>%s"
+	    "</m:Received><m:Size>%llu</m:Size></m:Header>", when,
+	    (unsigned long long)meta->size)) != WSE_OK)
+		return st;
+	return WSE_OK;
+}
+
+static wse_status
+op_list(struct wsed *s, const wse_verified *v, wse_buf *resp)
+{
+	xmlNodePtr req = child(v->body, "ListHeaders");
+	long long off, lim;
+	uint64_t total, unread;
+	struct list_ctx c = { resp, WSE_OK };
+	wse_status st;
+
+	if (req == NULL)
+		return wse_err(WSE_ERR_INVALID, "no ListHeaders");
+	if ((st = child_int(req, "Offset", 0, 0, 1LL << 40, &off)) !=
+	    WSE_OK ||
+	    (st = child_int(req, "Limit", 50, 1, LIST_MAX, &lim)) != WSE_OK ||
+	    (st = wse_store_count(s->store, v->user, &total, &unread)) !=
+	    WSE_OK ||
+	    (st = wse_buf_printf(resp, "<m:ListHeadersResponse xmlns:m=\""
+	    WSE_NS_WSE "\" total=\"%llu\" unread=\"%llu\">",
+	    (unsigned long long)total, (unsigned long long)unread)) != WSE_OK ||
+	    (st = wse_store_list(s->store, v->user, (size_t)off, (size_t)lim,
+	    list_one, &c)) != WSE_OK)
+		return st;
+	return wse_buf_puts(resp, "</m:ListHeadersResponse>");
+}
+
+static wse_status
+op_fetch(struct wsed *s, const wse_verified *v, wse_buf *resp)
+{
+	xmlNodePtr req = child(v->body, "FetchMessage");
+	long long id;
+	wse_msg_meta meta;
+	wse_buf *env = NULL;
+	char when[21];
+	wse_status st;
+
+	if (req == NULL || child(req, "Id") == NULL)
+		return wse_err(WSE_ERR_INVALID, "FetchMessage needs an Id");
+	if ((st = child_int(req, "Id", 0, 1, INT64_MAX, &id)) != WSE_OK)
+		return st;
+	if ((env = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_store_fetch(s->store, v->user, id, &meta, env)) !=
+	    WSE_OK)
+		goto out;
+	wse_time_format(meta.received, when);
+	if ((st = wse_buf_printf(resp, "<m:FetchMessageResponse xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%lld</m:Id><m:Received>%s</m:Received>"
+	    "<m:Original>", id, when)) != WSE_OK ||
+	    (st = wse_base64_encode(wse_buf_data(env), wse_buf_len(env),
+	    resp)) != WSE_OK ||
+	    (st = wse_buf_puts(resp, "</m:Original></m:FetchMessageResponse>"))
+	    != WSE_OK)
+		goto out;
+out:
+	wse_buf_free(&env);
+	return st;
+}
+
+static wse_status
+op_delete_or_read(struct wsed *s, const wse_verified *v, int del,
+    wse_buf *resp)
+{
+	xmlNodePtr req = child(v->body, del ? "DeleteMessage" : "MarkRead");
+	long long id;
+	int read = 1;
+	wse_status st;
+
+	if (req == NULL || child(req, "Id") == NULL)
+		return wse_err(WSE_ERR_INVALID, "needs an Id");
+	if ((st = child_int(req, "Id", 0, 1, INT64_MAX, &id)) != WSE_OK)
+		return st;
+	if (!del) {
+		xmlNodePtr r = child(req, "Read");
+		char *t = r ? text_or_null(r, 8) : NULL;
+
+		if (r != NULL) {
+			if (t == NULL || (strcmp(t, "true") != 0 &&
+			    strcmp(t, "false") != 0)) {
+				free(t);
+				return wse_err(WSE_ERR_INVALID, "bad Read");
+			}
+			read = strcmp(t, "true") == 0;
+		}
+		free(t);
+	}
+	st = del ? wse_store_delete(s->store, v->user, id) :
+	    wse_store_mark_read(s->store, v->user, id, read);
+	if (st != WSE_OK)
+		return st;
+	return wse_buf_printf(resp, "<m:%sResponse xmlns:m=\"" WSE_NS_WSE
+	    "\"/>", del ? "DeleteMessage" : "MarkRead");
+}
+
+/*
+ * Store a Deliver request that is proven to come from origin: check the
+ * message, split recipients into accepted and rejected, store once.
+ * original is the request as received (kept for end-to-end checks).
+ */
+static wse_status
+deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
+    const char *replay_id, int64_t replay_expires, const uint8_t *original,
+    size_t len, wse_buf *resp)
+{
+	xmlNodePtr n, mnode = child(req, "Message");
+	char *origin_id = NULL, *t = NULL;
+	const char *acc[WSE_MSG_MAX_RCPTS];
+	char rcpt[WSE_MSG_MAX_RCPTS][WSE_ADDR_MAX + 1];
+	int accepted[WSE_MSG_MAX_RCPTS];
+	size_t nr = 0, na = 0, i;
+	wse_msg *m = NULL;
+	wse_msg_meta meta;
+	wse_user_rec rec;
+	wse_status st;
+
+	if (mnode == NULL || (n = child(req, "OriginId")) == NULL ||
+	    (origin_id = text_or_null(n, WSE_STORE_NAME_MAX)) == NULL ||
+	    !wse_uuid_urn_valid(origin_id)) {
+		st = wse_err(WSE_ERR_INVALID, "Deliver needs OriginId and "
+		    "Message");
+		goto out;
+	}
+	if ((st = wse_msg_parse(mnode, &m)) != WSE_OK)
+		goto out;
+	if (strcmp(wse_addr_domain(m->from), origin) != 0) {
+		st = wse_err(WSE_ERR_DOMAIN_MISMATCH, "From %s is not of %s",
+		    m->from, origin);
+		goto out;
+	}
+	for (n = wse_xml_first_elem(req); n; n = wse_xml_next_elem(n)) {
+		if (!wse_xml_is(n, WSE_NS_WSE, "Rcpt"))
+			continue;
+		if (nr == WSE_MSG_MAX_RCPTS) {
+			st = wse_err(WSE_ERR_TOO_LARGE, "too many Rcpt");
+			goto out;
+		}
+		free(t);
+		if ((t = text_or_null(n, WSE_ADDR_MAX + 1)) == NULL ||
+		    (st = wse_addr_normalize(t, rcpt[nr], sizeof(rcpt[nr]))) !=
+		    WSE_OK) {
+			st = wse_err(WSE_ERR_INVALID, "bad Rcpt");
+			goto out;
+		}
+		if (strcmp(wse_addr_domain(rcpt[nr]), s->domain) != 0) {
+			st = wse_err(WSE_ERR_NOT_AUTHORIZED, "Rcpt %s is not "
+			    "of %s", rcpt[nr], s->domain);
+			goto out;
+		}
+		st = wse_store_user_get(s->store, rcpt[nr], &rec, NULL);
+		if (st != WSE_OK && st != WSE_ERR_NOT_FOUND) {
+			st = wse_err(WSE_ERR_TEMPFAIL, "user store unavailable");
+			goto out;
+		}
+		accepted[nr] = st == WSE_OK;
+		if (accepted[nr])
+			acc[na++] = rcpt[nr];
+		nr++;
+	}
+	wse_err_clear();
+	if (nr == 0) {
+		st = wse_err(WSE_ERR_INVALID, "Deliver without Rcpt");
+		goto out;
+	}
+	if (na == 0) {
+		st = wse_err(WSE_ERR_NO_SUCH_USER, "no such recipient");
+		goto out;
+	}
+	memset(&meta, 0, sizeof(meta));
+	(void)snprintf(meta.from, sizeof(meta.from), "%s", m->from);
+	(void)snprintf(meta.subject, sizeof(meta.subject), "%s",
+	    m->subject ? m->subject : "");
+	if (strncmp(m->from, "mailer-daemon@", 14) == 0)
+		meta.flags |= WSE_MSG_REPORT;
+	st = wse_store_deliver(s->store, origin, origin_id, acc, na, &meta,
+	    original, len, replay_id, replay_expires, s->now());
+	if (st == WSE_ERR_EXISTS) {
+		wsed_log("deliver %s from %s: duplicate, already stored",
+		    origin_id, origin);
+		st = WSE_OK;
+	}
+	if (st != WSE_OK)
+		goto out;
+	wsed_log("deliver %s from %s (%s): %zu accepted, %zu rejected",
+	    origin_id, origin, m->from, na, nr - na);
+	if ((st = wse_buf_puts(resp, "<m:DeliverResponse xmlns:m=\""
+	    WSE_NS_WSE "\">")) != WSE_OK)
+		goto out;
+	for (i = 0; i < nr; i++)
+		if ((st = wse_buf_printf(resp, "<m:%s>%s</m:%s>",
+		    accepted[i] ? "Accepted" : "Rejected", rcpt[i],
+		    accepted[i] ? "Accepted" : "Rejected")) != WSE_OK)
+			goto out;
+	st = wse_buf_puts(resp, "</m:DeliverResponse>");
+out:
+	free(origin_id);
+	free(t);
+	wse_msg_free(&m);
+	return st;
+}
+
+/* Deliver from another server: verify the signature (step 1-5) for the
+ * claimed origin, then the TLS peer, then store. */
+static wse_status
+op_deliver(struct wsed *s, wse_envelope *env, const uint8_t *body,
+    size_t len, wse_cert *const *peer, size_t npeer, wse_verified *v,
+    wse_buf *resp)
+{
+	xmlNodePtr req = child(wse_env_body(env), "Deliver"), on;
+	char *origin = NULL, dom[256];
+	wse_verify_opts o;
+	wse_status st;
+
+	if (req == NULL || (on = child(req, "Origin")) == NULL ||
+	    (origin = text_or_null(on, 256)) == NULL) {
+		st = wse_err(WSE_ERR_INVALID, "Deliver needs an Origin");
+		goto out;
+	}
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &s->lim;
+	o.replay = s->replay;
+	o.now = s->now();
+	o.trust = s->trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = origin;
+	o.caller_inserts_nonce = 1;
+	if ((st = wse_wss_verify(env, &o, v)) != WSE_OK)
+		goto out;
+	/* The TLS peer must be a server of the same domain. */
+	if (npeer == 0) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "Deliver without a TLS "
+		    "client certificate");
+		goto out;
+	}
+	if ((st = wse_trust_verify(s->trust, peer[0], peer + 1, npeer - 1,
+	    o.now, WSE_PURPOSE_SERVICE)) != WSE_OK)
+		goto out;
+	if ((st = wse_cert_domain(peer[0], dom, sizeof(dom))) != WSE_OK ||
+	    strcasecmp(dom, origin) != 0) {
+		st = wse_err(WSE_ERR_DOMAIN_MISMATCH, "TLS peer is not of %s",
+		    origin);
+		goto out;
+	}
+	/* The verified Body is the node req came from. */
+	if (req->parent != v->body) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE, "Deliver is not signed");
+		goto out;
+	}
+	st = deliver_local(s, req, origin, v->message_id_s, v->replay_expires,
+	    body, len, resp);
+out:
+	free(origin);
+	return st;
+}
+
+void
+wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r)
+{
+	wse_envelope *env = NULL, *reply = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_buf *resp = NULL;
+	char *action = NULL, *msgid = NULL, raction[300], errs[1024];
+	const char *op;
+	wse_status st;
+
+	memset(&v, 0, sizeof(v));
+	*http_status_r = 500;
+	wse_err_clear();
+	if ((resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto fault;
+	}
+	if ((st = wse_env_parse(body, len, &s->lim, &env)) != WSE_OK)
+		goto fault;
+	msgid = text_or_null(wse_env_header_block(env, WSE_NS_WSA,
+	    "MessageID"), 256);
+	action = text_or_null(wse_env_header_block(env, WSE_NS_WSA, "Action"),
+	    256);
+	if (action == NULL || strncmp(action, WSE_ACTION_PREFIX,
+	    strlen(WSE_ACTION_PREFIX)) != 0) {
+		st = wse_err(WSE_ERR_UNSUPPORTED, "unknown Action");
+		goto fault;
+	}
+	op = action + strlen(WSE_ACTION_PREFIX);
+
+	if (strcmp(op, "GetAuthParams") == 0)
+		st = op_auth_params(s, wse_env_body(env), resp);
+	else if (strcmp(op, "Deliver") == 0)
+		st = op_deliver(s, env, body, len, peer, npeer, &v, resp);
+	else if (strcmp(op, "Submit") == 0 || strcmp(op, "ListHeaders") == 0 ||
+	    strcmp(op, "FetchMessage") == 0 ||
+	    strcmp(op, "DeleteMessage") == 0 || strcmp(op, "MarkRead") == 0) {
+		memset(&o, 0, sizeof(o));
+		o.profile = WSE_PROFILE_PASSWORD;
+		o.limits = &s->lim;
+		o.replay = s->replay;
+		o.now = s->now();
+		o.lookup = lookup_user;
+		o.lookup_arg = s;
+		o.expected_to = s->url;
+		/* Submit stores the nonce with the queued message. */
+		o.caller_inserts_nonce = strcmp(op, "Submit") == 0;
+		if ((st = wse_wss_verify(env, &o, &v)) != WSE_OK)
+			goto fault;
+		if (strcmp(op, "Submit") == 0)
+			st = op_submit(s, &v, resp);
+		else if (strcmp(op, "ListHeaders") == 0)
+			st = op_list(s, &v, resp);
+		else if (strcmp(op, "FetchMessage") == 0)
+			st = op_fetch(s, &v, resp);
+		else
+			st = op_delete_or_read(s, &v,
+			    strcmp(op, "DeleteMessage") == 0, resp);
+	} else
+		st = wse_err(WSE_ERR_UNSUPPORTED, "unknown operation %.64s",
+		    op);
+	if (st != WSE_OK)
+		goto fault;
+	(void)snprintf(raction, sizeof(raction), "%sResponse", action);
+	if ((st = wse_env_new(WSED_REPLY_TO, raction, &reply)) != WSE_OK ||
+	    (msgid && (st = wse_env_set_relates_to(reply, msgid)) != WSE_OK) ||
+	    (st = wse_env_add_body_xml(reply, wse_buf_str(resp),
+	    wse_buf_len(resp), &s->lim)) != WSE_OK ||
+	    (st = wsed_sign_out(s, reply, out)) != WSE_OK)
+		goto fault;
+	*http_status_r = 200;
+	goto done;
+fault:
+	wsed_log("refused %s: %s: %s", action ? action : "(no action)",
+	    wse_status_name(st), wse_err_format(errs, sizeof(errs)));
+	wse_env_free(&reply);
+	wse_buf_reset(out);
+	if (wse_fault_new(st, WSED_REPLY_TO, msgid && strlen(msgid) < 200 ?
+	    msgid : NULL, &reply) != WSE_OK ||
+	    wsed_sign_out(s, reply, out) != WSE_OK)
+		wse_buf_reset(out);
+	*http_status_r = 500;
+done:
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_env_free(&reply);
+	wse_buf_free(&resp);
+	free(action);
+	free(msgid);
+}

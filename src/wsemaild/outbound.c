@@ -1,0 +1,474 @@
+/*
+ * outbound.c - the delivery worker: takes due queue items, signs a Deliver
+ * call for each recipient domain, sends it to that domain's server (static
+ * route or DNS SRV, next target on failure) over mutual TLS, checks the
+ * signed answer, and then removes, defers (exponential backoff) or bounces
+ * the item.  Local recipients take the same path without the network, so
+ * every stored message carries its server's signature.
+ *
+ * SECURITY: answers are verified like any message (certificate profile,
+ * the recipient domain's service certificate); an unverifiable answer is a
+ * temporary failure, never a success.  A non-delivery report is never
+ * itself reported.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wsed.h"
+#include "xml.h"
+
+void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define TAKE_MAX 16
+
+struct job {
+	wse_queue_item item;
+	char **rcpts;
+	size_t nrcpts;
+	wse_buf *payload;
+};
+
+static void
+job_clear(struct job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nrcpts; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	wse_buf_free(&j->payload);
+	memset(j, 0, sizeof(*j));
+}
+
+struct take_ctx {
+	struct job jobs[TAKE_MAX];
+	size_t n;
+};
+
+static wse_status
+take_one(void *arg, const wse_queue_item *item, const char *const *rcpts,
+    size_t nrcpts, const void *payload, size_t len)
+{
+	struct take_ctx *c = arg;
+	struct job *j;
+	size_t i;
+
+	if (c->n == TAKE_MAX)
+		return WSE_OK;
+	j = &c->jobs[c->n];
+	memset(j, 0, sizeof(*j));
+	j->item = *item;
+	if ((j->rcpts = calloc(nrcpts ? nrcpts : 1, sizeof(char *))) == NULL ||
+	    (j->payload = wse_buf_new(len + 1)) == NULL ||
+	    wse_buf_put(j->payload, payload, len) != WSE_OK)
+		goto nomem;
+	for (i = 0; i < nrcpts; i++) {
+		if ((j->rcpts[i] = strdup(rcpts[i])) == NULL)
+			goto nomem;
+		j->nrcpts++;
+	}
+	c->n++;
+	return WSE_OK;
+nomem:
+	job_clear(j);
+	return wse_err(WSE_ERR_NOMEM, "cannot copy a queue item");
+}
+
+/* The signed Deliver envelope for a job, addressed to url. */
+static wse_status
+build_deliver(struct wsed *s, const struct job *j, const char *url,
+    wse_buf *out)
+{
+	wse_envelope *env = NULL;
+	wse_buf *body = NULL;
+	wse_status st;
+	size_t i;
+
+	if ((body = wse_buf_new(wse_buf_len(j->payload) + 64 * 1024)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>",
+	    s->domain, j->item.message_id)) != WSE_OK)
+		goto out;
+	for (i = 0; i < j->nrcpts; i++)
+		if ((st = wse_buf_printf(body, "<m:Rcpt>%s</m:Rcpt>",
+		    j->rcpts[i])) != WSE_OK)
+			goto out;
+	if ((st = wse_buf_put(body, wse_buf_data(j->payload),
+	    wse_buf_len(j->payload))) != WSE_OK ||
+	    (st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
+	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
+	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
+	    wse_buf_len(body), &s->lim)) != WSE_OK)
+		goto out;
+	st = wsed_sign_out(s, env, out);
+out:
+	wse_env_free(&env);
+	wse_buf_free(&body);
+	return st;
+}
+
+/* Outcome of one attempt. */
+enum outcome { DELIVERED, DEFER, BOUNCE };
+
+struct result {
+	enum outcome what;
+	char reason[1024];
+	char rejected[WSE_MSG_MAX_RCPTS][WSE_ADDR_MAX + 1];
+	size_t nrejected;
+};
+
+static int
+permanent(wse_status st)
+{
+	return st == WSE_ERR_NO_SUCH_USER || st == WSE_ERR_TOO_LARGE ||
+	    st == WSE_ERR_INVALID || st == WSE_ERR_PARSE ||
+	    st == WSE_ERR_NOT_AUTHORIZED || st == WSE_ERR_DOMAIN_MISMATCH;
+}
+
+/* Read a DeliverResponse (verified) or Fault into r. */
+static void
+read_answer(struct wsed *s, const struct job *j, const uint8_t *data,
+    size_t len, struct result *r)
+{
+	wse_envelope *env = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st, fst;
+	xmlNodePtr n, resp;
+	char reason[200], errs[512];
+
+	memset(&v, 0, sizeof(v));
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &s->lim;
+	o.replay = s->replay;
+	o.now = s->now();
+	o.trust = s->trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = j->item.domain;
+	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
+	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
+		r->what = DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "unverifiable "
+		    "answer from %.253s: %.500s", j->item.domain,
+		    wse_err_format(errs, sizeof(errs)));
+		goto out;
+	}
+	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
+		r->what = permanent(fst) ? BOUNCE : DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "%.253s refused: %s "
+		    "(%.190s)", j->item.domain, wse_fault_subcode(fst), reason);
+		goto out;
+	}
+	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverResponse", &resp) !=
+	    WSE_OK) {
+		r->what = DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "odd answer from "
+		    "%.253s", j->item.domain);
+		goto out;
+	}
+	r->what = DELIVERED;
+	for (n = wse_xml_first_elem(resp); n; n = wse_xml_next_elem(n)) {
+		wse_buf *b;
+
+		if (!wse_xml_is(n, WSE_NS_WSE, "Rejected") ||
+		    r->nrejected == WSE_MSG_MAX_RCPTS ||
+		    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
+			continue;
+		if (wse_xml_text(n, b) == WSE_OK)
+			(void)snprintf(r->rejected[r->nrejected++],
+			    sizeof(r->rejected[0]), "%s", wse_buf_str(b));
+		wse_buf_free(&b);
+	}
+	if (r->nrejected > 0)
+		(void)snprintf(r->reason, sizeof(r->reason), "no such mailbox "
+		    "at %.253s", j->item.domain);
+out:
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_err_clear();
+}
+
+/* Deliver one job to its domain's server(s). */
+static void
+attempt_remote(struct wsed *s, wse_http_client *client, const struct job *j,
+    struct result *r)
+{
+	wse_route_target *t = NULL;
+	size_t nt = 0, i, k;
+	wse_buf *req = NULL, *resp = NULL;
+	wse_status st;
+	char url[600], errs[512];
+	long http;
+
+	r->what = DEFER;
+	st = wse_router_resolve(s->router, j->item.domain, &t, &nt);
+	if (st != WSE_OK) {
+		r->what = st == WSE_ERR_NOT_FOUND ? BOUNCE : DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "no route to %.253s: "
+		    "%.500s", j->item.domain, wse_err_format(errs, sizeof(errs)));
+		goto out;
+	}
+	if ((req = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL ||
+	    (resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL)
+		goto out;
+	(void)snprintf(r->reason, sizeof(r->reason), "no server of %.253s "
+	    "answered", j->item.domain);
+	for (i = 0; i < nt; i++) {
+		(void)snprintf(url, sizeof(url), "https://%s:%u/wsemail",
+		    t[i].host, t[i].port);
+		for (k = 0; k < t[i].naddrs; k++) {
+			wse_buf_reset(req);
+			wse_buf_reset(resp);
+			if (build_deliver(s, j, url, req) != WSE_OK)
+				goto out;
+			st = wse_http_post(client, url, t[i].addrs[k],
+			    "application/soap+xml", wse_buf_data(req),
+			    wse_buf_len(req), resp, &http);
+			if (st != WSE_OK) {
+				(void)snprintf(r->reason, sizeof(r->reason),
+				    "%.400s (%s): %.500s", url, t[i].addrs[k],
+				    wse_err_format(errs, sizeof(errs)));
+				wse_err_clear();
+				continue;	/* next address / target */
+			}
+			read_answer(s, j, wse_buf_data(resp), wse_buf_len(resp),
+			    r);
+			goto out;
+		}
+	}
+out:
+	free(t);
+	wse_buf_free(&req);
+	wse_buf_free(&resp);
+}
+
+/* Deliver one job to our own mailboxes: sign it as we would for another
+ * server and run the receiving side on it. */
+static void
+attempt_local(struct wsed *s, const struct job *j, struct result *r)
+{
+	wse_envelope *env = NULL;
+	wse_buf *req = NULL, *resp = NULL;
+	wse_status st;
+	int http;
+	char errs[512];
+
+	(void)env;
+	if ((req = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL ||
+	    (resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL) {
+		r->what = DEFER;
+		goto out;
+	}
+	if ((st = build_deliver(s, j, s->url, req)) != WSE_OK) {
+		r->what = DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "%s",
+		    wse_err_format(errs, sizeof(errs)));
+		goto out;
+	}
+	/* Our own service certificate stands in for the TLS peer. */
+	wsed_handle(s, wse_buf_data(req), wse_buf_len(req), s->chain,
+	    s->nchain, resp, &http);
+	read_answer(s, j, wse_buf_data(resp), wse_buf_len(resp), r);
+out:
+	wse_buf_free(&req);
+	wse_buf_free(&resp);
+}
+
+/* Tell the sender, unless the item is itself a report. */
+static void
+bounce(struct wsed *s, const struct job *j, char (*rcpts)[WSE_ADDR_MAX + 1],
+    size_t n, const char *reason)
+{
+	wse_msg *m = NULL, *orig = NULL;
+	xmlDocPtr doc = NULL;
+	wse_buf *text = NULL;
+	char from[300], id[WSE_UUID_URN_LEN + 1], subj[WSE_MSG_SUBJECT_MAX];
+	size_t i;
+
+	if (j->item.flags & WSE_MSG_REPORT) {
+		wsed_log("report %s undeliverable (%s): dropped, never "
+		    "reported", j->item.message_id, reason);
+		return;
+	}
+	if (wse_xml_parse(wse_buf_data(j->payload), wse_buf_len(j->payload),
+	    &s->lim, &doc) == WSE_OK)
+		(void)wse_msg_parse(xmlDocGetRootElement(doc), &orig);
+	(void)snprintf(from, sizeof(from), "mailer-daemon@%s", s->domain);
+	(void)snprintf(subj, sizeof(subj), "Undeliverable: %.900s",
+	    orig && orig->subject ? orig->subject : "(no subject)");
+	if ((text = wse_buf_new(64 * 1024)) == NULL ||
+	    wse_buf_printf(text, "Your message %s could not be delivered "
+	    "to:\n", j->item.message_id) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++)
+		(void)wse_buf_printf(text, "  %s\n", rcpts[i]);
+	(void)wse_buf_printf(text, "Reason: %s\n", reason);
+	if (wse_msg_new(&m) != WSE_OK ||
+	    wse_msg_set(m, "from", from) != WSE_OK ||
+	    wse_msg_add_rcpt(m, j->item.sender, 0) != WSE_OK ||
+	    wse_msg_set(m, "subject", subj) != WSE_OK ||
+	    wse_msg_set(m, "text", wse_buf_str(text)) != WSE_OK)
+		goto out;
+	{
+		char when[21];
+
+		wse_time_format(s->now(), when);
+		(void)wse_msg_set(m, "date", when);
+	}
+	if (wsed_submit(s, m, WSE_MSG_REPORT, NULL, 0, id) == WSE_OK)
+		wsed_log("bounce %s for %s to %s: %s", id, j->item.message_id,
+		    j->item.sender, reason);
+	else
+		wsed_log("cannot queue a bounce for %s", j->item.message_id);
+out:
+	wse_msg_free(&m);
+	wse_msg_free(&orig);
+	wse_buf_free(&text);
+	xmlFreeDoc(doc);
+}
+
+static int64_t
+backoff(const struct wsed *s, int attempts)
+{
+	int64_t d = s->retry_first;
+	int i;
+
+	for (i = 0; i < attempts && d < s->retry_max; i++)
+		d *= 2;
+	return d < s->retry_max ? d : s->retry_max;
+}
+
+static void
+handle_job(struct wsed *s, wse_http_client *client, struct job *j)
+{
+	struct result r;
+	int64_t now = s->now(), next;
+	size_t i;
+
+	memset(&r, 0, sizeof(r));
+	if (strcmp(j->item.domain, s->domain) == 0)
+		attempt_local(s, j, &r);
+	else
+		attempt_remote(s, client, j, &r);
+	if (r.what == DEFER && now >= j->item.expires) {
+		r.what = BOUNCE;
+		(void)snprintf(r.reason + strlen(r.reason),
+		    sizeof(r.reason) - strlen(r.reason),
+		    "; gave up after %d attempts", j->item.attempts + 1);
+	}
+	switch (r.what) {
+	case DELIVERED:
+		if (r.nrejected > 0)
+			bounce(s, j, r.rejected, r.nrejected, r.reason);
+		(void)wse_store_queue_done(s->store, j->item.id);
+		wsed_log("delivered %s to %s", j->item.message_id,
+		    j->item.domain);
+		break;
+	case BOUNCE: {
+		char (*all)[WSE_ADDR_MAX + 1] = calloc(j->nrcpts ? j->nrcpts : 1,
+		    sizeof(*all));
+
+		for (i = 0; all != NULL && i < j->nrcpts; i++)
+			(void)snprintf(all[i], sizeof(all[i]), "%s",
+			    j->rcpts[i]);
+		if (all != NULL)
+			bounce(s, j, all, j->nrcpts, r.reason);
+		free(all);
+		(void)wse_store_queue_done(s->store, j->item.id);
+		break;
+	}
+	case DEFER:
+		next = now + backoff(s, j->item.attempts);
+		if (next > j->item.expires)
+			next = j->item.expires;
+		(void)wse_store_queue_defer(s->store, j->item.id, next,
+		    r.reason);
+		wsed_log("deferred %s to %s: %s (next try in %lld s)",
+		    j->item.message_id, j->item.domain, r.reason,
+		    (long long)(next - now));
+		break;
+	}
+	wse_err_clear();
+}
+
+static wse_http_client *
+new_client(struct wsed *s)
+{
+	wse_http_client_opts co;
+	wse_http_client *c = NULL;
+	char errs[512];
+
+	memset(&co, 0, sizeof(co));
+	co.roots = s->roots_path;
+	co.cert_chain = s->chain_path;
+	co.key = s->key_path;
+	co.connect_timeout_ms = 5000;
+	co.timeout_ms = 60000;
+	co.max_response = s->lim.max_message_bytes * 3;
+	if (wse_http_client_new(&co, &c) != WSE_OK)
+		wsed_log("cannot create the HTTPS client: %s",
+		    wse_err_format(errs, sizeof(errs)));
+	return c;
+}
+
+size_t
+wsed_outbound_pass(struct wsed *s)
+{
+	static _Thread_local wse_http_client *client;
+	struct take_ctx c;
+	size_t i;
+	char errs[512];
+
+	if (client == NULL && (client = new_client(s)) == NULL)
+		return 0;
+	memset(&c, 0, sizeof(c));
+	if (wse_store_queue_take(s->store, s->now(), s->lease, TAKE_MAX,
+	    take_one, &c) != WSE_OK) {
+		wsed_log("queue unavailable: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		wse_err_clear();
+	}
+	for (i = 0; i < c.n; i++) {
+		handle_job(s, client, &c.jobs[i]);
+		job_clear(&c.jobs[i]);
+	}
+	if (s->stopping)
+		wse_http_client_free(&client);
+	return c.n;
+}
+
+void
+wsed_outbound_kick(struct wsed *s)
+{
+	pthread_mutex_lock(&s->wake_lock);
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->wake_lock);
+}
+
+void *
+wsed_outbound_main(void *arg)
+{
+	struct wsed *s = arg;
+
+	while (!s->stopping) {
+		struct timespec ts;
+
+		if (wsed_outbound_pass(s) > 0)
+			continue;
+		/* Nothing due: sleep until kicked or a second has passed
+		 * (deferred items come due by the clock). */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_mutex_lock(&s->wake_lock);
+		if (!s->stopping)
+			pthread_cond_timedwait(&s->wake, &s->wake_lock, &ts);
+		pthread_mutex_unlock(&s->wake_lock);
+	}
+	s->stopping = 2;
+	(void)wsed_outbound_pass(s);	/* frees this thread's client */
+	return NULL;
+}

@@ -1,0 +1,90 @@
+/*
+ * wsed.h - the domain server's shared state and its parts:
+ * ops.c (the SOAP operations), outbound.c (the delivery worker),
+ * wsdl.c (the service description), main.c (configuration, threads).
+ */
+#ifndef WSED_H
+#define WSED_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "crypto.h"
+#include "http.h"
+#include "msg.h"
+#include "pki.h"
+#include "replay.h"
+#include "route.h"
+#include "soap.h"
+#include "store.h"
+#include "wselimits.h"
+#include "wss.h"
+
+#define WSED_ACTION(op) WSE_ACTION_PREFIX op
+#define WSED_REPLY_TO "http://www.w3.org/2005/08/addressing/anonymous"
+
+struct wsed {
+	char domain[256];
+	char url[512];			/* our endpoint, as clients address it */
+	wse_limits lim;
+	wse_store *store;
+	wse_replay *replay;		/* backed by the store */
+	wse_trust *trust;		/* root + CRLs */
+	wse_key *key;			/* service key */
+	wse_cert **chain;		/* service certificate + domain CA */
+	size_t nchain;
+	wse_signer *signer;
+	char chain_path[1024], key_path[1024], roots_path[1024];
+	uint8_t secret[WSE_SEAL_KEY_LEN];	/* decoy salts */
+	/* delivery */
+	wse_router *router;
+	int64_t retry_first, retry_max, lifetime, lease;
+	int64_t reply_ttl;		/* Timestamp lifetime of what we sign */
+	volatile int stopping;
+	pthread_mutex_t wake_lock;
+	pthread_cond_t wake;		/* new work for the delivery worker */
+	/* group commit (commit.c) */
+	pthread_mutex_t commit_lock;
+	pthread_cond_t commit_work, commit_done;
+	struct commit_req *commit_head, **commit_tail;
+	int commit_stop;
+	uint64_t commits, committed;	/* transactions, submissions */
+	/* time source (tests shift it) */
+	int64_t (*now)(void);
+};
+
+/* Queue one submission durably through the committer (group commit);
+ * returns its own outcome (WSE_ERR_REPLAY for a replayed nonce). */
+wse_status wsed_commit(struct wsed *s, const wse_submission *sub);
+/* The committer thread; wsed_commit_stop makes it finish the waiting
+ * submissions and return. */
+void *wsed_commit_main(void *arg);
+void wsed_commit_stop(struct wsed *s);
+
+/* Handle one HTTP request body (a SOAP envelope) and append the signed
+ * response envelope to out; *http_status_r gets 200 or 500 (Fault).
+ * peer/npeer: the TLS client's verified chain (npeer 0 if none). */
+void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r);
+
+/* Sign env (certificate profile) and serialise it into out. */
+wse_status wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out);
+
+/* Queue a message from the local user `sender` (already authenticated
+ * and checked) to every recipient; *id_r (WSE_UUID_URN_LEN + 1) gets
+ * the submission's id.  Durable when it returns WSE_OK. */
+wse_status wsed_submit(struct wsed *s, const wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r);
+
+/* Run the delivery worker until s->stopping (thread entry). */
+void *wsed_outbound_main(void *arg);
+/* One pass over the due queue items; returns how many were handled. */
+size_t wsed_outbound_pass(struct wsed *s);
+/* Wake the worker (new submission). */
+void wsed_outbound_kick(struct wsed *s);
+
+/* The WSDL 1.1 document for url. */
+wse_status wsed_wsdl(const char *url, wse_buf *out);
+
+#endif
