@@ -14,18 +14,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wselimits.h"
+
 #define ADMIN_EXIT_OK		0
 #define ADMIN_EXIT_FAIL		1	/* the operation failed */
 #define ADMIN_EXIT_USAGE	2	/* bad command line */
 #define ADMIN_HELP_SHOWN	(-1)	/* admin_parse printed --help */
 
 #define ADMIN_PROG "wsemail-admin"
+#define ADMIN_CONFIG_DEFAULT "/etc/wsemail/wsemaild.conf"
 
 struct admin_cmd;
 
 /* What every handler gets. */
 struct admin_ctx {
 	const char *pki_dir;	/* --pki DIR, else $WSEMAIL_PKI, else ./pki */
+	const char *config_path;	/* --config CONF, else $WSEMAIL_CONFIG,
+					   else ADMIN_CONFIG_DEFAULT */
 	int64_t now;		/* time of this run, Unix seconds */
 	const struct admin_cmd *cmd;	/* the command being run */
 };
@@ -77,8 +82,8 @@ struct admin_opt {
 
 /*
  * Parse a command's arguments: options (--name VALUE or --name=VALUE)
- * may appear anywhere, "--" ends them; the global --pki DIR is accepted
- * here too.  The positional arguments are stored in pos[0..*npos-1]
+ * may appear anywhere, "--" ends them; the global --pki DIR and
+ * --config CONF are accepted here too.  The positional arguments are stored in pos[0..*npos-1]
  * (pos has room for maxpos); there must be between minpos and maxpos of
  * them.  Returns 0, ADMIN_EXIT_USAGE after printing a usage message, or
  * ADMIN_HELP_SHOWN after printing the command's help for -h/--help.
@@ -101,5 +106,40 @@ int admin_usage(const struct admin_ctx *ctx, const char *fmt, ...)
 
 /* Format Unix time t as "YYYY-MM-DDTHH:MM:SSZ" into buf (21 bytes). */
 const char *admin_time(int64_t t, char *buf, size_t size);
+
+/* ---- the server's configuration (admin_config.c) ---- */
+
+/* Commands that work on a server's store: user (cmd_user.c) and queue
+ * (cmd_queue.c). */
+extern const struct admin_cmd admin_user_cmds[];
+extern const struct admin_cmd admin_queue_cmds[];
+
+/* What those commands take from the configuration file wsemaild reads. */
+struct admin_server {
+	char domain[256];	/* "domain", lower case */
+	wse_limits lim;		/* defaults overridden by [limits] */
+	struct wse_store *store; /* "store", opened with the seal key */
+};
+
+/*
+ * Read ctx->config_path (keys domain, store, secret_file and the section
+ * [limits]) into *srv and open the store with the seal key derived from
+ * secret_file, which must exist already: only wsemaild creates it.  On
+ * failure prints the reason ("wsemail-admin: ...") to stderr and returns
+ * ADMIN_EXIT_FAIL, with nothing to free; else 0, and the caller frees
+ * srv with admin_server_close().
+ */
+int admin_server_open(const struct admin_ctx *ctx, struct admin_server *srv);
+
+/* Close the store of srv (srv may be NULL or already closed). */
+void admin_server_close(struct admin_server *srv);
+
+/*
+ * Report a failed store operation: "wsemail-admin: store unavailable: ..."
+ * when the library's last status says the backend is down (I/O, busy,
+ * out of memory), else "wsemail-admin: WHAT: ..." with the library's
+ * messages; clears the error stack and returns ADMIN_EXIT_FAIL.
+ */
+int admin_store_fail(const char *what);
 
 #endif

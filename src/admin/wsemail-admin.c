@@ -1,7 +1,7 @@
 /*
  * wsemail-admin - administration of a WSEmail installation: the root and
- * domain CAs, service certificates and CRLs (and, later, users and
- * queues, as further command groups).
+ * domain CAs, service certificates and CRLs, a server's users and its
+ * delivery queue.
  *
  * SECURITY
  *	wsemail-admin is run by the operator, by hand, with the operator's
@@ -18,6 +18,13 @@
  *	library and only described, never trusted.  Output goes to stdout;
  *	errors to stderr as "wsemail-admin: <reason>", exit status 1;
  *	usage errors exit with status 2.
+ *
+ *	The user and queue commands trust the server's configuration file
+ *	(--config, else $WSEMAIL_CONFIG) and what it names: the store and
+ *	the server secret, from which the store's seal key is derived; they
+ *	never create that secret.  Passwords come from $WSEMAIL_PASSWORD, a
+ *	file, or the terminal without echo; they and the keys derived from
+ *	them are wiped after use and never stored or printed.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -33,6 +40,15 @@
 static const struct admin_cmd *const admin_groups[] = {
 	admin_pki_cmds,
 	admin_envelope_cmds,
+	admin_user_cmds,
+	admin_queue_cmds,
+	NULL,
+};
+
+/* The groups that work on a server's configuration (--config). */
+static const struct admin_cmd *const admin_config_groups[] = {
+	admin_user_cmds,
+	admin_queue_cmds,
 	NULL,
 };
 
@@ -44,10 +60,33 @@ pki_default(void)
 	return e != NULL && *e != '\0' ? e : "./pki";
 }
 
+static const char *
+config_default(void)
+{
+	const char *e = getenv("WSEMAIL_CONFIG");
+
+	return e != NULL && *e != '\0' ? e : ADMIN_CONFIG_DEFAULT;
+}
+
+/* The global option that matters to command c, for its usage line. */
+static const char *
+global_synopsis(const struct admin_cmd *c)
+{
+	size_t g;
+	const struct admin_cmd *x;
+
+	for (g = 0; admin_config_groups[g] != NULL; g++)
+		for (x = admin_config_groups[g]; x->group != NULL; x++)
+			if (x == c)
+				return "[--config CONF]";
+	return "[--pki DIR]";
+}
+
 static void
 print_cmd_usage(FILE *f, const struct admin_cmd *c)
 {
-	fprintf(f, "  %s [--pki DIR] %s%s%s%s%s\n", ADMIN_PROG, c->group,
+	fprintf(f, "  %s %s %s%s%s%s%s\n", ADMIN_PROG, global_synopsis(c),
+	    c->group,
 	    c->verb ? " " : "", c->verb ? c->verb : "",
 	    c->args && *c->args ? " " : "", c->args ? c->args : "");
 }
@@ -58,11 +97,13 @@ print_help(FILE *f)
 	size_t g;
 	const struct admin_cmd *c;
 
-	fprintf(f, "usage: %s [--pki DIR] COMMAND [ARGS...]\n\n"
-	    "global options:\n"
-	    "  --pki DIR   PKI directory (default: $WSEMAIL_PKI or ./pki)\n"
-	    "  -h, --help  this text; after a command: that command's help\n"
-	    "\ncommands:\n", ADMIN_PROG);
+	fprintf(f, "usage: %s [--pki DIR] [--config CONF] COMMAND [ARGS...]\n"
+	    "\nglobal options:\n"
+	    "  --pki DIR      PKI directory (default: $WSEMAIL_PKI or ./pki)\n"
+	    "  --config CONF  server configuration, for user and queue\n"
+	    "                 (default: $WSEMAIL_CONFIG or %s)\n"
+	    "  -h, --help     this text; after a command: that command's help\n"
+	    "\ncommands:\n", ADMIN_PROG, ADMIN_CONFIG_DEFAULT);
 	for (g = 0; admin_groups[g] != NULL; g++)
 		for (c = admin_groups[g]; c->group != NULL; c++) {
 			char words[64];
@@ -156,12 +197,48 @@ opt_matches(const char *arg, const char *name, const char **inline_val)
 	return 0;
 }
 
+/*
+ * When argv[*i] is a global option (--pki DIR, --config CONF), store its
+ * value in ctx and step *i over a separate value: 1; 0 when it is not
+ * one; -1 after a usage message (missing or empty value).
+ */
+static int
+global_option(struct admin_ctx *ctx, int argc, char **argv, int *i)
+{
+	static const char *const names[] = { "--pki", "--config" };
+	const char *val = NULL;
+	size_t k;
+
+	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		if (!opt_matches(argv[*i], names[k], &val))
+			continue;
+		if (val == NULL) {
+			if (*i + 1 >= argc) {
+				(void)admin_usage(ctx, "%s needs a value",
+				    names[k]);
+				return -1;
+			}
+			val = argv[++*i];
+		}
+		if (*val == '\0') {
+			(void)admin_usage(ctx, "%s needs a value", names[k]);
+			return -1;
+		}
+		if (k == 0)
+			ctx->pki_dir = val;
+		else
+			ctx->config_path = val;
+		return 1;
+	}
+	return 0;
+}
+
 int
 admin_parse(struct admin_ctx *ctx, int argc, char **argv,
     const struct admin_opt *opts, size_t nopts, const char **pos,
     int *npos, int minpos, int maxpos)
 {
-	int i, only_pos = 0;
+	int i, r, only_pos = 0;
 	size_t k;
 
 	*npos = 0;
@@ -186,16 +263,9 @@ admin_parse(struct admin_ctx *ctx, int argc, char **argv,
 			print_cmd_usage(stdout, ctx->cmd);
 			return ADMIN_HELP_SHOWN;
 		}
-		if (opt_matches(a, "--pki", &val)) {
-			if (val == NULL) {
-				if (i + 1 >= argc)
-					return admin_usage(ctx,
-					    "--pki needs a value");
-				val = argv[++i];
-			}
-			if (*val == '\0')
-				return admin_usage(ctx, "--pki needs a value");
-			ctx->pki_dir = val;
+		if ((r = global_option(ctx, argc, argv, &i)) != 0) {
+			if (r < 0)
+				return ADMIN_EXIT_USAGE;
 			continue;
 		}
 		for (k = 0; k < nopts && o == NULL; k++)
@@ -297,11 +367,10 @@ main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.pki_dir = pki_default();
+	ctx.config_path = config_default();
 	ctx.now = (int64_t)time(NULL);
 
 	while (i < argc && argv[i][0] == '-') {
-		const char *val = NULL;
-
 		if (strcmp(argv[i], "-h") == 0 ||
 		    strcmp(argv[i], "--help") == 0) {
 			print_help(stdout);
@@ -311,17 +380,11 @@ main(int argc, char **argv)
 			i++;
 			break;
 		}
-		if (!opt_matches(argv[i], "--pki", &val))
+		if ((rc = global_option(&ctx, argc, argv, &i)) < 0)
+			return ADMIN_EXIT_USAGE;
+		if (rc == 0)
 			return admin_usage(NULL, "unknown option '%s'",
 			    argv[i]);
-		if (val == NULL) {
-			if (i + 1 >= argc)
-				return admin_usage(NULL, "--pki needs a value");
-			val = argv[++i];
-		}
-		if (*val == '\0')
-			return admin_usage(NULL, "--pki needs a value");
-		ctx.pki_dir = val;
 		i++;
 	}
 	if (i >= argc) {

@@ -1,0 +1,477 @@
+/*
+ * cmd_read.c - "wsemail read": fetch a message, verify the sending
+ * server's signature on the original Deliver envelope end to end, show
+ * it, save its attachments, mark it read.
+ *
+ * The original is verified as of its receipt (the Received time our own,
+ * verified, server reports): its Timestamp was fresh then, however old it
+ * is now.  It must be signed by a service certificate of the domain its
+ * m:Origin names, be a Deliver, list this user among its recipients, and
+ * its From must belong to that domain.  A message that fails is still
+ * shown, marked NOT VALID, and its attachments are not saved.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "xml.h"
+#include "wsemail.h"
+
+/* The verdict on one original. */
+struct e2e {
+	wse_envelope *env;
+	wse_verified v;
+	int valid;
+	const char *subcode;		/* when not valid */
+	char detail[512];		/* when not valid */
+	char signer[512];		/* subject of the signing certificate */
+	char revocation[300];		/* why revocation was not checked */
+	wse_msg *m;			/* NULL when it cannot be shown */
+	char why_not_shown[512];
+};
+
+static void
+e2e_clear(struct e2e *e)
+{
+	wse_verified_clear(&e->v);
+	wse_env_free(&e->env);
+	wse_msg_free(&e->m);
+}
+
+static void
+e2e_refuse(struct e2e *e, wse_status st, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Record why the original is not valid (the first reason wins). */
+static void
+e2e_refuse(struct e2e *e, wse_status st, const char *fmt, ...)
+{
+	char errs[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
+	va_list ap;
+
+	if (!e->valid && e->subcode != NULL)
+		return;
+	e->valid = 0;
+	e->subcode = wse_fault_subcode(st);
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		(void)vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+		va_end(ap);
+	} else
+		(void)snprintf(e->detail, sizeof(e->detail), "%s",
+		    wse_err_format(errs, sizeof(errs)));
+	wse_err_clear();
+}
+
+/* 1 when the Deliver's signed Rcpt list names addr. */
+static int
+has_rcpt(const xmlNode *deliver, const char *addr)
+{
+	xmlNodePtr n;
+	wse_buf *b;
+	char norm[WSE_ADDR_MAX + 1];
+	int found = 0;
+
+	for (n = wse_xml_first_elem(deliver); n && !found;
+	    n = wse_xml_next_elem(n)) {
+		if (!wse_xml_is(n, WSE_NS_WSE, "Rcpt") ||
+		    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
+			continue;
+		if (wse_xml_text(n, b) == WSE_OK &&
+		    wse_addr_normalize(wse_buf_str(b), norm, sizeof(norm)) ==
+		    WSE_OK && strcmp(norm, addr) == 0)
+			found = 1;
+		wse_buf_free(&b);
+	}
+	wse_err_clear();
+	return found;
+}
+
+/*
+ * The CRLs could not decide (one is missing, say for a domain whose CRL
+ * we do not have, or it was issued after the message arrived, and a
+ * verification as of receipt cannot use it): verify as a client without
+ * CRLs does, and say so.  A permanent verdict (revoked, expired, bad
+ * signature) never gets here.
+ */
+static wse_status
+verify_without_crls(struct cli *c, struct e2e *e, wse_verify_opts *o,
+    wse_replay *fresh)
+{
+	wse_trust *t;
+
+	(void)snprintf(e->revocation, sizeof(e->revocation), "%s",
+	    wse_err_last());
+	wse_err_clear();
+	if ((t = cli_trust_nocrl(c)) == NULL)
+		return wse_err(WSE_ERR_TEMPFAIL, "%s", e->revocation);
+	o->trust = t;
+	o->replay = fresh;
+	return wse_wss_verify(e->env, o, &e->v);
+}
+
+static void
+verify_original(struct cli *c, const wse_buf *orig, int64_t received,
+    struct e2e *e)
+{
+	xmlNodePtr deliver = NULL, mnode = NULL;
+	wse_replay *fresh = NULL;
+	wse_verify_opts o;
+	char *origin_s = NULL, origin[256];
+	wse_status st;
+
+	e->valid = 1;
+	origin[0] = '\0';
+	if ((st = wse_env_parse(wse_buf_data(orig), wse_buf_len(orig),
+	    &c->lim, &e->env)) != WSE_OK) {
+		e2e_refuse(e, st, NULL);
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the original is not a readable SOAP envelope");
+		goto out;
+	}
+	/* Candidates: read only to tell the verifier whom to expect, and
+	 * checked against what it proves below. */
+	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE, "Deliver",
+	    &deliver) != WSE_OK) {
+		deliver = NULL;
+		e2e_refuse(e, WSE_ERR_INVALID, "the original is not a Deliver "
+		    "message");
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the original holds no message");
+		goto out;
+	}
+	if (wse_xml_only_child(deliver, WSE_NS_WSE, "Message", &mnode) !=
+	    WSE_OK)
+		mnode = NULL;
+	if ((origin_s = cli_child_text(deliver, "Origin", 254)) == NULL ||
+	    strlen(origin_s) >= sizeof(origin)) {
+		e2e_refuse(e, WSE_ERR_INVALID, "the original names no Origin");
+	} else {
+		size_t i;
+
+		for (i = 0; origin_s[i] != '\0'; i++)
+			origin[i] = (origin_s[i] >= 'A' && origin_s[i] <= 'Z') ?
+			    (char)(origin_s[i] + 32) : origin_s[i];
+		origin[i] = '\0';
+		if (wse_replay_memory_new(16, &fresh) != WSE_OK) {
+			e2e_refuse(e, WSE_ERR_NOMEM, NULL);
+			goto show;
+		}
+		memset(&o, 0, sizeof(o));
+		o.profile = WSE_PROFILE_CERT;
+		o.limits = &c->lim;
+		o.replay = fresh;
+		o.now = received;
+		o.trust = c->trust;
+		o.purpose = WSE_PURPOSE_SERVICE;
+		o.expected_domain = origin;
+		st = wse_wss_verify(e->env, &o, &e->v);
+		if (st == WSE_ERR_TEMPFAIL && c->crls_checked)
+			st = verify_without_crls(c, e, &o, fresh);
+		if (st != WSE_OK)
+			e2e_refuse(e, st, NULL);
+	}
+	if (e->valid) {
+		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "Deliver") != 0 ||
+		    deliver->parent != e->v.body)
+			e2e_refuse(e, WSE_ERR_BAD_SIGNATURE, "the signature "
+			    "does not cover the Deliver message");
+		else if (!has_rcpt(deliver, c->address))
+			e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among "
+			    "the signed recipients", c->address);
+		if (wse_cert_subject(e->v.signer, e->signer,
+		    sizeof(e->signer)) != WSE_OK) {
+			(void)snprintf(e->signer, sizeof(e->signer), "?");
+			wse_err_clear();
+		}
+	}
+show:
+	if (mnode == NULL) {
+		e2e_refuse(e, WSE_ERR_INVALID, "the Deliver holds no Message");
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the original holds no message");
+		goto out;
+	}
+	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
+		char errs[512];
+
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the message is malformed: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		e2e_refuse(e, st, NULL);
+		goto out;
+	}
+	if (origin[0] != '\0' &&
+	    strcmp(wse_addr_domain(e->m->from), origin) != 0)
+		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
+		    "signing domain %s", e->m->from, origin);
+out:
+	wse_replay_free(&fresh);
+	free(origin_s);
+	wse_err_clear();
+}
+
+static void
+print_addrs(const char *label, char *const *v, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return;
+	printf("%s: ", label);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			fputs(", ", stdout);
+		term_put(stdout, v[i], 0, 0);
+	}
+	fputc('\n', stdout);
+}
+
+static void
+show(const struct cli *c, const struct e2e *e, const char *received)
+{
+	char when[21];
+	size_t i;
+	const char *nocrl = c->crls_checked ? "" : " (revocation not checked)";
+
+	if (e->valid) {
+		wse_time_format(e->v.created, when);
+		fputs("Verified: signed by ", stdout);
+		term_put(stdout, e->signer, 0, 0);
+		fputs(" for ", stdout);
+		term_put(stdout, e->v.signer_domain, 0, 0);
+		printf(" at %s: VALID%s", when, nocrl);
+		if (e->revocation[0] != '\0') {
+			fputs(" (revocation not checked: ", stdout);
+			term_put(stdout, e->revocation, 0, 200);
+			fputc(')', stdout);
+		}
+		fputc('\n', stdout);
+	} else {
+		printf("Verified: NOT VALID: %s: ", e->subcode);
+		term_put(stdout, e->detail, 0, 0);
+		printf("%s\n", nocrl);
+		printf("WARNING: this message did not verify; its sender and "
+		    "content are NOT proven.\n");
+	}
+	if (e->m == NULL) {
+		printf("(the message cannot be shown: ");
+		term_put(stdout, e->why_not_shown, 0, 0);
+		printf(")\n");
+		return;
+	}
+	fputs("From: ", stdout);
+	term_put(stdout, e->m->from, 0, 0);
+	fputc('\n', stdout);
+	print_addrs("To", e->m->to, e->m->nto);
+	print_addrs("Cc", e->m->cc, e->m->ncc);
+	fputs("Date: ", stdout);
+	term_put(stdout, e->m->date ? e->m->date : "(none)", 0, 0);
+	fputc('\n', stdout);
+	fputs("Received: ", stdout);
+	term_put(stdout, received, 0, 0);
+	fputc('\n', stdout);
+	fputs("Subject: ", stdout);
+	term_put(stdout, e->m->subject ? e->m->subject : "", 0, 0);
+	fputs("\n\n", stdout);
+	if (e->m->text != NULL && *e->m->text != '\0') {
+		term_put(stdout, e->m->text, 1, 0);
+		if (e->m->text[strlen(e->m->text) - 1] != '\n')
+			fputc('\n', stdout);
+	}
+	if (e->m->natt == 0)
+		return;
+	printf("\nAttachments:\n");
+	for (i = 0; i < e->m->natt; i++) {
+		const wse_attachment *a = &e->m->att[i];
+
+		printf("  %zu. ", i + 1);
+		term_put(stdout, a->name, 0, 0);
+		fputs("  ", stdout);
+		term_put(stdout, a->type, 0, 0);
+		printf("  %llu bytes  sha256 %s\n", (unsigned long long)a->size,
+		    a->sha256);
+	}
+}
+
+/* Write one attachment as DIR/NAME; never over an existing file. */
+static int
+save_one(int dfd, const char *dir, const wse_attachment *a)
+{
+	uint8_t h[WSE_SHA256_LEN];
+	char hex[2 * WSE_SHA256_LEN + 1];
+	const uint8_t *p = wse_buf_data(a->data);
+	size_t left = wse_buf_len(a->data);
+	ssize_t r;
+	int fd, rc = CLI_EXIT_FAIL;
+
+	if (!term_name_ok(a->name) || strchr(a->name, '/') != NULL ||
+	    a->name[0] == '.') {
+		fprintf(stderr, "%s: not saving attachment \"", CLI_PROG);
+		term_put(stderr, a->name, 0, 100);
+		fprintf(stderr, "\": unsafe file name\n");
+		return CLI_EXIT_FAIL;
+	}
+	if (wse_sha256(p, left, h) != WSE_OK)
+		return cli_fail("SHA-256");
+	wse_hex(h, sizeof(h), hex);
+	if (left != a->size || strcmp(hex, a->sha256) != 0) {
+		fprintf(stderr, "%s: not saving attachment %s: its SHA-256 does "
+		    "not match\n", CLI_PROG, a->name);
+		return CLI_EXIT_FAIL;
+	}
+	if ((fd = openat(dfd, a->name, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600)) == -1) {
+		fprintf(stderr, "%s: not saving attachment: %s/%s: %s\n",
+		    CLI_PROG, dir, a->name, errno == EEXIST ?
+		    "the file exists already" : strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	while (left > 0) {
+		r = write(fd, p, left);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		p += r;
+		left -= (size_t)r;
+	}
+	if (left > 0 || fsync(fd) == -1) {
+		fprintf(stderr, "%s: %s/%s: %s\n", CLI_PROG, dir, a->name,
+		    strerror(errno));
+		(void)unlinkat(dfd, a->name, 0);
+	} else
+		rc = CLI_EXIT_OK;
+	if (close(fd) == -1 && rc == CLI_EXIT_OK) {
+		fprintf(stderr, "%s: %s/%s: %s\n", CLI_PROG, dir, a->name,
+		    strerror(errno));
+		(void)unlinkat(dfd, a->name, 0);
+		rc = CLI_EXIT_FAIL;
+	}
+	if (rc == CLI_EXIT_OK)
+		printf("saved %s/%s (%llu bytes, sha256 %s)\n", dir, a->name,
+		    (unsigned long long)a->size, hex);
+	return rc;
+}
+
+static int
+save_attachments(const struct e2e *e, int dfd, const char *dir)
+{
+	size_t i;
+	int rc = CLI_EXIT_OK;
+
+	if (e->m == NULL || e->m->natt == 0)
+		return CLI_EXIT_OK;
+	if (!e->valid) {
+		fprintf(stderr, "%s: not saving the attachments of a message "
+		    "that did not verify\n", CLI_PROG);
+		return CLI_EXIT_FAIL;
+	}
+	for (i = 0; i < e->m->natt; i++)
+		if (save_one(dfd, dir, &e->m->att[i]) != CLI_EXIT_OK)
+			rc = CLI_EXIT_FAIL;
+	return rc;
+}
+
+int
+cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv)
+{
+	const char *save_dir = NULL, *pos[1];
+	const struct cli_opt opts[] = {
+		{ "--save-attachments", &save_dir, NULL },
+	};
+	struct cli c;
+	struct cli_reply r, mr;
+	struct e2e e;
+	char payload[256], *got_id = NULL, *received_s = NULL, *b64 = NULL;
+	wse_buf *orig = NULL;
+	long long id, got;
+	int64_t received;
+	int rc, npos, save_rc = CLI_EXIT_OK, dfd = -1;
+
+	memset(&c, 0, sizeof(c));
+	memset(&r, 0, sizeof(r));
+	memset(&mr, 0, sizeof(mr));
+	memset(&e, 0, sizeof(e));
+	if ((rc = cli_parse(cmd, argc, argv, opts, 1, &config, pos, &npos,
+	    1)) != 0)
+		return rc;
+	if (npos != 1)
+		return cli_usage(cmd, "which message?");
+	if (cli_number(pos[0], 1, INT64_MAX, &id) != 0)
+		return cli_usage(cmd, "'%s' is not a message id", pos[0]);
+	/* The directory is checked before anything is fetched. */
+	if (save_dir != NULL && (dfd = open(save_dir, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1) {
+		fprintf(stderr, "%s: %s: %s\n", CLI_PROG, save_dir,
+		    strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	if ((rc = cli_open(&c, config)) != CLI_EXIT_OK ||
+	    (rc = cli_login(&c)) != CLI_EXIT_OK)
+		goto out;
+	(void)snprintf(payload, sizeof(payload), "<m:FetchMessage xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%lld</m:Id></m:FetchMessage>", id);
+	if ((rc = cli_call(&c, "FetchMessage", payload, 0, &r)) != CLI_EXIT_OK)
+		goto out;
+	rc = CLI_EXIT_FAIL;
+	got_id = cli_child_text(r.payload, "Id", 32);
+	received_s = cli_child_text(r.payload, "Received", 64);
+	b64 = cli_child_text(r.payload, "Original",
+	    c.resp_lim.max_message_bytes);
+	if (got_id == NULL || cli_number(got_id, 1, INT64_MAX, &got) != 0 ||
+	    got != id || received_s == NULL ||
+	    wse_time_parse(received_s, &received) != WSE_OK || b64 == NULL) {
+		rc = cli_fail("the server's FetchMessageResponse is malformed");
+		goto out;
+	}
+	if ((orig = wse_buf_new(c.resp_lim.max_message_bytes)) == NULL) {
+		rc = cli_fail("out of memory");
+		goto out;
+	}
+	if (wse_base64_decode(b64, strlen(b64), orig) != WSE_OK) {
+		rc = cli_fail("the server sent a malformed Original");
+		goto out;
+	}
+	free(b64);
+	b64 = NULL;
+
+	verify_original(&c, orig, received, &e);
+	show(&c, &e, received_s);
+	if (dfd != -1)
+		save_rc = save_attachments(&e, dfd, save_dir);
+	if (fflush(stdout) != 0) {
+		rc = cli_fail("cannot write the output");
+		goto out;
+	}
+
+	/* The user has seen it. */
+	(void)snprintf(payload, sizeof(payload), "<m:MarkRead xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%lld</m:Id><m:Read>true</m:Read>"
+	    "</m:MarkRead>", id);
+	if ((rc = cli_call(&c, "MarkRead", payload, 0, &mr)) != CLI_EXIT_OK)
+		goto out;
+	if (!e.valid) {
+		fprintf(stderr, "%s: message %lld did not verify: %s\n",
+		    CLI_PROG, id, e.subcode);
+		rc = CLI_EXIT_FAIL;
+	} else
+		rc = save_rc;
+out:
+	if (dfd != -1)
+		close(dfd);
+	e2e_clear(&e);
+	cli_reply_clear(&r);
+	cli_reply_clear(&mr);
+	cli_close(&c);
+	wse_buf_free(&orig);
+	free(got_id);
+	free(received_s);
+	free(b64);
+	return rc;
+}

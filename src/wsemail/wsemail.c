@@ -1,0 +1,284 @@
+/*
+ * wsemail - the WSEmail client: send, list, read and delete mail through
+ * the user's own WSEmail server (docs/protocol.md).
+ *
+ * SECURITY
+ *	wsemail runs with the user's own privileges; it is not set-uid.  It
+ *	trusts its command line, its environment (WSEMAIL_CONFIG,
+ *	WSEMAIL_PASSWORD, HOME), its configuration file and the root
+ *	certificates (and CRLs) that file names.  The password comes from
+ *	WSEMAIL_PASSWORD, from the first line of password_file (which must
+ *	not be readable by others), or from /dev/tty with echo off; it is
+ *	never printed, is turned into the PBKDF2 key at once, and both are
+ *	wiped after use.  The server is trusted only as far as it proves
+ *	itself: the TLS certificate must chain to the configured roots and
+ *	name the server's host, and every answer must carry a valid
+ *	WS-Security signature by a service certificate of the user's own
+ *	domain, be fresh, be new to this run, and name our request in its
+ *	signed RelatesTo; nothing in an answer is read before that.  Mail is
+ *	not taken on the server's word either: "read" verifies the sending
+ *	server's original signature end to end, as of the time the message
+ *	was received, for the domain the message claims to come from, and
+ *	checks that the user was one of the signed recipients; a message that
+ *	fails is still shown, marked NOT VALID, and its attachments are not
+ *	saved.  Without a configured CRL, revocation is not checked and the
+ *	output says so.  Everything a sender chose (names, subjects, text,
+ *	attachment names) is untrusted: control characters and other bytes
+ *	that could drive a terminal are replaced before printing, and an
+ *	attachment is saved only under a plain name (no '/', no leading
+ *	'.'), in the named directory, never over an existing file, and only
+ *	when its SHA-256 matches.  Results go to stdout; errors to stderr as
+ *	"wsemail: <reason>", exit status 1; usage errors exit with status 2.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+
+#include "wsemail.h"
+
+static int cmd_help(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+
+static const struct cli_cmd commands[] = {
+	{ "send", cmd_send,
+	    "--to ADDR [--to ADDR]... [--cc ADDR]... --subject TEXT "
+	    "[--attach FILE]... [BODYFILE|-]",
+	    "send a message (the text from BODYFILE, or standard input)" },
+	{ "list", cmd_list, "[--offset N] [--limit N]",
+	    "list the messages in the mailbox, newest first" },
+	{ "read", cmd_read, "ID [--save-attachments DIR]",
+	    "show a message, verified end to end, and mark it read" },
+	{ "delete", cmd_delete, "ID", "delete a message" },
+	{ "help", cmd_help, "", "this text" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void
+print_cmd_usage(FILE *f, const struct cli_cmd *c)
+{
+	fprintf(f, "  %s [--config FILE] %s%s%s\n", CLI_PROG, c->name,
+	    *c->args ? " " : "", c->args);
+}
+
+static void
+print_help(FILE *f)
+{
+	const struct cli_cmd *c;
+
+	fprintf(f, "usage: %s [--config FILE] COMMAND [ARGS...]\n\n"
+	    "global options:\n"
+	    "  --config FILE  configuration (default: $WSEMAIL_CONFIG or "
+	    "~/.config/wsemail/config)\n"
+	    "  -h, --help     this text; after a command: that command's "
+	    "help\n\ncommands:\n", CLI_PROG);
+	for (c = commands; c->name != NULL; c++) {
+		fprintf(f, "  %-8s %s\n", c->name, c->summary);
+		if (*c->args)
+			fprintf(f, "  %-8s   %s %s\n", "", c->name, c->args);
+	}
+	fprintf(f, "\nconfiguration keys: server, connect, address, roots, "
+	    "crl (repeatable),\npassword_file; the password comes from "
+	    "$WSEMAIL_PASSWORD, password_file\nor a prompt.  \"read\" exits "
+	    "with status 1 when the message does not verify.\n");
+}
+
+static int
+cmd_help(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv)
+{
+	(void)cmd;
+	(void)config;
+	(void)argc;
+	(void)argv;
+	print_help(stdout);
+	return CLI_EXIT_OK;
+}
+
+int
+cli_fail(const char *fmt, ...)
+{
+	char msg[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
+	va_list ap;
+
+	fprintf(stderr, "%s: ", CLI_PROG);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (wse_err_count() > 0) {
+		/* The stack may quote what the network sent. */
+		fputs(": ", stderr);
+		term_put(stderr, wse_err_format(msg, sizeof(msg)), 0, 0);
+	}
+	fputc('\n', stderr);
+	wse_err_clear();
+	return CLI_EXIT_FAIL;
+}
+
+int
+cli_usage(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", CLI_PROG);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (cmd != NULL) {
+		fprintf(stderr, "usage:\n");
+		print_cmd_usage(stderr, cmd);
+	} else
+		fprintf(stderr, "try '%s help'\n", CLI_PROG);
+	return CLI_EXIT_USAGE;
+}
+
+int
+cli_number(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* --name or --name=value: 1 when arg names the option. */
+static int
+opt_matches(const char *arg, const char *name, const char **inline_val)
+{
+	size_t n = strlen(name);
+
+	*inline_val = NULL;
+	if (strncmp(arg, name, n) != 0)
+		return 0;
+	if (arg[n] == '\0')
+		return 1;
+	if (arg[n] == '=') {
+		*inline_val = arg + n + 1;
+		return 1;
+	}
+	return 0;
+}
+
+int
+cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
+    const struct cli_opt *opts, size_t nopts, const char **config,
+    const char **pos, int *npos, int maxpos)
+{
+	int i, only_pos = 0;
+	size_t k;
+
+	*npos = 0;
+	for (k = 0; k < nopts; k++)
+		if (opts[k].list != NULL && opts[k].list->v == NULL) {
+			if ((opts[k].list->v = calloc((size_t)argc + 1,
+			    sizeof(char *))) == NULL)
+				return cli_fail("out of memory");
+			opts[k].list->n = 0;
+		}
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		const struct cli_opt *o = NULL;
+
+		if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+			if (*npos >= maxpos)
+				return cli_usage(cmd, "unexpected argument "
+				    "'%s'", a);
+			pos[(*npos)++] = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_pos = 1;
+			continue;
+		}
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			printf("%s\nusage:\n", cmd->summary);
+			print_cmd_usage(stdout, cmd);
+			return CLI_HELP_SHOWN;
+		}
+		if (opt_matches(a, "--config", &val)) {
+			if (val == NULL && i + 1 < argc)
+				val = argv[++i];
+			if (val == NULL || *val == '\0')
+				return cli_usage(cmd, "--config needs a value");
+			*config = val;
+			continue;
+		}
+		for (k = 0; k < nopts && o == NULL; k++)
+			if (opt_matches(a, opts[k].name, &val))
+				o = &opts[k];
+		if (o == NULL)
+			return cli_usage(cmd, "unknown option '%s'", a);
+		if (val == NULL) {
+			if (i + 1 >= argc)
+				return cli_usage(cmd, "%s needs a value",
+				    o->name);
+			val = argv[++i];
+		}
+		if (o->list != NULL)
+			o->list->v[o->list->n++] = val;
+		else
+			*o->str = val;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct cli_cmd *c;
+	const char *config = NULL;
+	int i = 1, rc;
+
+	while (i < argc && argv[i][0] == '-') {
+		const char *val = NULL;
+
+		if (strcmp(argv[i], "-h") == 0 ||
+		    strcmp(argv[i], "--help") == 0) {
+			print_help(stdout);
+			return CLI_EXIT_OK;
+		}
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		}
+		if (!opt_matches(argv[i], "--config", &val))
+			return cli_usage(NULL, "unknown option '%s'", argv[i]);
+		if (val == NULL && i + 1 < argc)
+			val = argv[++i];
+		if (val == NULL || *val == '\0')
+			return cli_usage(NULL, "--config needs a value");
+		config = val;
+		i++;
+	}
+	if (i >= argc) {
+		print_help(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	for (c = commands; c->name != NULL; c++)
+		if (strcmp(c->name, argv[i]) == 0)
+			break;
+	if (c->name == NULL)
+		return cli_usage(NULL, "unknown command '%s'", argv[i]);
+	rc = c->run(c, config, argc - i - 1, argv + i + 1);
+	if (rc == CLI_HELP_SHOWN)
+		rc = CLI_EXIT_OK;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "%s: cannot write the output: %s\n", CLI_PROG,
+		    strerror(errno));
+		if (rc == CLI_EXIT_OK)
+			rc = CLI_EXIT_FAIL;
+	}
+	xmlCleanupParser();
+	return rc;
+}
