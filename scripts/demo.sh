@@ -1,67 +1,142 @@
 #!/usr/bin/env bash
-# The WSEmail demonstration: a root CA, two domains, their servers'
-# certificates and CRLs; a signed envelope verified, and tampered,
-# misattributed, stale and revoked ones refused.  Every file lives in a
-# temporary directory that is removed at the end.
+# The WSEmail demonstration: two mail domains on this machine.
+#
+# It mints a root CA, domain CAs and server certificates for a.test and
+# b.test, starts a DNS server (dnsmasq, SRV records) and both servers on
+# loopback, creates users, sends mail both ways (one message to several
+# recipients with an attachment), lists and reads it with the end-to-end
+# verification shown, shows a bounce for an unknown user and a tampered
+# envelope refused, then stops everything it started.  All files live in
+# a temporary directory that is removed at the end.
 # Usage: scripts/demo.sh [BUILD-DIR]      (normally: make demo)
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${1:-build}
-admin="$PWD/$build/src/wsemail-admin"
-[ -x "$admin" ] || { echo "demo: build first (make demo does)"; exit 1; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/wsemail-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-pki="$work/pki"
-A() { "$admin" --pki "$pki" "$@"; }
+build=$PWD/${1:-build}
+ADMIN=$build/src/wsemail-admin
+SERVER=$build/src/wsemaild
+CLIENT=$build/src/wsemail
+for p in "$ADMIN" "$SERVER" "$CLIENT"; do
+	[ -x "$p" ] || { echo "demo: $p is missing: run make demo"; exit 1; }
+done
+W=$(mktemp -d "${TMPDIR:-/tmp}/wsemail-demo.XXXXXX")
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+die() { echo "demo: $*" >&2; for f in "$W"/*.log; do [ -f "$f" ] && tail -5 "$f" >&2; done; exit 1; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() {
-  local shown="$*"
-  shown=${shown/#A /wsemail-admin }
-  printf '$ %s\n' "${shown//$work\//}"
-  "$@" 2>&1 | sed 's/^/   /'
-  return "${PIPESTATUS[0]}"
-}
+show() { printf '$ %s\n' "$*"; }
+indent() { sed 's/^/    /'; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+export WSEMAIL_PASSWORD=demo-password-123
 
-say "1. An offline root CA, and a domain CA for each of a.test and b.test"
-run A ca init --cn "WSEmail Demo Root"
-run A domain issue a.test
-run A domain issue b.test
-say "2. Each domain CA issues its server's certificate (TLS + signing)"
-run A service issue a.test --host mail.a.test
-run A service issue b.test --host mail.b.test
-run A cert show "$pki/a.test/service.pem"
-say "3. OpenSSL agrees: the chain verifies with CRLs checked for every CA"
-run openssl verify -crl_check_all -CAfile "$pki/root/cert.pem" \
-  -untrusted "$pki/a.test/ca.pem" -CRLfile "$pki/root/crl.pem" \
-  -CRLfile "$pki/a.test/crl.pem" "$pki/a.test/service.pem"
+PA=$(free_port); PB=$(free_port); DNS=$(free_port)
 
-cat > "$work/body.xml" <<'XML'
-<m:Deliver xmlns:m="urn:wsemail:2026"><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Subject>Quarterly figures</m:Subject><m:Text>Pay 100 EUR to account 1234.</m:Text></m:Deliver>
-XML
-say "4. a.test's server signs a Deliver call for b.test (WS-Security, ECDSA P-256)"
-printf '$ wsemail-admin envelope sign --domain a.test --to https://b.test/wsemail body.xml > msg.xml\n'
-A envelope sign --domain a.test --to https://b.test/wsemail "$work/body.xml" > "$work/msg.xml"
-printf '   %s bytes; signed parts: Body, Timestamp, To, Action, MessageID\n' "$(wc -c < "$work/msg.xml")"
-say "5. b.test verifies it: freshness, certificate validity, replay, signature, chain+CRLs, domain"
-run A envelope verify --domain a.test --to https://b.test/wsemail "$work/msg.xml"
+say "1. A root CA, a domain CA for a.test and for b.test, and each server's certificate"
+for c in "ca init --cn WSEmail-Demo-Root" "domain issue a.test" "domain issue b.test" \
+	"service issue a.test --host mail.a.test" "service issue b.test --host mail.b.test"; do
+	show "wsemail-admin $c"
+	# shellcheck disable=SC2086
+	"$ADMIN" --pki "$W/pki" $c >/dev/null || die "wsemail-admin $c"
+done
+"$ADMIN" --pki "$W/pki" cert show "$W/pki/b.test/ca.pem" | grep -E "subject|not after" | indent
 
-refuse() {  # label, file, verify args...
-  local label=$1 file=$2; shift 2
-  say "$label"
-  if A envelope verify "$@" "$file" | sed 's/^/   /'; then
-    echo "demo: this should have been refused" >&2; exit 1
-  fi
-}
-sed 's/Pay 100 EUR/Pay 9100 EUR/' "$work/msg.xml" > "$work/tampered.xml"
-refuse "6. Tampered in transit (100 -> 9100 EUR): refused" "$work/tampered.xml" --domain a.test
-A envelope sign --domain b.test --to https://b.test/wsemail "$work/body.xml" > "$work/other.xml"
-refuse "7. Signed by b.test's server but claiming to come from a.test: refused" "$work/other.xml" --domain a.test
-A envelope sign --domain a.test --time-offset -600 "$work/body.xml" > "$work/stale.xml"
-refuse "8. Ten minutes old (freshness window 300 s): refused" "$work/stale.xml" --domain a.test
-serial=$(A cert show "$pki/a.test/service.pem" | awk '/^ *serial/ {print $NF}')
-say "9. The a.test service certificate is revoked and the CRL reissued"
-run A revoke a.test "$serial"
-refuse "10. The original message, checked again against the new CRL: refused" "$work/msg.xml" --domain a.test
-rm "$pki/a.test/crl.pem"
-refuse "11. And with the domain's CRL missing: temporary failure, never acceptance" "$work/msg.xml" --domain a.test
-say "Done. Everything above lived in a temporary directory, now removed."
+say "2. DNS (dnsmasq on 127.0.0.1:$DNS) publishes where each domain's server is"
+/usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=127.0.0.1 \
+	--bind-interfaces --port="$DNS" --local=/test/ \
+	--srv-host=_wsemail._tcp.a.test,mail.a.test,"$PA",10,10 \
+	--srv-host=_wsemail._tcp.b.test,mail.b.test,"$PB",10,10 \
+	--host-record=mail.a.test,127.0.0.1 --host-record=mail.b.test,127.0.0.1 \
+	>"$W/dns.log" 2>&1 &
+PIDS+=($!)
+echo "    _wsemail._tcp.a.test SRV 10 10 $PA mail.a.test"
+echo "    _wsemail._tcp.b.test SRV 10 10 $PB mail.b.test"
+
+say "3. Both servers start (HTTPS with mutual TLS between servers, SQLite stores)"
+for d in a.test:"$PA" b.test:"$PB"; do
+	dom=${d%%:*}; port=${d##*:}
+	cat >"$W/$dom.conf" <<EOF
+domain = $dom
+url = https://mail.$dom:$port/wsemail
+listen = 127.0.0.1:$port
+cert_chain = $W/pki/$dom/chain.pem
+key = $W/pki/$dom/service-key.pem
+roots = $W/pki/root/cert.pem
+crl = $W/pki/root/crl.pem
+crl = $W/pki/a.test/crl.pem
+crl = $W/pki/b.test/crl.pem
+store = sqlite:$W/$dom.db
+secret_file = $W/$dom.secret
+dns_server = 127.0.0.1:$DNS
+retry_first = 2
+EOF
+	"$SERVER" "$W/$dom.conf" >"$W/$dom.out" 2>"$W/$dom.log" &
+	PIDS+=($!)
+	for _ in $(seq 100); do grep -q ready "$W/$dom.out" 2>/dev/null && break; sleep 0.1; done
+	grep -q ready "$W/$dom.out" || die "$dom server did not start"
+	echo "    wsemaild for $dom listening on 127.0.0.1:$port"
+done
+
+say "4. Users (passwords become PBKDF2-derived keys, sealed at rest)"
+for u in alice@a.test carol@a.test bob@b.test dave@b.test; do
+	show "wsemail-admin --config ${u#*@}.conf user add $u"
+	"$ADMIN" --config "$W/${u#*@}.conf" user add "$u" >/dev/null || die "user add $u"
+	cat >"$W/$u.cconf" <<EOF
+server = https://mail.${u#*@}:$([ "${u#*@}" = a.test ] && echo "$PA" || echo "$PB")/wsemail
+connect = 127.0.0.1
+address = $u
+roots = $W/pki/root/cert.pem
+crl = $W/pki/root/crl.pem
+crl = $W/pki/a.test/crl.pem
+crl = $W/pki/b.test/crl.pem
+EOF
+done
+C() { local u=$1; shift; "$CLIENT" --config "$W/$u.cconf" "$@"; }
+wait_for() { for _ in $(seq 75); do C "$1" list 2>/dev/null | grep -q -- "$2" && return 0; sleep 0.2; done; return 1; }
+
+say "5. alice@a.test writes to bob and dave at b.test and to carol at a.test, with an attachment"
+printf 'Hello all,\nthe figures for Q3 are attached.\nAlice\n' >"$W/body.txt"
+printf 'region,revenue\nnorth,120\nsouth,95\n' >"$W/q3.csv"
+show "wsemail send --to bob@b.test --to carol@a.test --cc dave@b.test --subject 'Q3 figures' --attach q3.csv body.txt"
+C alice@a.test send --to bob@b.test --to carol@a.test --cc dave@b.test \
+	--subject "Q3 figures" --attach "$W/q3.csv" "$W/body.txt" | indent || die "send"
+wait_for bob@b.test "Q3 figures" || die "bob did not receive it"
+wait_for dave@b.test "Q3 figures" || die "dave did not receive it"
+wait_for carol@a.test "Q3 figures" || die "carol did not receive it"
+
+say "6. bob@b.test lists his mailbox and reads the message: a.test's signature is checked end to end"
+show "wsemail list"
+C bob@b.test list | indent
+id=$(C bob@b.test list | grep "Q3 figures" | head -1 | awk '{print $1}')
+show "wsemail read $id"
+C bob@b.test read "$id" | indent
+
+say "7. bob answers; alice reads the reply"
+show "echo 'Thanks, Alice!' | wsemail send --to alice@a.test --subject 'Re: Q3 figures' -"
+printf 'Thanks, Alice!\n' | C bob@b.test send --to alice@a.test --subject "Re: Q3 figures" - | indent
+wait_for alice@a.test "Re: Q3 figures" || die "alice did not receive the reply"
+id=$(C alice@a.test list | grep "Re: Q3" | head -1 | awk '{print $1}')
+C alice@a.test read "$id" | grep -E "Verified|From|Subject" | indent
+
+say "8. A message to a mailbox that does not exist comes back as a non-delivery report"
+show "echo hi | wsemail send --to nobody@b.test --subject 'Are you there?' -"
+printf 'hi\n' | C alice@a.test send --to nobody@b.test --subject "Are you there?" - | indent
+wait_for alice@a.test "Undeliverable" || die "no bounce"
+id=$(C alice@a.test list | grep "Undeliverable" | head -1 | awk '{print $1}')
+C alice@a.test read "$id" | grep -E "Verified|From|Subject|could not|Reason|nobody" | indent
+
+say "9. A forged Deliver (b.test's server claiming to speak for a.test) is refused"
+cat >"$W/forged.xml" <<'EOF'
+<m:Deliver xmlns:m="urn:wsemail:2026"><m:Origin>a.test</m:Origin><m:OriginId>urn:uuid:6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab</m:OriginId><m:Rcpt>bob@b.test</m:Rcpt><m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Subject>Change of bank details</m:Subject><m:Text>Please pay to account 6666.</m:Text></m:Message></m:Deliver>
+EOF
+"$ADMIN" --pki "$W/pki" envelope sign --domain b.test --action urn:wsemail:2026/Deliver \
+	--to "https://mail.b.test:$PB/wsemail" "$W/forged.xml" >"$W/forged.env"
+curl -s --cacert "$W/pki/root/cert.pem" --cert "$W/pki/b.test/chain.pem" \
+	--key "$W/pki/b.test/service-key.pem" --resolve "mail.b.test:$PB:127.0.0.1" \
+	-H 'Content-Type: application/soap+xml' --data-binary @"$W/forged.env" \
+	"https://mail.b.test:$PB/wsemail" | grep -o 'wse:[A-Za-z]*' | head -1 | sed 's/^/    fault: /'
+
+say "Done: servers and DNS stopped, temporary files removed."

@@ -5,8 +5,10 @@
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config libxml2-dev
-            libxmlsec1-dev libssl-dev openssl ca-certificates)
-test_pkgs=(libcmocka-dev python3)
+            libxmlsec1-dev libssl-dev openssl ca-certificates
+            libsqlite3-dev libc-ares-dev libevent-dev libcurl4-openssl-dev
+            dnsmasq-base python3 curl)
+test_pkgs=(libcmocka-dev python3 dnsmasq-base sqlite3 curl python3-zeep)
 
 case "${1:-all}" in
   build) want=("${build_pkgs[@]}") ;;

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Mail between two domains, end to end, on loopback: a PKI minted here, a
+# real DNS server (dnsmasq) with SRV records, two wsemaild servers, and
+# the wsemail client.  Checks: mail both ways, several recipients across
+# domains, SRV failover to the second target, retry after the recipient's
+# server comes back (and nothing lost across its restart), one bounce at
+# expiry and one for an unknown user, end-to-end verification shown to the
+# recipient, and refusals of bad input.
+# Needs: WSE_BUILD_ROOT (meson sets it).  Every process it starts is
+# stopped by PID on exit.
+set -uo pipefail
+
+B=${WSE_BUILD_ROOT:?}
+ADMIN=$B/src/wsemail-admin
+SERVER=$B/src/wsemaild
+CLIENT=$B/src/wsemail
+W=$(mktemp -d "${TMPDIR:-/tmp}/wse-mail.XXXXXX")
+PIDS=()
+checks=0
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+fail() { echo "mail_two_domains: FAIL: $*" >&2; for f in "$W"/*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done; exit 1; }
+ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+PA=$(free_port); PB1=$(free_port); PB2=$(free_port); DNS=$(free_port)
+export WSEMAIL_PASSWORD=correct-horse-battery
+
+# ---- PKI ----
+A() { timeout 30 "$ADMIN" --pki "$W/pki" "$@" >/dev/null || fail "wsemail-admin $*"; }
+A ca init --cn "Test Root"
+A domain issue a.test
+A domain issue b.test
+A service issue a.test --host mail.a.test
+A service issue b.test --host mail1.b.test --host mail2.b.test
+
+# ---- DNS: b.test's first SRV target has no server (failover) ----
+timeout 300 /usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts \
+	--listen-address=127.0.0.1 --bind-interfaces --port="$DNS" \
+	--local=/test/ --pid-file="$W/dnsmasq.pid" \
+	--srv-host=_wsemail._tcp.a.test,mail.a.test,"$PA",10,10 \
+	--srv-host=_wsemail._tcp.b.test,mail1.b.test,"$PB1",10,10 \
+	--srv-host=_wsemail._tcp.b.test,mail2.b.test,"$PB2",20,10 \
+	--host-record=mail.a.test,127.0.0.1 \
+	--host-record=mail1.b.test,127.0.0.1 \
+	--host-record=mail2.b.test,127.0.0.1 \
+	>"$W/dns.log" 2>&1 &
+PIDS+=($!)
+
+conf() {  # domain url port
+	cat >"$W/$1.conf" <<EOF
+domain = $1
+url = $2
+listen = 127.0.0.1:$3
+cert_chain = $W/pki/$1/chain.pem
+key = $W/pki/$1/service-key.pem
+roots = $W/pki/root/cert.pem
+crl = $W/pki/root/crl.pem
+crl = $W/pki/a.test/crl.pem
+crl = $W/pki/b.test/crl.pem
+store = sqlite:$W/$1.db
+secret_file = $W/$1.secret
+dns_server = 127.0.0.1:$DNS
+retry_first = 1
+retry_max = 2
+lifetime = 12
+threads = 2
+[limits]
+max_message_bytes = 1048576
+EOF
+}
+conf a.test "https://mail.a.test:$PA/wsemail" "$PA"
+conf b.test "https://mail2.b.test:$PB2/wsemail" "$PB2"
+
+start() {  # domain -> sets LAST_PID
+	"$SERVER" "$W/$1.conf" >"$W/$1.out" 2>>"$W/$1.log" &
+	LAST_PID=$!
+	PIDS+=("$LAST_PID")
+	for _ in $(seq 100); do
+		grep -q ready "$W/$1.out" 2>/dev/null && return 0
+		kill -0 "$LAST_PID" 2>/dev/null || fail "$1 server died"
+		sleep 0.1
+	done
+	fail "$1 server did not start"
+}
+start a.test; APID=$LAST_PID
+start b.test; BPID=$LAST_PID
+ok "two servers and a DNS server started"
+
+for u in alice@a.test carol@a.test; do
+	timeout 30 "$ADMIN" --config "$W/a.test.conf" user add "$u" >/dev/null || fail "user add $u"
+done
+for u in bob@b.test dave@b.test; do
+	timeout 30 "$ADMIN" --config "$W/b.test.conf" user add "$u" >/dev/null || fail "user add $u"
+done
+ok "users created"
+
+client_conf() {  # user server-url
+	cat >"$W/$1.cconf" <<EOF
+server = $2
+connect = 127.0.0.1
+address = $1
+roots = $W/pki/root/cert.pem
+EOF
+}
+client_conf alice@a.test "https://mail.a.test:$PA/wsemail"
+client_conf carol@a.test "https://mail.a.test:$PA/wsemail"
+client_conf bob@b.test "https://mail2.b.test:$PB2/wsemail"
+client_conf dave@b.test "https://mail2.b.test:$PB2/wsemail"
+C() { local u=$1; shift; timeout 60 "$CLIENT" --config "$W/$u.cconf" "$@"; }
+
+# Wait until user's list shows a line matching pattern.
+wait_for() {  # user pattern seconds
+	for _ in $(seq $(($3 * 5))); do
+		C "$1" list 2>/dev/null | grep -q -- "$2" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+first_id() {  # user pattern
+	C "$1" list | grep -- "$2" | head -1 | awk '{print $1}'
+}
+
+# ---- mail across domains, several recipients, an attachment ----
+printf 'Quarterly figures attached.\n' >"$W/body.txt"
+head -c 3000 /dev/urandom >"$W/figures.bin"
+C alice@a.test send --to bob@b.test --to carol@a.test --cc dave@b.test \
+	--subject "Q3 figures" --attach "$W/figures.bin" "$W/body.txt" >/dev/null ||
+	fail "alice send"
+ok "alice submitted to bob@b.test, dave@b.test and carol@a.test"
+wait_for bob@b.test "Q3 figures" 15 || fail "bob did not get the message"
+wait_for dave@b.test "Q3 figures" 15 || fail "dave did not get the message"
+wait_for carol@a.test "Q3 figures" 15 || fail "carol did not get the message"
+ok "delivered to all three (b.test via its second SRV target)"
+id=$(first_id bob@b.test "Q3 figures")
+mkdir -p "$W/saved"
+C bob@b.test read "$id" --save-attachments "$W/saved" >"$W/read.txt" || fail "bob read"
+grep -q "VALID" "$W/read.txt" && ! grep -q "NOT VALID" "$W/read.txt" || fail "no VALID verdict: $(cat "$W/read.txt")"
+grep -q "a.test" "$W/read.txt" || fail "signer not shown"
+cmp -s "$W/saved/figures.bin" "$W/figures.bin" || fail "attachment differs"
+ok "bob verified a.test's signature end to end and got the attachment intact"
+
+# ---- and back ----
+printf 'Thanks!\n' | C bob@b.test send --to alice@a.test --subject "Re: Q3" - >/dev/null || fail "bob send"
+wait_for alice@a.test "Re: Q3" 15 || fail "alice did not get the reply"
+ok "mail from b.test to a.test"
+
+# ---- unknown user: one bounce at once ----
+printf 'x\n' | C alice@a.test send --to nobody@b.test --subject "to nobody" - >/dev/null || fail "send to nobody"
+wait_for alice@a.test "Undeliverable: to nobody" 15 || fail "no bounce for an unknown user"
+n=$(C alice@a.test list | grep -c "Undeliverable: to nobody")
+[ "$n" = 1 ] || fail "$n bounces for one unknown user"
+ok "unknown recipient: exactly one non-delivery report"
+
+# ---- the recipient's server is down, then comes back ----
+kill "$BPID"; wait "$BPID" 2>/dev/null
+printf 'while you were away\n' | C alice@a.test send --to bob@b.test --subject "retry me" - >/dev/null || fail "send while b is down"
+sleep 3
+grep -q "deferred" "$W/a.test.log" || fail "no deferral logged"
+start b.test; BPID=$LAST_PID
+wait_for bob@b.test "retry me" 20 || fail "not delivered after b.test came back"
+wait_for bob@b.test "Q3 figures" 2 || fail "b.test lost a message across its restart"
+ok "deferred while b.test was down, delivered after it came back, nothing lost"
+
+# ---- down past the lifetime: exactly one bounce ----
+kill "$BPID"; wait "$BPID" 2>/dev/null
+printf 'doomed\n' | C alice@a.test send --to bob@b.test --subject "never arrives" - >/dev/null || fail "send doomed"
+wait_for alice@a.test "Undeliverable: never arrives" 30 || fail "no bounce at expiry"
+sleep 3
+n=$(C alice@a.test list | grep -c "Undeliverable: never arrives")
+[ "$n" = 1 ] || fail "$n bounces at expiry"
+ok "lifetime passed: exactly one non-delivery report"
+start b.test; BPID=$LAST_PID
+
+# ---- refusals ----
+if WSEMAIL_PASSWORD=wrong-password C alice@a.test list >"$W/wrong.txt" 2>&1; then
+	fail "wrong password accepted"
+fi
+grep -q "NotAuthorized" "$W/wrong.txt" || fail "wrong password: $(cat "$W/wrong.txt")"
+ok "wrong password refused (NotAuthorized)"
+if C dave@b.test read "$id" >/dev/null 2>"$W/other.txt"; then
+	# the same id may exist in dave's mailbox: it must then be dave's copy
+	C dave@b.test read "$id" | grep -q "dave@b.test" || fail "dave read bob's message"
+fi
+ok "a user reads only their own mailbox"
+
+# A Deliver signed by b.test's server but claiming to come from a.test.
+cat >"$W/deliver.xml" <<'EOF'
+<m:Deliver xmlns:m="urn:wsemail:2026"><m:Origin>a.test</m:Origin><m:OriginId>urn:uuid:6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab</m:OriginId><m:Rcpt>bob@b.test</m:Rcpt><m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Subject>forged</m:Subject><m:Text>forged</m:Text></m:Message></m:Deliver>
+EOF
+timeout 30 "$ADMIN" --pki "$W/pki" envelope sign --domain b.test \
+	--action urn:wsemail:2026/Deliver --to "https://mail2.b.test:$PB2/wsemail" \
+	"$W/deliver.xml" >"$W/forged.xml" || fail "sign forged"
+code=$(timeout 30 curl -s -o "$W/forged.out" -w '%{http_code}' \
+	--cacert "$W/pki/root/cert.pem" --cert "$W/pki/b.test/chain.pem" \
+	--key "$W/pki/b.test/service-key.pem" \
+	--resolve "mail2.b.test:$PB2:127.0.0.1" -H 'Content-Type: application/soap+xml' \
+	--data-binary @"$W/forged.xml" "https://mail2.b.test:$PB2/wsemail")
+[ "$code" = 500 ] && grep -q "DomainMismatch" "$W/forged.out" || fail "forged origin: $code $(head -c 300 "$W/forged.out")"
+C bob@b.test list | grep -q forged && fail "forged message stored"
+ok "Deliver signed by another domain's server: DomainMismatch, nothing stored"
+
+code=$(timeout 30 curl -s -o "$W/bad.out" -w '%{http_code}' --cacert "$W/pki/root/cert.pem" \
+	--resolve "mail.a.test:$PA:127.0.0.1" -H 'Content-Type: application/soap+xml' \
+	--data-binary '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>' \
+	"https://mail.a.test:$PA/wsemail")
+[ "$code" = 500 ] && grep -q "InvalidMessage" "$W/bad.out" || fail "malformed XML: $code"
+ok "malformed XML: a signed SOAP Fault (InvalidMessage)"
+
+head -c 2000000 /dev/zero | tr '\0' 'x' >"$W/big.txt"
+if C alice@a.test send --to bob@b.test --subject big "$W/big.txt" >"$W/big.out" 2>&1; then
+	fail "oversized message accepted"
+fi
+grep -qi "TooLarge\|too large\|413" "$W/big.out" || fail "oversized: $(cat "$W/big.out")"
+ok "oversized message refused"
+
+code=$(timeout 30 curl -s -o "$W/wsdl.xml" -w '%{http_code}' --cacert "$W/pki/root/cert.pem" \
+	--resolve "mail.a.test:$PA:127.0.0.1" "https://mail.a.test:$PA/wsemail?wsdl")
+[ "$code" = 200 ] && grep -q "FetchMessage" "$W/wsdl.xml" || fail "WSDL: $code"
+ok "WSDL served at ?wsdl"
+/usr/bin/python3 - "$W/wsdl.xml" >"$W/zeep.out" 2>&1 <<'PY' || fail "zeep: $(cat "$W/zeep.out")"
+import sys
+import zeep
+client = zeep.Client(sys.argv[1])
+ops = set()
+for service in client.wsdl.services.values():
+    for port in service.ports.values():
+        ops |= set(port.binding._operations)
+want = {"GetAuthParams", "Submit", "Deliver", "ListHeaders", "FetchMessage",
+        "DeleteMessage", "MarkRead"}
+assert want <= ops, ops
+print("zeep loaded the WSDL:", ", ".join(sorted(ops)))
+PY
+ok "a stock SOAP client (python3-zeep) loads the WSDL: $(cut -d: -f2 "$W/zeep.out")"
+
+echo "mail_two_domains: $checks checks passed"
