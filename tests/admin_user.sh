@@ -225,32 +225,42 @@ fi
 # program's status.
 tty_add() {
 	python3 - "$admin" "$conf" "$@" <<'PY'
-import os, pty, sys, time
+import os, pty, select, signal, sys, time
 admin, conf, addr, first, second = sys.argv[1:6]
 pid, fd = pty.fork()
 if pid == 0:
     os.environ.pop("WSEMAIL_PASSWORD", None)
     os.execv(admin, [admin, "--config", conf, "user", "add", addr])
 out = b""
-for answer in (first, second):
-    deadline = time.time() + 10
-    while not out.rstrip().endswith(b":") and time.time() < deadline:
-        try:
-            out += os.read(fd, 1024)
-        except OSError:
-            break
-    out_seen = len(out)
+def read_until(done, secs):
+    """Read the terminal until done() or end of output or timeout."""
+    global out
+    deadline = time.time() + secs
+    while not done() and time.time() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                d = os.read(fd, 1024)
+            except OSError:
+                return done()
+            if not d:
+                return done()
+            out += d
+    return done()
+for i, answer in enumerate((first, second)):
+    # answer each prompt only once it is shown (the program flushes
+    # pending input when it turns echo off)
+    if not read_until(lambda: out.count(b"password: ") > i, 30):
+        break
     os.write(fd, answer.encode() + b"\n")
-    out += os.read(fd, 1024)      # the newline the program writes back
-while True:
-    try:
-        d = os.read(fd, 1024)
-    except OSError:
-        break
-    if not d:
-        break
-    out += d
-_, st = os.waitpid(pid, 0)
+read_until(lambda: False, 60)
+deadline = time.time() + 30
+wpid, st = os.waitpid(pid, os.WNOHANG)
+while wpid == 0 and time.time() < deadline:
+    time.sleep(0.05)
+    wpid, st = os.waitpid(pid, os.WNOHANG)
+if wpid == 0:    # still running: it did not finish in time
+    os.kill(pid, signal.SIGKILL)
+    _, st = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
 sys.exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128)
 PY
