@@ -8,7 +8,9 @@
  * its store.  Everything that arrives on the network is untrusted: it goes
  * through the hardened parser and the WS-Security verifier (lib/wss.c)
  * before any operation reads it, within the limits of the [limits]
- * section.  It never needs the root's private key.
+ * section.  It never needs the root's private key.  The plugins its
+ * configuration names ("plugin = PATH [ARGS]", lib/plugin.h) run inside
+ * it with all of its rights: they are trusted like the configuration.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -265,6 +267,8 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 			goto out;
 		}
 	}
+	if (wsed_plugins_load(s, cfg, path) != 0)
+		goto out;
 	rc = 0;
 out:
 	wse_memzero(secret, sizeof(secret));
@@ -276,6 +280,7 @@ out:
 static void
 teardown(struct wsed *s)
 {
+	wsed_plugins_unload(s);
 	wse_router_free(&s->router);
 	wse_replay_free(&s->replay);
 	wse_store_close(&s->store);
@@ -322,7 +327,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if ((wq.wsdl = wse_buf_new(1 << 20)) == NULL ||
-	    wsed_wsdl(s.url, wq.wsdl) != WSE_OK) {
+	    wsed_wsdl(&s, wq.wsdl) != WSE_OK) {
 		rc = fail("WSDL");
 		goto out;
 	}
@@ -338,6 +343,7 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_create(&commit_thread, NULL, wsed_commit_main, &s);
+	wsed_plugins_start(&s);
 	for (i = 0; i < threads; i++)
 		pthread_create(&workers[i], NULL, worker_main, &s);
 	pthread_create(&out_thread, NULL, wsed_outbound_main, &s);

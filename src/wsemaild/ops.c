@@ -8,7 +8,10 @@
  * the very nodes read here).  Client operations act only on the
  * authenticated user's own mailbox.  Deliver needs mutual TLS with a
  * certificate of the same domain as the signature and the sender.  Faults
- * carry a generic reason; the precise one goes to the log.
+ * carry a generic reason; the precise one goes to the log.  Plugins
+ * (plugins.c) see a delivery only once it is verified and its recipients
+ * checked, and serve their operations only after the password profile
+ * verified the request, exactly like the built-in client operations.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,6 +98,15 @@ child_int(const xmlNode *parent, const char *local, long long def,
 	free(s);
 	*out = v;
 	return WSE_OK;
+}
+
+size_t
+wsed_max_submit(const struct wsed *s)
+{
+	size_t cap = s->lim.max_message_bytes < 9000000 ?
+	    s->lim.max_message_bytes : 9000000;
+
+	return cap / 4 * 3 - 65536;
 }
 
 wse_status
@@ -226,6 +238,7 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	char when[21], id[WSE_UUID_URN_LEN + 1];
 	wse_status st;
 	size_t len = 0;
+	wse_buf *xml = NULL;
 
 	if (req == NULL || (mnode = child(req, "Message")) == NULL)
 		return wse_err(WSE_ERR_INVALID, "Submit needs a Message");
@@ -239,10 +252,23 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	wse_time_format(s->now(), when);
 	if ((st = wse_msg_set(m, "date", when)) != WSE_OK)
 		goto out;
-	for (size_t i = 0; i < m->natt; i++)
-		len += m->att[i].size;
-	if (len > s->lim.max_message_bytes) {
-		st = wse_err(WSE_ERR_TOO_LARGE, "attachments too large");
+	/*
+	 * The message must stay readable: FetchMessage returns the stored
+	 * Deliver envelope in base64 (4/3 larger) inside an envelope the
+	 * client parses under the same limit, and libxml2 refuses single
+	 * text nodes over 10,000,000 bytes.  Refuse now what could never be
+	 * fetched, rather than accept and strand it.
+	 */
+	if ((xml = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if ((st = wse_msg_to_xml(m, xml)) != WSE_OK)
+		goto out;
+	len = wse_buf_len(xml);
+	if (len > wsed_max_submit(s)) {
+		st = wse_err(WSE_ERR_TOO_LARGE, "message of %zu bytes exceeds "
+		    "%zu", len, wsed_max_submit(s));
 		goto out;
 	}
 	if ((st = wsed_submit(s, m, 0, v->message_id_s, v->replay_expires,
@@ -253,6 +279,7 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\"" WSE_NS_WSE
 	    "\"><m:Id>%s</m:Id></m:SubmitResponse>", id);
 out:
+	wse_buf_free(&xml);
 	wse_msg_free(&m);
 	return st;
 }
@@ -380,7 +407,9 @@ op_delete_or_read(struct wsed *s, const wse_verified *v, int del,
 
 /*
  * Store a Deliver request that is proven to come from origin: check the
- * message, split recipients into accepted and rejected, store once.
+ * message, split recipients into accepted and rejected, let the
+ * message-dependent plugins take it for some of them, store once for the
+ * rest.
  * original is the request as received (kept for end-to-end checks).
  */
 static wse_status
@@ -393,7 +422,7 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 	const char *acc[WSE_MSG_MAX_RCPTS];
 	char rcpt[WSE_MSG_MAX_RCPTS][WSE_ADDR_MAX + 1];
 	int accepted[WSE_MSG_MAX_RCPTS];
-	size_t nr = 0, na = 0, i;
+	size_t nr = 0, na = 0, nacc, i;
 	wse_msg *m = NULL;
 	wse_msg_meta meta;
 	wse_user_rec rec;
@@ -451,6 +480,18 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 		st = wse_err(WSE_ERR_NO_SUCH_USER, "no such recipient");
 		goto out;
 	}
+	/* Message-dependent plugins may take it for some recipients. */
+	nacc = na;
+	if ((st = wsed_plugins_deliver(s, m, origin, origin_id, original, len,
+	    acc, &na)) != WSE_OK)
+		goto out;
+	if (na == 0) {
+		/* Nothing to store; the nonce is spent all the same. */
+		if (replay_id != NULL && (st = wse_replay_insert(s->replay,
+		    replay_id, replay_expires, s->now())) != WSE_OK)
+			goto out;
+		goto answer;
+	}
 	memset(&meta, 0, sizeof(meta));
 	(void)snprintf(meta.from, sizeof(meta.from), "%s", m->from);
 	(void)snprintf(meta.subject, sizeof(meta.subject), "%s",
@@ -466,8 +507,10 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 	}
 	if (st != WSE_OK)
 		goto out;
-	wsed_log("deliver %s from %s (%s): %zu accepted, %zu rejected",
-	    origin_id, origin, m->from, na, nr - na);
+answer:
+	wsed_log("deliver %s from %s (%s): %zu accepted (%zu taken by "
+	    "plugins), %zu rejected", origin_id, origin, m->from, nacc,
+	    nacc - na, nr - nacc);
 	if ((st = wse_buf_puts(resp, "<m:DeliverResponse xmlns:m=\""
 	    WSE_NS_WSE "\">")) != WSE_OK)
 		goto out;
@@ -539,6 +582,12 @@ out:
 	return st;
 }
 
+/* Every built-in operation (the dispatch below). */
+const char *const wsed_builtin_ops[] = {
+	"GetAuthParams", "Submit", "Deliver", "ListHeaders", "FetchMessage",
+	"DeleteMessage", "MarkRead", NULL,
+};
+
 void
 wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r)
@@ -577,7 +626,8 @@ wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 		st = op_deliver(s, env, body, len, peer, npeer, &v, resp);
 	else if (strcmp(op, "Submit") == 0 || strcmp(op, "ListHeaders") == 0 ||
 	    strcmp(op, "FetchMessage") == 0 ||
-	    strcmp(op, "DeleteMessage") == 0 || strcmp(op, "MarkRead") == 0) {
+	    strcmp(op, "DeleteMessage") == 0 || strcmp(op, "MarkRead") == 0 ||
+	    wsed_plugins_has_op(s, op)) {
 		memset(&o, 0, sizeof(o));
 		o.profile = WSE_PROFILE_PASSWORD;
 		o.limits = &s->lim;
@@ -596,9 +646,12 @@ wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 			st = op_list(s, &v, resp);
 		else if (strcmp(op, "FetchMessage") == 0)
 			st = op_fetch(s, &v, resp);
-		else
+		else if (strcmp(op, "DeleteMessage") == 0 ||
+		    strcmp(op, "MarkRead") == 0)
 			st = op_delete_or_read(s, &v,
 			    strcmp(op, "DeleteMessage") == 0, resp);
+		else
+			st = wsed_plugins_call(s, op, &v, resp);
 	} else
 		st = wse_err(WSE_ERR_UNSUPPORTED, "unknown operation %.64s",
 		    op);

@@ -1,15 +1,18 @@
 /*
  * wsed.h - the domain server's shared state and its parts:
  * ops.c (the SOAP operations), outbound.c (the delivery worker),
- * wsdl.c (the service description), main.c (configuration, threads).
+ * wsdl.c (the service description), plugins.c (external plugins,
+ * lib/plugin.h), main.c (configuration, threads).
  */
 #ifndef WSED_H
 #define WSED_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "buf.h"
+#include "config.h"
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
@@ -23,6 +26,9 @@
 
 #define WSED_ACTION(op) WSE_ACTION_PREFIX op
 #define WSED_REPLY_TO "http://www.w3.org/2005/08/addressing/anonymous"
+#define WSED_PLUGINS_MAX 32
+
+struct wsed_plugin;		/* plugins.c */
 
 struct wsed {
 	char domain[256];
@@ -52,7 +58,15 @@ struct wsed {
 	uint64_t commits, committed;	/* transactions, submissions */
 	/* time source (tests shift it) */
 	int64_t (*now)(void);
+	/* external plugins (plugins.c), in configuration order */
+	struct wsed_plugin *plugins;
+	size_t nplugins;
+	atomic_int plugins_serving;	/* host->submit allowed */
 };
+
+/* Every built-in operation, NULL-terminated (ops.c: the dispatch in
+ * wsed_handle); plugins may not take these names. */
+extern const char *const wsed_builtin_ops[];
 
 /* Queue one submission durably through the committer (group commit);
  * returns its own outcome (WSE_ERR_REPLAY for a replayed nonce). */
@@ -67,6 +81,11 @@ void wsed_commit_stop(struct wsed *s);
  * peer/npeer: the TLS client's verified chain (npeer 0 if none). */
 void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r);
+
+/* Largest serialised m:Message a client may submit, so that its stored
+ * original can always be fetched (base64 inside a response that must
+ * itself fit the limits). */
+size_t wsed_max_submit(const struct wsed *s);
 
 /* Sign env (certificate profile) and serialise it into out. */
 wse_status wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out);
@@ -84,7 +103,36 @@ size_t wsed_outbound_pass(struct wsed *s);
 /* Wake the worker (new submission). */
 void wsed_outbound_kick(struct wsed *s);
 
-/* The WSDL 1.1 document for url. */
-wse_status wsed_wsdl(const char *url, wse_buf *out);
+/* The WSDL 1.1 document for s->url: built-in and plugin operations. */
+wse_status wsed_wsdl(const struct wsed *s, wse_buf *out);
+
+/* ---- plugins (plugins.c, lib/plugin.h) ---- */
+
+/* Load every "plugin = PATH [ARGS]" of cfg's main section in order:
+ * dlopen, ABI and name checks, init.  Returns 0, or 1 after printing the
+ * reason (what was loaded stays for wsed_plugins_unload). */
+int wsed_plugins_load(struct wsed *s, const wse_config *cfg,
+    const char *cfg_path);
+/* The committer runs: from now on host->submit works. */
+void wsed_plugins_start(struct wsed *s);
+/* deinit and dlclose every plugin, last first.  No hook may be running. */
+void wsed_plugins_unload(struct wsed *s);
+/*
+ * Run the message hooks on a verified delivery to the local mailboxes
+ * rcpts[0..*n-1]; the recipients a plugin took are removed from rcpts (in
+ * place, order kept) and *n is updated.  WSE_ERR_TEMPFAIL when a plugin
+ * asks for the delivery to be retried later; otherwise WSE_OK.
+ */
+wse_status wsed_plugins_deliver(struct wsed *s, const wse_msg *m,
+    const char *origin, const char *origin_id, const uint8_t *original,
+    size_t len, const char **rcpts, size_t *n);
+/* 1 when a plugin serves operation op. */
+int wsed_plugins_has_op(const struct wsed *s, const char *op);
+/* The i-th plugin operation (load order), NULL past the end. */
+const char *wsed_plugins_op(const struct wsed *s, size_t i);
+/* Call the plugin serving op for a request verified with the password
+ * profile (v); its payload is appended to resp and checked. */
+wse_status wsed_plugins_call(struct wsed *s, const char *op,
+    const wse_verified *v, wse_buf *resp);
 
 #endif

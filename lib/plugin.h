@@ -1,0 +1,273 @@
+/*
+ * plugin.h - the ABI of wsemaild's external plugins (the paper's section 2:
+ * "message-dependent" and "RPC-like" plugins; ARCHITECTURE.md item 7).
+ * docs/plugins.md is the guide; this header is the contract.
+ *
+ * A plugin is a shared object that wsemaild loads at start-up, one
+ * configuration line each (main section, repeatable, loaded and called in
+ * this order):
+ *
+ *     plugin = /usr/lib/wsemail/plugins/autoreply.so bob@a.test=Away
+ *
+ * The path (absolute, no blanks) is dlopen'ed with RTLD_NOW | RTLD_LOCAL;
+ * the rest of the line, leading blanks removed, is the plugin's `args`
+ * ("" when there is none).  The object exports ONE symbol:
+ *
+ *     const struct wse_plugin *wse_plugin_entry(void);
+ *
+ * returning a descriptor of static storage duration (see WSE_PLUGIN_EXPORT).
+ * The server refuses to start - a message naming the plugin on stderr and
+ * exit status 1 (also with `wsemaild -t`) - when the file cannot be
+ * loaded or has an unresolved symbol, wse_plugin_entry is missing or
+ * returns NULL, `abi` is not exactly WSE_PLUGIN_ABI, `name` or an
+ * operation name is malformed, an operation name is a built-in operation
+ * or another plugin's, or init fails.
+ *
+ * VERSIONING (Dovecot's plugin version string): WSE_PLUGIN_ABI names this
+ * header - the layouts of struct wse_plugin, wse_plugin_host and
+ * wse_plugin_delivery, the flags and the calling rules below - together
+ * with the libwsemail functions a plugin calls.  Any incompatible change
+ * gets a new string.  `abi` is the first member of struct wse_plugin in
+ * every version, so the server can read it from any plugin, old or new.
+ *
+ * LINKING: a plugin calls libwsemail (wse_err, wse_buf_*, wse_msg_*,
+ * wse_addr_*, wse_xml_*, wse_store_*, ...) directly: wsemaild holds the
+ * whole library and exports its symbols, and the dynamic linker binds the
+ * plugin's references to them when it is loaded.  A plugin must NOT link
+ * its own copy of libwsemail (it would get a second error stack and
+ * second library state); it may link shared libraries such as libxml2,
+ * which are then the server's own instances.  It must not call the
+ * server's internal wsed_* functions (exported too, but not part of the
+ * ABI).
+ *
+ * TRUST: a plugin runs inside the server with all of its privileges; it
+ * is exactly as trusted as the configuration file that names it.  Code
+ * obtained from elsewhere (a form type's semantics) is not run this way
+ * (ARCHITECTURE.md: signed, sandboxed Lua).
+ *
+ * THREADS:
+ *  - init and deinit run on the server's main thread: every init before
+ *    the first request is served, every deinit (in reverse order) after
+ *    the last hook has returned and every worker thread has stopped.
+ *  - message and call are called from worker threads - the HTTP workers
+ *    and the delivery worker, which runs deliveries to this domain's own
+ *    mailboxes - CONCURRENTLY: several calls may run at once, for the
+ *    same or different plugins, with the same state.  A plugin protects
+ *    its mutable state itself (a pthread mutex; never hold it while
+ *    calling host->submit).  A hook runs while a client or a sending
+ *    server waits for its answer: it must be quick and must never block
+ *    without a bound (no network call without a short timeout).
+ *  - libwsemail's error stack (wse_err) is per thread: a hook may push
+ *    messages on it; the server logs them and clears the stack.
+ *  - The host's functions are thread-safe and may be called from hooks
+ *    and from threads a plugin starts (which it must stop in deinit).
+ */
+#ifndef WSE_PLUGIN_H
+#define WSE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libxml/tree.h>
+
+#include "buf.h"
+#include "crypto.h"
+#include "err.h"
+#include "msg.h"
+#include "soap.h"		/* WSE_NS_WSE, wse_time_* */
+#include "store.h"
+#include "wselimits.h"
+
+#define WSE_PLUGIN_ABI "wsemail-plugin-abi-1"
+
+/* The one symbol a plugin exports. */
+#define WSE_PLUGIN_ENTRY "wse_plugin_entry"
+#define WSE_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* Names: a plugin's name is 1..32 of [a-z0-9_-]; an operation name is
+ * 1..64 of [A-Za-z0-9], starting with a letter (its Actions are
+ * urn:wsemail:2026/<Op> and urn:wsemail:2026/<Op>Response).  At most
+ * WSE_PLUGIN_OPS_MAX operations per plugin. */
+#define WSE_PLUGIN_NAME_MAX 32
+#define WSE_PLUGIN_OP_MAX 64
+#define WSE_PLUGIN_OPS_MAX 16
+
+/* struct wse_plugin_delivery.flags */
+#define WSE_PLUGIN_MSG_REPORT	0x1u	/* a non-delivery report (From
+					 * mailer-daemon@...): never answer */
+#define WSE_PLUGIN_MSG_LOCAL	0x2u	/* origin is this server's domain */
+
+/* host->submit flags */
+#define WSE_PLUGIN_SUBMIT_NO_BOUNCE 0x1u /* if undeliverable, drop it: no
+					  * non-delivery report goes back
+					  * (auto-replies, notifications) */
+
+struct wse_plugin;
+
+/*
+ * What the server gives a plugin: one per loaded plugin, passed to init,
+ * owned by the server and valid (unchanged) until that plugin's deinit
+ * has returned.  Every function is thread-safe.
+ */
+struct wse_plugin_host {
+	/* This server's domain ("a.test"), as configured. */
+	const char *domain;
+	/* The server software and version ("wsemaild 0.1.0"). */
+	const char *version;
+	/* The server's limits (message size, ...); read only. */
+	const wse_limits *limits;
+	/*
+	 * The server's store (store.h): users, mailboxes, queue.  The object
+	 * is thread-safe; a plugin should only read it (wse_store_user_get,
+	 * wse_store_count, wse_store_list, ...) - mail it wants delivered
+	 * goes through submit, so that it is signed, queued durably and
+	 * delivered like any message.
+	 */
+	wse_store *store;
+	/* The server's clock (seconds since the epoch); tests shift it. */
+	int64_t (*now)(void);
+	/* Log one line, prefixed with the time and "plugin NAME: ";
+	 * control characters in the result are replaced, so untrusted text
+	 * (a subject) may be logged. */
+	void (*log)(const struct wse_plugin_host *h, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+	/*
+	 * Queue a new message through the server's normal durable path (as a
+	 * client's Submit: group commit, then signed Deliver calls, retries,
+	 * non-delivery reports).  m->from must be an address of this domain
+	 * (it need not be a user: e.g. "postmaster@a.test"); at least one
+	 * recipient.  The server sets m's Date (that is the only change); the
+	 * caller still owns m and frees it.  flags: WSE_PLUGIN_SUBMIT_*.
+	 * id_r (may be NULL) receives the queued message's id.  Returns
+	 * once the message is durable: WSE_OK; WSE_ERR_NOT_AUTHORIZED for a
+	 * sender of another domain; WSE_ERR_INVALID; WSE_ERR_TEMPFAIL while
+	 * the server is not serving (from init or deinit, during shutdown)
+	 * or the queue cannot be written.  It waits for a store commit:
+	 * never call it holding a lock another hook may need.
+	 */
+	wse_status (*submit)(const struct wse_plugin_host *h, wse_msg *m,
+	    unsigned flags, char *id_r /* [WSE_UUID_URN_LEN + 1] */);
+	/*
+	 * The i-th loaded plugin's descriptor in configuration order (this
+	 * one included), NULL past the end.  The list is complete once every
+	 * plugin is loaded, i.e. from the first hook on; the descriptors
+	 * stay valid until deinit.
+	 */
+	const struct wse_plugin *(*plugin)(const struct wse_plugin_host *h,
+	    size_t i);
+	/* The server's; a plugin never reads or changes it. */
+	void *priv;
+};
+
+/*
+ * One message about to be stored in this domain, given to the message
+ * hook.  It has passed every check of a Deliver (certificate signature of
+ * origin's server, TLS peer of the same domain, From of origin's domain,
+ * the message's own checks); the recipients are this domain's existing
+ * mailboxes.  Everything here is owned by the server and valid only
+ * during the call; a plugin copies what it keeps.
+ */
+struct wse_plugin_delivery {
+	const wse_msg *msg;		/* the parsed, checked message */
+	const char *origin;		/* the verified sending domain */
+	const char *origin_id;		/* its id of the message: (origin,
+					 * origin_id) names one message */
+	const uint8_t *original;	/* the signed Deliver envelope as
+					 * received (what the store keeps,
+					 * for end-to-end verification) */
+	size_t original_len;
+	unsigned flags;			/* WSE_PLUGIN_MSG_* */
+	const char *const *rcpts;	/* local recipients (normalised)
+					 * not taken by an earlier plugin */
+	size_t nrcpts;			/* >= 1 */
+};
+
+/*
+ * The descriptor a plugin exports through wse_plugin_entry.  It and every
+ * string it points to are the plugin's, constant and valid until the
+ * server unloads the plugin.
+ */
+struct wse_plugin {
+	/* WSE_PLUGIN_ABI, exactly.  Always the first member. */
+	const char *abi;
+	/* Short name for logs and the plugin list: [a-z0-9_-]{1,32}. */
+	const char *name;
+
+	/*
+	 * Optional (NULL: nothing to set up).  Called once per
+	 * configuration line naming the plugin (the same file may be named
+	 * twice: two independent instances).  host: see above.  args: the
+	 * rest of the configuration line, valid only during the call (copy
+	 * what is kept).  *state_r: the plugin's own state, handed back to
+	 * every hook and to deinit (may stay NULL).  On failure return a
+	 * status with the reason pushed with wse_err(); the server prints
+	 * it and refuses to start; deinit is NOT called then, so init frees
+	 * what it made.
+	 */
+	wse_status (*init)(const struct wse_plugin_host *host,
+	    const char *args, void **state_r);
+	/* Optional.  Free the state; stop any thread the plugin started.
+	 * host->submit no longer works. */
+	void (*deinit)(void *state);
+
+	/*
+	 * Optional message-dependent hook, called for every message about
+	 * to be stored in this domain, after its signature was verified and
+	 * its recipients were checked, before it is stored.  consumed_r has
+	 * d->nrcpts entries, all 0: set consumed_r[i] = 1 to take the message
+	 * for d->rcpts[i], which is then NOT stored for that recipient (the
+	 * plugin has delivered it some other way, or refuses it); the
+	 * sending server is still told "Accepted" for every recipient.  When
+	 * every recipient is taken, nothing is stored (the request's nonce
+	 * is still spent).  Plugins are called in configuration order, each
+	 * with the recipients left by the earlier ones; once none is left,
+	 * no further plugin is called.  The hook may queue new messages
+	 * with host->submit.
+	 * Returns: WSE_OK - consumed_r applies.  WSE_ERR_TEMPFAIL - "not
+	 * now": the whole delivery is refused with a TempFail Fault, nothing
+	 * is stored, and the sending server retries later.  Anything else -
+	 * the plugin failed: the server logs it and ignores its consumed_r
+	 * (the message is stored as if the plugin were absent).
+	 * Delivery is at least once: the same message (same origin,
+	 * origin_id) can reach the hook again - after a TempFail, after a
+	 * lost answer (the sending server retries; a message that was
+	 * stored is then de-duplicated only AFTER the hooks ran), or for
+	 * two concurrent copies of one request.  A hook must tolerate that.
+	 */
+	wse_status (*message)(void *state, const struct wse_plugin_delivery *d,
+	    int *consumed_r);
+
+	/*
+	 * Optional RPC-like part: operations this plugin adds, a
+	 * NULL-terminated list of names (NULL or empty: none), and the
+	 * handler (required when there are operations).  A request for one
+	 * of them is verified with the password profile, like a client's
+	 * built-in operations (freshness, replay cache, MAC under the user's
+	 * key, wsa:To = this server), before call runs.
+	 *   op:   the operation (one of ops, the server's string);
+	 *   user: the authenticated user, a mailbox of this domain;
+	 *   body: the VERIFIED soap:Body (the request element is its child;
+	 *         read it with wse_xml_*; never modify the tree);
+	 *   resp: an empty buffer for the answer payload, exactly one
+	 *         element <m:OpResponse xmlns:m="urn:wsemail:2026">...,
+	 *         written with wse_buf_* (text through
+	 *         wse_buf_put_xml_escaped).
+	 * The server checks the payload's shape, wraps it in a response
+	 * envelope (Action <Op>Response, RelatesTo the request) and signs
+	 * it with its service certificate.  On failure return a status (for
+	 * example WSE_ERR_INVALID for a malformed request,
+	 * WSE_ERR_NOT_AUTHORIZED, WSE_ERR_NOT_FOUND, WSE_ERR_TEMPFAIL): the
+	 * client gets a signed Fault whose subcode comes from it and a
+	 * generic reason; messages pushed with wse_err() go to the server
+	 * log only.
+	 */
+	const char *const *ops;
+	wse_status (*call)(void *state, const char *op, const char *user,
+	    const xmlNode *body, wse_buf *resp);
+};
+
+/* The entry point every plugin defines (with WSE_PLUGIN_EXPORT). */
+typedef const struct wse_plugin *(*wse_plugin_entry_fn)(void);
+const struct wse_plugin *wse_plugin_entry(void);
+
+#endif

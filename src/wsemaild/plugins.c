@@ -1,0 +1,482 @@
+/*
+ * plugins.c - wsemaild's external plugins (lib/plugin.h, docs/plugins.md):
+ * loading them from the configuration, the host interface they get, and
+ * the two places the server calls them (ops.c): the message hook before a
+ * delivery is stored, and the operations they add.
+ *
+ * SECURITY: a plugin is code running in the server with all of its
+ * rights, as trusted as the configuration file that names it.  Only
+ * absolute paths are loaded; RTLD_NOW makes an unresolved symbol fail at
+ * start-up rather than in the middle of a request, RTLD_LOCAL keeps one
+ * plugin's symbols from binding another's.  A plugin's ABI string must
+ * match ours exactly before anything else of its descriptor is read.
+ * What plugins are handed has passed the same checks the built-in
+ * operations rely on (verified signature, authenticated user, checked
+ * message); their operation names can never shadow a built-in one, and
+ * their answers are checked and signed by the server.
+ */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "plugin.h"
+#include "wsed.h"
+#include "xml.h"
+
+#ifndef WSED_VERSION
+#define WSED_VERSION "unknown"
+#endif
+
+void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct wsed_plugin {
+	struct wse_plugin_host host;	/* host.priv points back here */
+	struct wsed *s;
+	const struct wse_plugin *p;
+	void *dl;
+	void *state;
+	char path[1024];
+};
+
+/* ---- the host interface ---- */
+
+static void host_log(const struct wse_plugin_host *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+host_log(const struct wse_plugin_host *h, const char *fmt, ...)
+{
+	const struct wsed_plugin *pl = h->priv;
+	char line[1024];
+	va_list ap;
+	size_t i;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One line each, whatever untrusted text went into it. */
+	for (i = 0; line[i] != '\0'; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
+	wsed_log("plugin %s: %s", pl->p->name, line);
+}
+
+static wse_status
+host_submit(const struct wse_plugin_host *h, wse_msg *m, unsigned flags,
+    char *id_r)
+{
+	const struct wsed_plugin *pl = h->priv;
+	struct wsed *s = pl->s;
+	char when[21], id[WSE_UUID_URN_LEN + 1];
+	wse_status st;
+
+	if (!atomic_load(&s->plugins_serving))
+		return wse_err(WSE_ERR_TEMPFAIL, "plugin %s: submit while the "
+		    "server is not serving", pl->p->name);
+	if (m == NULL || m->from == NULL || !wse_addr_valid(m->from))
+		return wse_err(WSE_ERR_INVALID, "plugin %s: submit without a "
+		    "valid From", pl->p->name);
+	if (strcasecmp(wse_addr_domain(m->from), s->domain) != 0)
+		return wse_err(WSE_ERR_NOT_AUTHORIZED, "plugin %s: %s is not "
+		    "an address of %s", pl->p->name, m->from, s->domain);
+	if (m->nto + m->ncc == 0)
+		return wse_err(WSE_ERR_INVALID, "plugin %s: submit without "
+		    "recipients", pl->p->name);
+	if ((flags & ~WSE_PLUGIN_SUBMIT_NO_BOUNCE) != 0)
+		return wse_err(WSE_ERR_INVALID, "plugin %s: unknown submit "
+		    "flags 0x%x", pl->p->name, flags);
+	wse_time_format(s->now(), when);
+	if ((st = wse_msg_set(m, "date", when)) != WSE_OK ||
+	    (st = wsed_submit(s, m, (flags & WSE_PLUGIN_SUBMIT_NO_BOUNCE) ?
+	    WSE_MSG_REPORT : 0, NULL, 0, id)) != WSE_OK)
+		return st;
+	wsed_log("plugin %s: queued %s from %s to %zu recipient(s)",
+	    pl->p->name, id, m->from, m->nto + m->ncc);
+	if (id_r != NULL)
+		memcpy(id_r, id, sizeof(id));
+	return WSE_OK;
+}
+
+static const struct wse_plugin *
+host_plugin(const struct wse_plugin_host *h, size_t i)
+{
+	const struct wsed_plugin *pl = h->priv;
+
+	return i < pl->s->nplugins ? pl->s->plugins[i].p : NULL;
+}
+
+/* ---- loading ---- */
+
+static int
+name_ok(const char *n)
+{
+	size_t i;
+
+	for (i = 0; n[i] != '\0'; i++)
+		if (i == WSE_PLUGIN_NAME_MAX || !((n[i] >= 'a' && n[i] <= 'z') ||
+		    (n[i] >= '0' && n[i] <= '9') || n[i] == '_' || n[i] == '-'))
+			return 0;
+	return i > 0;
+}
+
+static int
+op_name_ok(const char *n)
+{
+	size_t i;
+
+	if (!((n[0] >= 'A' && n[0] <= 'Z') || (n[0] >= 'a' && n[0] <= 'z')))
+		return 0;
+	for (i = 1; n[i] != '\0'; i++)
+		if (i == WSE_PLUGIN_OP_MAX || !((n[i] >= 'A' && n[i] <= 'Z') ||
+		    (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9')))
+			return 0;
+	return 1;
+}
+
+/* Who already serves op ("a built-in operation", "plugin NAME"), or NULL
+ * when nobody does; the text is in buf. */
+static const char *
+op_owner(const struct wsed *s, const char *op, char *buf, size_t size)
+{
+	size_t i, k;
+
+	for (i = 0; wsed_builtin_ops[i] != NULL; i++)
+		if (strcmp(wsed_builtin_ops[i], op) == 0)
+			return "a built-in operation";
+	for (i = 0; i < s->nplugins; i++)
+		for (k = 0; s->plugins[i].p->ops != NULL &&
+		    s->plugins[i].p->ops[k] != NULL; k++)
+			if (strcmp(s->plugins[i].p->ops[k], op) == 0) {
+				(void)snprintf(buf, size, "plugin %s",
+				    s->plugins[i].p->name);
+				return buf;
+			}
+	return NULL;
+}
+
+/* Check the descriptor; 0 or 1 (printed).  Only abi is read before it is
+ * known to match. */
+static int
+check_descriptor(const struct wsed *s, const struct wse_plugin *d,
+    const char *where)
+{
+	const char *owner;
+	char who[WSE_PLUGIN_NAME_MAX + 8];
+	size_t k, j;
+
+	if (d == NULL) {
+		fprintf(stderr, "wsemaild: %s: " WSE_PLUGIN_ENTRY "() returned "
+		    "NULL\n", where);
+		return 1;
+	}
+	if (d->abi == NULL || strcmp(d->abi, WSE_PLUGIN_ABI) != 0) {
+		fprintf(stderr, "wsemaild: %s: plugin ABI mismatch: it was "
+		    "built for \"%.64s\", this server needs \"" WSE_PLUGIN_ABI
+		    "\" (rebuild the plugin against this server's "
+		    "lib/plugin.h)\n", where, d->abi ? d->abi : "(none)");
+		return 1;
+	}
+	if (d->name == NULL || !name_ok(d->name)) {
+		fprintf(stderr, "wsemaild: %s: bad plugin name (1 to %d of "
+		    "a-z 0-9 _ -)\n", where, WSE_PLUGIN_NAME_MAX);
+		return 1;
+	}
+	for (k = 0; d->ops != NULL && d->ops[k] != NULL; k++) {
+		if (k == WSE_PLUGIN_OPS_MAX) {
+			fprintf(stderr, "wsemaild: %s: plugin %s adds more than "
+			    "%d operations\n", where, d->name,
+			    WSE_PLUGIN_OPS_MAX);
+			return 1;
+		}
+		if (!op_name_ok(d->ops[k])) {
+			fprintf(stderr, "wsemaild: %s: plugin %s: bad operation "
+			    "name \"%.80s\" (a letter, then letters and "
+			    "digits, at most %d)\n", where, d->name, d->ops[k],
+			    WSE_PLUGIN_OP_MAX);
+			return 1;
+		}
+		for (j = 0; j < k; j++)
+			if (strcmp(d->ops[j], d->ops[k]) == 0) {
+				fprintf(stderr, "wsemaild: %s: plugin %s lists "
+				    "operation %s twice\n", where, d->name,
+				    d->ops[k]);
+				return 1;
+			}
+		if ((owner = op_owner(s, d->ops[k], who, sizeof(who))) !=
+		    NULL) {
+			fprintf(stderr, "wsemaild: %s: plugin %s: operation %s "
+			    "is already taken by %s\n", where, d->name,
+			    d->ops[k], owner);
+			return 1;
+		}
+	}
+	if (k > 0 && d->call == NULL) {
+		fprintf(stderr, "wsemaild: %s: plugin %s adds operations but "
+		    "has no call handler\n", where, d->name);
+		return 1;
+	}
+	return 0;
+}
+
+/* Load one "PATH [ARGS]" into pl; 0, or 1 (printed, pl left empty). */
+static int
+load_one(struct wsed *s, struct wsed_plugin *pl, const char *line,
+    const char *cfg_path)
+{
+	wse_plugin_entry_fn entry;
+	const struct wse_plugin *d;
+	const char *args, *dlerr;
+	char where[1200], errs[1024];
+	char names[WSE_PLUGIN_OPS_MAX * (WSE_PLUGIN_OP_MAX + 1) + 1];
+	size_t plen, k;
+	void *sym;
+	wse_status st;
+
+	memset(pl, 0, sizeof(*pl));
+	plen = strcspn(line, " \t");
+	args = line + plen;
+	args += strspn(args, " \t");
+	if (plen == 0 || line[0] != '/' || plen >= sizeof(pl->path)) {
+		fprintf(stderr, "wsemaild: %s: bad plugin line \"%.200s\" "
+		    "(an absolute path to a shared object, then its "
+		    "arguments)\n", cfg_path, line);
+		return 1;
+	}
+	memcpy(pl->path, line, plen);
+	pl->path[plen] = '\0';
+	(void)snprintf(where, sizeof(where), "%s: plugin %s", cfg_path,
+	    pl->path);
+	(void)dlerror();
+	if ((pl->dl = dlopen(pl->path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		dlerr = dlerror();
+		fprintf(stderr, "wsemaild: %s: cannot load: %s\n", where,
+		    dlerr ? dlerr : "unknown error");
+		goto fail;
+	}
+	if ((sym = dlsym(pl->dl, WSE_PLUGIN_ENTRY)) == NULL) {
+		fprintf(stderr, "wsemaild: %s: no " WSE_PLUGIN_ENTRY "() (not "
+		    "a wsemail plugin?)\n", where);
+		goto fail;
+	}
+	memcpy(&entry, &sym, sizeof(entry));
+	d = entry();
+	if (check_descriptor(s, d, where) != 0)
+		goto fail;
+	pl->p = d;
+	pl->s = s;
+	pl->host.domain = s->domain;
+	pl->host.version = "wsemaild " WSED_VERSION;
+	pl->host.limits = &s->lim;
+	pl->host.store = s->store;
+	pl->host.now = s->now;
+	pl->host.log = host_log;
+	pl->host.submit = host_submit;
+	pl->host.plugin = host_plugin;
+	pl->host.priv = pl;
+	wse_err_clear();
+	if (d->init != NULL &&
+	    (st = d->init(&pl->host, args, &pl->state)) != WSE_OK) {
+		fprintf(stderr, "wsemaild: %s: %s failed to start (%s): %s\n",
+		    where, d->name, wse_status_name(st),
+		    wse_err_format(errs, sizeof(errs)));
+		wse_err_clear();
+		goto fail;
+	}
+	names[0] = '\0';
+	for (k = 0; d->ops != NULL && d->ops[k] != NULL; k++)
+		(void)snprintf(names + strlen(names), sizeof(names) -
+		    strlen(names), "%s%s", k ? " " : "", d->ops[k]);
+	wsed_log("plugin %s loaded from %s (%s; operations: %s)", d->name,
+	    pl->path, d->message ? "message hook" : "no message hook",
+	    k ? names : "none");
+	return 0;
+fail:
+	if (pl->dl != NULL)
+		dlclose(pl->dl);
+	memset(pl, 0, sizeof(*pl));
+	return 1;
+}
+
+int
+wsed_plugins_load(struct wsed *s, const wse_config *cfg, const char *cfg_path)
+{
+	size_t n = wse_config_count(cfg, "", "plugin"), i;
+
+	if (n == 0)
+		return 0;
+	if (n > WSED_PLUGINS_MAX) {
+		fprintf(stderr, "wsemaild: %s: more than %d plugins\n",
+		    cfg_path, WSED_PLUGINS_MAX);
+		return 1;
+	}
+	/* Allocated once: every host.priv points into this array. */
+	if ((s->plugins = calloc(n, sizeof(*s->plugins))) == NULL) {
+		fprintf(stderr, "wsemaild: out of memory\n");
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (load_one(s, &s->plugins[s->nplugins],
+		    wse_config_get_nth(cfg, "", "plugin", i), cfg_path) != 0)
+			return 1;
+		s->nplugins++;
+	}
+	return 0;
+}
+
+void
+wsed_plugins_start(struct wsed *s)
+{
+	atomic_store(&s->plugins_serving, 1);
+}
+
+void
+wsed_plugins_unload(struct wsed *s)
+{
+	struct wsed_plugin *pl;
+
+	atomic_store(&s->plugins_serving, 0);
+	while (s->nplugins > 0) {
+		pl = &s->plugins[--s->nplugins];
+		if (pl->p->deinit != NULL)
+			pl->p->deinit(pl->state);
+		wsed_log("plugin %s unloaded", pl->p->name);
+		dlclose(pl->dl);
+		memset(pl, 0, sizeof(*pl));
+	}
+	free(s->plugins);
+	s->plugins = NULL;
+}
+
+/* ---- calls ---- */
+
+wse_status
+wsed_plugins_deliver(struct wsed *s, const wse_msg *m, const char *origin,
+    const char *origin_id, const uint8_t *original, size_t len,
+    const char **rcpts, size_t *n)
+{
+	struct wse_plugin_delivery d;
+	int consumed[WSE_MSG_MAX_RCPTS];
+	char errs[1024];
+	size_t i, k, p;
+	wse_status st;
+
+	memset(&d, 0, sizeof(d));
+	d.msg = m;
+	d.origin = origin;
+	d.origin_id = origin_id;
+	d.original = original;
+	d.original_len = len;
+	if (strncmp(m->from, "mailer-daemon@", 14) == 0)
+		d.flags |= WSE_PLUGIN_MSG_REPORT;
+	if (strcasecmp(origin, s->domain) == 0)
+		d.flags |= WSE_PLUGIN_MSG_LOCAL;
+	for (p = 0; p < s->nplugins && *n > 0; p++) {
+		const struct wsed_plugin *pl = &s->plugins[p];
+
+		if (pl->p->message == NULL)
+			continue;
+		if (*n > WSE_MSG_MAX_RCPTS)
+			return wse_err(WSE_ERR_INTERNAL, "too many recipients");
+		d.rcpts = rcpts;
+		d.nrcpts = *n;
+		memset(consumed, 0, sizeof(consumed));
+		wse_err_clear();
+		st = pl->p->message(pl->state, &d, consumed);
+		if (st == WSE_ERR_TEMPFAIL)
+			return wse_err(WSE_ERR_TEMPFAIL, "plugin %s cannot take "
+			    "%s from %s now", pl->p->name, origin_id, origin);
+		if (st != WSE_OK) {
+			wsed_log("plugin %s failed on %s from %s (%s: %s); "
+			    "delivered as usual", pl->p->name, origin_id, origin,
+			    wse_status_name(st), wse_err_format(errs,
+			    sizeof(errs)));
+			wse_err_clear();
+			continue;
+		}
+		for (i = k = 0; i < *n; i++) {
+			if (consumed[i])
+				wsed_log("plugin %s took %s from %s for %s",
+				    pl->p->name, origin_id, origin, rcpts[i]);
+			else
+				rcpts[k++] = rcpts[i];
+		}
+		*n = k;
+	}
+	wse_err_clear();
+	return WSE_OK;
+}
+
+static const struct wsed_plugin *
+find_op(const struct wsed *s, const char *op)
+{
+	size_t i, k;
+
+	for (i = 0; i < s->nplugins; i++)
+		for (k = 0; s->plugins[i].p->ops != NULL &&
+		    s->plugins[i].p->ops[k] != NULL; k++)
+			if (strcmp(s->plugins[i].p->ops[k], op) == 0)
+				return &s->plugins[i];
+	return NULL;
+}
+
+int
+wsed_plugins_has_op(const struct wsed *s, const char *op)
+{
+	return find_op(s, op) != NULL;
+}
+
+const char *
+wsed_plugins_op(const struct wsed *s, size_t i)
+{
+	size_t p, k;
+
+	for (p = 0; p < s->nplugins; p++)
+		for (k = 0; s->plugins[p].p->ops != NULL &&
+		    s->plugins[p].p->ops[k] != NULL; k++)
+			if (i-- == 0)
+				return s->plugins[p].p->ops[k];
+	return NULL;
+}
+
+wse_status
+wsed_plugins_call(struct wsed *s, const char *op, const wse_verified *v,
+    wse_buf *resp)
+{
+	const struct wsed_plugin *pl = find_op(s, op);
+	char want[WSE_PLUGIN_OP_MAX + 16];
+	xmlDocPtr doc = NULL;
+	xmlNodePtr root;
+	wse_status st;
+
+	if (pl == NULL)
+		return wse_err(WSE_ERR_UNSUPPORTED, "unknown operation %.64s",
+		    op);
+	if (v->user == NULL || v->body == NULL)
+		return wse_err(WSE_ERR_INTERNAL, "%s: not verified", op);
+	wse_buf_reset(resp);
+	if ((st = pl->p->call(pl->state, op, v->user, v->body, resp)) !=
+	    WSE_OK) {
+		if (wse_err_count() == 0)
+			(void)wse_err(st, "plugin %s: %s failed", pl->p->name,
+			    op);
+		return st;
+	}
+	/* The answer must be exactly one <m:OpResponse>, as for built-ins. */
+	(void)snprintf(want, sizeof(want), "%sResponse", op);
+	if (wse_buf_len(resp) == 0 || wse_xml_parse(wse_buf_data(resp),
+	    wse_buf_len(resp), &s->lim, &doc) != WSE_OK ||
+	    (root = xmlDocGetRootElement(doc)) == NULL ||
+	    !wse_xml_is(root, WSE_NS_WSE, want)) {
+		st = wse_err(WSE_ERR_INTERNAL, "plugin %s answered %s with "
+		    "something other than one m:%s element", pl->p->name, op,
+		    want);
+		goto out;
+	}
+	st = WSE_OK;
+out:
+	xmlFreeDoc(doc);
+	return st;
+}
