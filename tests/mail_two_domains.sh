@@ -237,4 +237,15 @@ print("zeep loaded the WSDL:", ", ".join(sorted(ops)))
 PY
 ok "a stock SOAP client (python3-zeep) loads the WSDL: $(cut -d: -f2 "$W/zeep.out")"
 
+# ---- b.test's service certificate revoked: a.test refuses its mail ----
+serial=$(timeout 30 "$ADMIN" --pki "$W/pki" cert show "$W/pki/b.test/service.pem" | awk '/serial/ {print $NF}')
+A revoke b.test "$serial"
+kill "$APID"; wait "$APID" 2>/dev/null
+start a.test; APID=$LAST_PID			# reloads the CRLs
+printf 'from a revoked server\n' | C bob@b.test send --to alice@a.test --subject "revoked sender" - >/dev/null || fail "send from b"
+for _ in $(seq 50); do grep -q "certificate revoked" "$W/a.test.log" && break; sleep 0.2; done
+grep -q "certificate revoked" "$W/a.test.log" || fail "a.test did not refuse the revoked certificate"
+C alice@a.test list | grep -q "revoked sender" && fail "mail from a revoked server was stored"
+ok "a revoked service certificate: its Deliver is refused (CertificateRevoked), nothing stored"
+
 echo "mail_two_domains: $checks checks passed"

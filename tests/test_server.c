@@ -1,0 +1,409 @@
+/*
+ * test_server.c - wsemaild's operations in process (src/wsemaild/ops.c):
+ * requests signed here go through wsed_handle with a real SQLite store and
+ * a PKI minted at test time.  Covers what is awkward from the outside:
+ * a replayed Submit, sending as someone else, a Deliver without mutual TLS
+ * or from a TLS peer of another domain, reading another user's message,
+ * and GetAuthParams not revealing which accounts exist.
+ */
+#include "testutil.h"
+#include "testpki.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libxml/parser.h>
+
+#include "msg.h"
+#include "wsed.h"
+#include "xml.h"
+
+static testpki P;
+static struct wsed S;
+static pthread_t committer;
+static const uint8_t alice_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
+static uint8_t alice_salt[WSE_SALT_LEN] = { 1, 2, 3 };
+
+static int64_t
+fixed_now(void)
+{
+	return P.now;
+}
+
+static int
+setup(void **state)
+{
+	uint8_t seal[WSE_SEAL_KEY_LEN] = { 7 };
+	char uri[600];
+	wse_cert *chain[2];
+
+	(void)state;
+	if (testpki_init(&P, (int64_t)time(NULL)) != WSE_OK)
+		return -1;
+	memset(&S, 0, sizeof(S));
+	S.now = fixed_now;
+	snprintf(S.domain, sizeof(S.domain), "a.test");
+	snprintf(S.url, sizeof(S.url), "https://mail.a.test:8443/wsemail");
+	wse_limits_default(&S.lim);
+	S.retry_first = 1;
+	S.retry_max = 2;
+	S.lifetime = 60;
+	S.lease = 60;
+	S.reply_ttl = 300;
+	pthread_mutex_init(&S.wake_lock, NULL);
+	pthread_cond_init(&S.wake, NULL);
+	pthread_mutex_init(&S.commit_lock, NULL);
+	pthread_cond_init(&S.commit_work, NULL);
+	pthread_cond_init(&S.commit_done, NULL);
+	S.commit_tail = &S.commit_head;
+	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", P.dir);
+	chain[0] = P.dom[0].svc;
+	chain[1] = P.dom[0].ca;
+	S.trust = P.trust;
+	S.key = P.dom[0].svc_key;
+	if (wse_store_open(uri, seal, &S.store) != WSE_OK ||
+	    wse_store_replay(S.store, &S.replay) != WSE_OK ||
+	    wse_signer_new_cert(S.key, chain, 2, &S.signer) != WSE_OK ||
+	    wse_store_user_add(S.store, "alice@a.test", alice_salt, 600000,
+	    alice_key, P.now) != WSE_OK ||
+	    wse_store_user_add(S.store, "carol@a.test", alice_salt, 600000,
+	    alice_key, P.now) != WSE_OK)
+		return -1;
+	S.chain = calloc(2, sizeof(*S.chain));
+	S.chain[0] = wse_cert_dup(P.dom[0].svc);
+	S.chain[1] = wse_cert_dup(P.dom[0].ca);
+	S.nchain = 2;
+	pthread_create(&committer, NULL, wsed_commit_main, &S);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	wsed_commit_stop(&S);
+	pthread_join(committer, NULL);
+	wse_signer_free(&S.signer);
+	wse_replay_free(&S.replay);
+	wse_store_close(&S.store);
+	wse_cert_list_free(&S.chain, S.nchain);
+	testpki_free(&P);
+	xmlCleanupParser();
+	return 0;
+}
+
+/* A request envelope for op with payload, signed with the password
+ * profile as user (key), or with a.test/b.test's service key (svc 0/1),
+ * or unsigned (svc -2). */
+static wse_buf *
+request(const char *op, const char *payload, const char *user,
+    const uint8_t *key, int svc)
+{
+	wse_envelope *env = NULL;
+	wse_signer *s = NULL;
+	wse_buf *b = wse_buf_new(1 << 24);
+	char action[128];
+
+	snprintf(action, sizeof(action), "urn:wsemail:2026/%s", op);
+	assert_wse_ok(wse_env_new(S.url, action, &env));
+	assert_wse_ok(wse_env_add_body_xml(env, payload, strlen(payload),
+	    &S.lim));
+	if (svc >= 0)
+		assert_wse_ok(wse_signer_new_cert(P.dom[svc].svc_key,
+		    (wse_cert *[]){ P.dom[svc].svc, P.dom[svc].ca }, 2, &s));
+	else if (svc == -1)
+		assert_wse_ok(wse_signer_new_password(user, key, &s));
+	if (s != NULL)
+		assert_wse_ok(wse_wss_sign(env, s, P.now, 300));
+	assert_wse_ok(wse_env_serialize(env, b));
+	wse_signer_free(&s);
+	wse_env_free(&env);
+	return b;
+}
+
+/* Run a request; return the fault status (WSE_OK for a normal answer)
+ * after checking the answer is signed by a.test. */
+static wse_status
+call(const wse_buf *req, wse_cert *const *peer, size_t npeer, wse_buf *body_r)
+{
+	wse_buf *out = wse_buf_new(1 << 23);
+	wse_envelope *env = NULL;
+	wse_replay *r = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st = WSE_OK;
+	int http;
+
+	wsed_handle(&S, wse_buf_data(req), wse_buf_len(req), peer, npeer, out,
+	    &http);
+	assert_wse_ok(wse_replay_memory_new(16, &r));
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &S.lim;
+	o.replay = r;
+	o.now = P.now;
+	o.trust = P.trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = "a.test";
+	assert_wse_ok(wse_env_parse(wse_buf_data(out), wse_buf_len(out),
+	    &S.lim, &env));
+	assert_wse_ok(wse_wss_verify(env, &o, &v));
+	if (wse_fault_read(v.body, &st, NULL, 0) == WSE_OK)
+		assert_int_equal(http, 500);
+	else {
+		assert_int_equal(http, 200);
+		st = WSE_OK;
+		if (body_r != NULL) {
+			xmlBufferPtr xb = xmlBufferCreate();
+			xmlNodeDump(xb, v.body->doc, wse_xml_first_elem(v.body),
+			    0, 0);
+			assert_wse_ok(wse_buf_puts(body_r,
+			    (const char *)xmlBufferContent(xb)));
+			xmlBufferFree(xb);
+		}
+	}
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_replay_free(&r);
+	wse_buf_free(&out);
+	return st;
+}
+
+static wse_status
+count_queue(void *arg, const wse_queue_item *item, const char *const *rcpts,
+    size_t nrcpts, const void *payload, size_t len)
+{
+	(void)item; (void)rcpts; (void)nrcpts; (void)payload; (void)len;
+	(*(int *)arg)++;
+	return WSE_OK;
+}
+
+static int
+queue_items(void)
+{
+	int n = 0;
+
+	assert_wse_ok(wse_store_queue_list(S.store, count_queue, &n));
+	return n;
+}
+
+#define SUBMIT(from, subject) "<m:Submit xmlns:m=\"urn:wsemail:2026\">" \
+	"<m:Message><m:From>" from "</m:From><m:To>bob@b.test</m:To>" \
+	"<m:Subject>" subject "</m:Subject><m:Text>hi</m:Text></m:Message>" \
+	"</m:Submit>"
+
+/* The same signed Submit twice: queued once, the copy refused. */
+static void
+test_replayed_submit(void **state)
+{
+	wse_buf *req = request("Submit", SUBMIT("alice@a.test", "once"),
+	    "alice@a.test", alice_key, -1);
+	int before = queue_items();
+
+	(void)state;
+	assert_wse_ok(call(req, NULL, 0, NULL));
+	assert_int_equal(queue_items(), before + 1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_REPLAY);
+	assert_int_equal(queue_items(), before + 1);
+	wse_buf_free(&req);
+}
+
+static void
+test_submit_refusals(void **state)
+{
+	uint8_t wrong[WSE_DERIVED_KEY_LEN] = { 9 };
+	wse_buf *req;
+	int before = queue_items();
+
+	(void)state;
+	/* As someone else. */
+	req = request("Submit", SUBMIT("carol@a.test", "spoof"),
+	    "alice@a.test", alice_key, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	/* Wrong password, unknown user: the same answer. */
+	req = request("Submit", SUBMIT("alice@a.test", "x"), "alice@a.test",
+	    wrong, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	req = request("Submit", SUBMIT("zed@a.test", "x"), "zed@a.test",
+	    alice_key, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	/* Unsigned, and signed by a server instead of the user. */
+	req = request("Submit", SUBMIT("alice@a.test", "x"), NULL, NULL, -2);
+	assert_int_not_equal(call(req, NULL, 0, NULL), WSE_OK);
+	wse_buf_free(&req);
+	req = request("Submit", SUBMIT("alice@a.test", "x"), NULL, NULL, 0);
+	assert_int_not_equal(call(req, NULL, 0, NULL), WSE_OK);
+	wse_buf_free(&req);
+	/* Malformed message: no recipient; bad address. */
+	req = request("Submit", "<m:Submit xmlns:m=\"urn:wsemail:2026\">"
+	    "<m:Message><m:From>alice@a.test</m:From></m:Message></m:Submit>",
+	    "alice@a.test", alice_key, -1);
+	assert_string_equal(wse_fault_subcode(call(req, NULL, 0, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	req = request("Submit", "<m:Submit xmlns:m=\"urn:wsemail:2026\">"
+	    "<m:Message><m:From>alice@a.test</m:From><m:To>bob at b</m:To>"
+	    "</m:Message></m:Submit>", "alice@a.test", alice_key, -1);
+	assert_string_equal(wse_fault_subcode(call(req, NULL, 0, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	/* Too large to be fetched again later: refused at once. */
+	{
+		size_t n = wsed_max_submit(&S) + 10;
+		char *big = malloc(n + 300), *p;
+
+		p = big + snprintf(big, 300, "<m:Submit xmlns:m=\"urn:wsemail:"
+		    "2026\"><m:Message><m:From>alice@a.test</m:From><m:To>"
+		    "bob@b.test</m:To><m:Text>");
+		memset(p, 'x', n);
+		strcpy(p + n, "</m:Text></m:Message></m:Submit>");
+		req = request("Submit", big, "alice@a.test", alice_key, -1);
+		assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_TOO_LARGE);
+		wse_buf_free(&req);
+		free(big);
+	}
+	/* Unknown operation. */
+	req = request("Frobnicate", "<m:X xmlns:m=\"urn:wsemail:2026\"/>",
+	    "alice@a.test", alice_key, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_UNSUPPORTED);
+	wse_buf_free(&req);
+	assert_int_equal(queue_items(), before);
+}
+
+#define DELIVER(origin, from, rcpt, id) "<m:Deliver xmlns:m=\"urn:wsemail:2026\">" \
+	"<m:Origin>" origin "</m:Origin><m:OriginId>urn:uuid:" id \
+	"</m:OriginId><m:Rcpt>" rcpt "</m:Rcpt><m:Message><m:From>" from \
+	"</m:From><m:To>" rcpt "</m:To><m:Subject>d</m:Subject>" \
+	"<m:Text>t</m:Text></m:Message></m:Deliver>"
+
+static void
+test_deliver_checks(void **state)
+{
+	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
+	wse_cert *apeer[] = { P.dom[0].svc, P.dom[0].ca };
+	wse_buf *req;
+	uint64_t total, unread;
+
+	(void)state;
+	/* b.test's server delivering for b.test, over mutual TLS: stored. */
+	req = request("Deliver", DELIVER("b.test", "bob@b.test", "alice@a.test",
+	    "11111111-1111-4111-8111-111111111111"), NULL, NULL, 1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	assert_wse_status(call(req, apeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
+	assert_int_equal(total, 0);
+	assert_wse_ok(call(req, bpeer, 2, NULL));
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
+	assert_int_equal(total, 1);
+	wse_buf_free(&req);
+	/* The same delivery again (a retry after a lost answer), signed
+	 * anew: answered as accepted, stored once. */
+	req = request("Deliver", DELIVER("b.test", "bob@b.test", "alice@a.test",
+	    "11111111-1111-4111-8111-111111111111"), NULL, NULL, 1);
+	assert_wse_ok(call(req, bpeer, 2, NULL));
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
+	assert_int_equal(total, 1);
+	wse_buf_free(&req);
+	/* Claiming a.test while signed by b.test. */
+	req = request("Deliver", DELIVER("a.test", "carol@a.test",
+	    "alice@a.test", "22222222-2222-4222-8222-222222222222"), NULL, NULL,
+	    1);
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
+	wse_buf_free(&req);
+	/* From of another domain than the origin. */
+	req = request("Deliver", DELIVER("b.test", "carol@a.test",
+	    "alice@a.test", "33333333-3333-4333-8333-333333333333"), NULL, NULL,
+	    1);
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
+	wse_buf_free(&req);
+	/* A recipient of another domain, and no such user. */
+	req = request("Deliver", DELIVER("b.test", "bob@b.test", "zed@c.test",
+	    "44444444-4444-4444-8444-444444444444"), NULL, NULL, 1);
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	req = request("Deliver", DELIVER("b.test", "bob@b.test", "zed@a.test",
+	    "55555555-5555-4555-8555-555555555555"), NULL, NULL, 1);
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_NO_SUCH_USER);
+	wse_buf_free(&req);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
+	assert_int_equal(total, 1);
+}
+
+/* alice reads her message; carol cannot read it by its id. */
+static void
+test_mailbox_isolation(void **state)
+{
+	wse_buf *req, *body = wse_buf_new(1 << 20);
+	char payload[200];
+	long long id;
+	const char *p;
+
+	(void)state;
+	req = request("ListHeaders", "<m:ListHeaders xmlns:m=\"urn:wsemail:2026\"/>",
+	    "alice@a.test", alice_key, -1);
+	assert_wse_ok(call(req, NULL, 0, body));
+	wse_buf_free(&req);
+	p = strstr(wse_buf_str(body), "id=\"");
+	assert_non_null(p);
+	id = strtoll(p + 4, NULL, 10);
+	snprintf(payload, sizeof(payload), "<m:FetchMessage xmlns:m=\""
+	    "urn:wsemail:2026\"><m:Id>%lld</m:Id></m:FetchMessage>", id);
+	req = request("FetchMessage", payload, "carol@a.test", alice_key, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	wse_buf_free(&req);
+	wse_buf_reset(body);
+	req = request("FetchMessage", payload, "alice@a.test", alice_key, -1);
+	assert_wse_ok(call(req, NULL, 0, body));
+	assert_non_null(strstr(wse_buf_str(body), "<m:Original>"));
+	wse_buf_free(&req);
+	wse_buf_free(&body);
+}
+
+/* The same answer shape for accounts and non-accounts; the decoy salt is
+ * stable. */
+static void
+test_auth_params(void **state)
+{
+	wse_buf *req, *a = wse_buf_new(4096), *b = wse_buf_new(4096),
+	    *c = wse_buf_new(4096);
+
+	(void)state;
+	S.secret[0] = 42;
+	req = request("GetAuthParams", "<m:GetAuthParams xmlns:m=\""
+	    "urn:wsemail:2026\"><m:User>alice@a.test</m:User></m:GetAuthParams>",
+	    NULL, NULL, -2);
+	assert_wse_ok(call(req, NULL, 0, a));
+	wse_buf_free(&req);
+	req = request("GetAuthParams", "<m:GetAuthParams xmlns:m=\""
+	    "urn:wsemail:2026\"><m:User>nobody@a.test</m:User></m:GetAuthParams>",
+	    NULL, NULL, -2);
+	assert_wse_ok(call(req, NULL, 0, b));
+	assert_wse_ok(call(req, NULL, 0, c));	/* unsigned: no replay */
+	wse_buf_free(&req);
+	assert_string_equal(wse_buf_str(b), wse_buf_str(c));
+	assert_string_not_equal(wse_buf_str(a), wse_buf_str(b));
+	assert_int_equal(wse_buf_len(a), wse_buf_len(b));
+	assert_non_null(strstr(wse_buf_str(b), "<m:Iterations>600000<"));
+	wse_buf_free(&a);
+	wse_buf_free(&b);
+	wse_buf_free(&c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_replayed_submit),
+		cmocka_unit_test(test_submit_refusals),
+		cmocka_unit_test(test_deliver_checks),
+		cmocka_unit_test(test_mailbox_isolation),
+		cmocka_unit_test(test_auth_params),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
