@@ -41,6 +41,7 @@
  * client-hello callback, before any expensive cryptography.
  */
 #include "http.h"
+#include "ossl-private.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -93,29 +94,6 @@ static const char tls12_ciphers[] =
 
 /* ---- helpers ---- */
 
-static wse_status ssl_err(wse_status st, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Push fmt's message with the oldest reason on OpenSSL's error queue and
- * empty the queue. */
-static wse_status
-ssl_err(wse_status st, const char *fmt, ...)
-{
-	char msg[WSE_ERR_MSGLEN], reason[160];
-	unsigned long e, first = 0;
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	while ((e = ERR_get_error()) != 0)
-		if (first == 0)
-			first = e;
-	if (first == 0)
-		return wse_err(st, "%s", msg);
-	ERR_error_string_n(first, reason, sizeof(reason));
-	return wse_err(st, "%s: %s", msg, reason);
-}
 
 /* PEM callback: never prompt; an encrypted key fails to load. */
 static int
@@ -648,13 +626,13 @@ server_ctx(const wse_http_server_opts *o, SSL_CTX **ctx_r)
 
 	*ctx_r = NULL;
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		st = ssl_err(WSE_ERR_NOMEM, "cannot create a TLS context");
+		st = wse_ossl_err(WSE_ERR_NOMEM, "cannot create a TLS context");
 		goto out;
 	}
 	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
-		st = ssl_err(WSE_ERR_CRYPTO, "cannot configure TLS");
+		st = wse_ossl_err(WSE_ERR_CRYPTO, "cannot configure TLS");
 		goto out;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
@@ -665,17 +643,17 @@ server_ctx(const wse_http_server_opts *o, SSL_CTX **ctx_r)
 	(void)SSL_CTX_set_session_id_context(ctx, sid_ctx,
 	    sizeof(sid_ctx) - 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_chain) != 1) {
-		st = ssl_err(WSE_ERR_CONFIG, "%s: cannot load the certificate "
+		st = wse_ossl_err(WSE_ERR_CONFIG, "%s: cannot load the certificate "
 		    "chain", o->cert_chain);
 		goto out;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
-		st = ssl_err(WSE_ERR_CONFIG, "%s: cannot load the private key",
+		st = wse_ossl_err(WSE_ERR_CONFIG, "%s: cannot load the private key",
 		    o->key);
 		goto out;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		st = ssl_err(WSE_ERR_CONFIG, "%s does not match %s", o->key,
+		st = wse_ossl_err(WSE_ERR_CONFIG, "%s does not match %s", o->key,
 		    o->cert_chain);
 		goto out;
 	}
@@ -687,7 +665,7 @@ server_ctx(const wse_http_server_opts *o, SSL_CTX **ctx_r)
 		    NULL) != 1 ||
 		    (names = SSL_load_client_CA_file(o->client_roots)) ==
 		    NULL) {
-			st = ssl_err(WSE_ERR_CONFIG, "%s: cannot load client "
+			st = wse_ossl_err(WSE_ERR_CONFIG, "%s: cannot load client "
 			    "roots", o->client_roots);
 			goto out;
 		}
@@ -737,7 +715,7 @@ wse_http_server_new(const wse_http_server_opts *o, wse_http_handler handler,
 		    "range");
 	pthread_once(&server_once, server_init_once);
 	if (conn_idx < 0)
-		return ssl_err(WSE_ERR_INTERNAL, "no SSL ex_data index");
+		return wse_ossl_err(WSE_ERR_INTERNAL, "no SSL ex_data index");
 	if ((st = parse_listen(o->listen, &ss, &sslen)) != WSE_OK)
 		return st;
 

@@ -235,22 +235,6 @@ fail:
 /* ---- parsing ---- */
 
 static wse_status
-elem_text(const xmlNode *n, size_t max, char **out)
-{
-	wse_buf *b = wse_buf_new(max + 1);
-	wse_status st;
-
-	*out = NULL;
-	if (b == NULL)
-		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	if ((st = wse_xml_text(n, b)) == WSE_OK &&
-	    (*out = wse_buf_steal(b, NULL)) == NULL)
-		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	wse_buf_free(&b);
-	return st;
-}
-
-static wse_status
 parse_attachment(wse_msg *m, const xmlNode *n)
 {
 	const char *name = wse_xml_attr(n, NULL, "name");
@@ -346,7 +330,7 @@ wse_msg_parse(const xmlNode *message, wse_msg **m_r)
 			    "%.40s", (const char *)n->name);
 			goto out;
 		}
-		if ((st = elem_text(n, TEXT_MAX, &s)) != WSE_OK)
+		if ((st = wse_xml_text_dup(n, TEXT_MAX, &s)) != WSE_OK)
 			goto out;
 		st = rcpt >= 0 ? wse_msg_add_rcpt(m, s, rcpt) :
 		    wse_msg_set(m, field, s);

@@ -657,23 +657,6 @@ vctx_clear(struct vctx *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* The text of an element of a known kind, bounded. */
-static wse_status
-text_of(const xmlNode *n, size_t max, char **out)
-{
-	wse_buf *b;
-	wse_status st;
-
-	*out = NULL;
-	if ((b = wse_buf_new(max)) == NULL)
-		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	if ((st = wse_xml_text(n, b)) == WSE_OK &&
-	    (*out = wse_buf_steal(b, NULL)) == NULL)
-		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	wse_buf_free(&b);
-	return st;
-}
-
 /* Decode a BinarySecurityToken into a certificate. */
 static wse_status
 bst_cert(const xmlNode *bst, wse_cert **cert_r)
@@ -820,7 +803,7 @@ check_structure(struct vctx *v)
 		if ((st = wse_xml_only_child(v->token, WSE_NS_WSSE, "Username",
 		    &un)) != WSE_OK ||
 		    wse_xml_next_elem(wse_xml_first_elem(v->token)) != NULL ||
-		    (st = text_of(un, MAX_NAME, &v->user)) != WSE_OK ||
+		    (st = wse_xml_text_dup(un, MAX_NAME, &v->user)) != WSE_OK ||
 		    (st = check_user(v->user)) != WSE_OK)
 			return wse_err(WSE_ERR_NOT_AUTHORIZED,
 			    "malformed UsernameToken");
@@ -949,13 +932,13 @@ check_freshness(struct vctx *v)
 	}
 	if (n != NULL)
 		return wse_err(WSE_ERR_INVALID, "unexpected Timestamp content");
-	if ((st = text_of(created, 64, &s)) != WSE_OK ||
+	if ((st = wse_xml_text_dup(created, 64, &s)) != WSE_OK ||
 	    (st = wse_time_parse(s, &v->created)) != WSE_OK)
 		goto out;
 	free(s);
 	s = NULL;
 	v->expires = INT64_MAX;
-	if (expires != NULL && ((st = text_of(expires, 64, &s)) != WSE_OK ||
+	if (expires != NULL && ((st = wse_xml_text_dup(expires, 64, &s)) != WSE_OK ||
 	    (st = wse_time_parse(s, &v->expires)) != WSE_OK))
 		goto out;
 	if (v->expires < v->created) {
@@ -1148,11 +1131,11 @@ fill_result(struct vctx *v, wse_verified *out)
 	out->relates_to = v->cover[C_RELATES];
 	out->created = v->created;
 	out->expires = v->expires;
-	if ((st = text_of(out->to, 2048, &out->to_s)) != WSE_OK ||
-	    (st = text_of(out->action, 2048, &out->action_s)) != WSE_OK ||
-	    (st = text_of(out->message_id, 256, &out->message_id_s)) !=
+	if ((st = wse_xml_text_dup(out->to, 2048, &out->to_s)) != WSE_OK ||
+	    (st = wse_xml_text_dup(out->action, 2048, &out->action_s)) != WSE_OK ||
+	    (st = wse_xml_text_dup(out->message_id, 256, &out->message_id_s)) !=
 	    WSE_OK ||
-	    (out->relates_to != NULL && (st = text_of(out->relates_to, 256,
+	    (out->relates_to != NULL && (st = wse_xml_text_dup(out->relates_to, 256,
 	    &out->relates_to_s)) != WSE_OK))
 		return st;
 	if (v->o->profile == WSE_PROFILE_PASSWORD) {
@@ -1198,7 +1181,7 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 	    o->limits->max_xml_nodes)) != WSE_OK ||
 	    (st = check_structure(&v)) != WSE_OK)
 		goto out;
-	if ((st = text_of(v.cover[C_MSGID], 256, &msgid)) != WSE_OK)
+	if ((st = wse_xml_text_dup(v.cover[C_MSGID], 256, &msgid)) != WSE_OK)
 		goto out;
 	if (!wse_uuid_urn_valid(msgid)) {
 		st = wse_err(WSE_ERR_INVALID,
@@ -1265,7 +1248,7 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 
 	/* The destination, read from the signed To. */
 	if (o->expected_to != NULL) {
-		if ((st = text_of(v.cover[C_TO], 2048, &to)) != WSE_OK)
+		if ((st = wse_xml_text_dup(v.cover[C_TO], 2048, &to)) != WSE_OK)
 			goto out;
 		if (strcmp(to, o->expected_to) != 0) {
 			st = wse_err(WSE_ERR_NOT_AUTHORIZED,

@@ -1040,3 +1040,19 @@ wse_xml_serialize(xmlDocPtr doc, wse_buf *out)
 	xmlFree(mem);
 	return st;
 }
+
+wse_status
+wse_xml_text_dup(const xmlNode *node, size_t max, char **out)
+{
+	wse_buf *b;
+	wse_status st;
+
+	*out = NULL;
+	if ((b = wse_buf_new(max)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_xml_text(node, b)) == WSE_OK &&
+	    (*out = wse_buf_steal(b, NULL)) == NULL)
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	wse_buf_free(&b);
+	return st;
+}

@@ -78,6 +78,10 @@ const char *wse_xml_attr(const xmlNode *node, const char *ns,
  */
 wse_status wse_xml_text(const xmlNode *node, wse_buf *out);
 
+/* The same text as a new malloc'd string of at most max - 1 bytes
+ * (WSE_ERR_TOO_LARGE beyond).  The caller frees *out. */
+wse_status wse_xml_text_dup(const xmlNode *node, size_t max, char **out);
+
 /* WSE_ERR_PARSE when the subtree at node holds a comment or a processing
  * instruction. */
 wse_status wse_xml_check_no_comments(const xmlNode *node);

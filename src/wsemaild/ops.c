@@ -57,14 +57,10 @@ lookup_user(void *arg, const char *user, uint8_t key_r[WSE_DERIVED_KEY_LEN])
 static char *
 text_or_null(const xmlNode *n, size_t max)
 {
-	wse_buf *b;
 	char *s = NULL;
 
-	if (n == NULL || (b = wse_buf_new(max)) == NULL)
-		return NULL;
-	if (wse_xml_text(n, b) == WSE_OK)
-		s = wse_buf_steal(b, NULL);
-	wse_buf_free(&b);
+	if (n != NULL && wse_xml_text_dup(n, max, &s) != WSE_OK)
+		wse_err_clear();
 	return s;
 }
 
