@@ -210,6 +210,7 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 	INT("lease", 300, 5, 86400, s->lease);
 	INT("reply_ttl", 300, 10, 3600, s->reply_ttl);
 	INT("threads", 16, 1, 64, *threads);
+	INT("delivery_threads", 4, 1, 16, s->delivery_threads);
 #undef INT
 
 	if (wse_secret_load(wse_config_get(cfg, "", "secret_file"), 1,
@@ -296,7 +297,7 @@ main(int argc, char **argv)
 {
 	struct wsed s;
 	wse_http_server_opts ho;
-	pthread_t out_thread, commit_thread, workers[64];
+	pthread_t out_threads[16], commit_thread, workers[64];
 	int threads = 2, i, check_only = 0, rc = 1;
 	struct sigaction sa;
 
@@ -346,7 +347,8 @@ main(int argc, char **argv)
 	wsed_plugins_start(&s);
 	for (i = 0; i < threads; i++)
 		pthread_create(&workers[i], NULL, worker_main, &s);
-	pthread_create(&out_thread, NULL, wsed_outbound_main, &s);
+	for (i = 0; i < s.delivery_threads; i++)
+		pthread_create(&out_threads[i], NULL, wsed_outbound_main, &s);
 	wsed_log("%s listening on %s (port %u), %d workers", s.domain,
 	    ho.listen, wse_http_server_port(the_server), threads);
 	printf("wsemaild: %s ready on port %u\n", s.domain,
@@ -356,14 +358,17 @@ main(int argc, char **argv)
 		(void)fail("event loop");
 	wsed_log("stopping (signal %d)", (int)got_signal);
 	s.stopping = 1;
-	wsed_outbound_kick(&s);
+	pthread_mutex_lock(&s.wake_lock);
+	pthread_cond_broadcast(&s.wake);
+	pthread_mutex_unlock(&s.wake_lock);
 	pthread_mutex_lock(&wq.lock);
 	wq.stop = 1;
 	pthread_cond_broadcast(&wq.cond);
 	pthread_mutex_unlock(&wq.lock);
 	for (i = 0; i < threads; i++)
 		pthread_join(workers[i], NULL);
-	pthread_join(out_thread, NULL);
+	for (i = 0; i < s.delivery_threads; i++)
+		pthread_join(out_threads[i], NULL);
 	wsed_commit_stop(&s);
 	pthread_join(commit_thread, NULL);
 	wsed_log("%llu submissions in %llu transactions",

@@ -468,7 +468,6 @@ wsed_outbound_main(void *arg)
 			pthread_cond_timedwait(&s->wake, &s->wake_lock, &ts);
 		pthread_mutex_unlock(&s->wake_lock);
 	}
-	s->stopping = 2;
 	(void)wsed_outbound_pass(s);	/* frees this thread's client */
 	return NULL;
 }

@@ -47,6 +47,7 @@ struct wsed {
 	wse_router *router;
 	int64_t retry_first, retry_max, lifetime, lease;
 	int64_t reply_ttl;		/* Timestamp lifetime of what we sign */
+	int delivery_threads;		/* parallel delivery workers */
 	volatile int stopping;
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake;		/* new work for the delivery worker */
