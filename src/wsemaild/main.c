@@ -207,7 +207,7 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 	INT("retry_first", 300, 1, 86400, s->retry_first);
 	INT("retry_max", 4000, 1, 86400 * 7, s->retry_max);
 	INT("lifetime", 5 * 86400, 1, 86400 * 60, s->lifetime);
-	INT("lease", 300, 5, 86400, s->lease);
+	INT("lease", 120, 5, 86400, s->lease);
 	INT("reply_ttl", 300, 10, 3600, s->reply_ttl);
 	INT("threads", 16, 1, 64, *threads);
 	INT("delivery_threads", 4, 1, 16, s->delivery_threads);

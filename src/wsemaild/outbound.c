@@ -79,7 +79,7 @@ nomem:
 /* The signed Deliver envelope for a job, addressed to url. */
 static wse_status
 build_deliver(struct wsed *s, const struct job *j, const char *url,
-    wse_buf *out)
+    wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
 	wse_envelope *env = NULL;
 	wse_buf *body = NULL;
@@ -103,6 +103,8 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
 	    wse_buf_len(body), &s->lim)) != WSE_OK)
 		goto out;
+	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
+	    wse_env_message_id(env));
 	st = wsed_sign_out(s, env, out);
 out:
 	wse_env_free(&env);
@@ -128,10 +130,15 @@ permanent(wse_status st)
 	    st == WSE_ERR_NOT_AUTHORIZED || st == WSE_ERR_DOMAIN_MISMATCH;
 }
 
-/* Read a DeliverResponse (verified) or Fault into r. */
+/*
+ * Read a DeliverResponse (verified) or Fault into r.  The answer must be
+ * signed by the recipient domain's server and relate to our request
+ * (request_id): an old answer replayed cannot confirm a new Deliver, so
+ * answers need no durable replay entry.
+ */
 static void
-read_answer(struct wsed *s, const struct job *j, const uint8_t *data,
-    size_t len, struct result *r)
+read_answer(struct wsed *s, const struct job *j, const char *request_id,
+    const uint8_t *data, size_t len, struct result *r)
 {
 	wse_envelope *env = NULL;
 	wse_verified v;
@@ -149,12 +156,19 @@ read_answer(struct wsed *s, const struct job *j, const uint8_t *data,
 	o.trust = s->trust;
 	o.purpose = WSE_PURPOSE_SERVICE;
 	o.expected_domain = j->item.domain;
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
 	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
 	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
 		r->what = DEFER;
 		(void)snprintf(r->reason, sizeof(r->reason), "unverifiable "
 		    "answer from %.253s: %.500s", j->item.domain,
 		    wse_err_format(errs, sizeof(errs)));
+		goto out;
+	}
+	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
+		r->what = DEFER;
+		(void)snprintf(r->reason, sizeof(r->reason), "answer from "
+		    "%.253s does not relate to our Deliver", j->item.domain);
 		goto out;
 	}
 	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
@@ -201,7 +215,7 @@ attempt_remote(struct wsed *s, wse_http_client *client, const struct job *j,
 	size_t nt = 0, i, k;
 	wse_buf *req = NULL, *resp = NULL;
 	wse_status st;
-	char url[600], errs[512];
+	char url[600], errs[512], reqid[WSE_UUID_URN_LEN + 1];
 	long http;
 
 	r->what = DEFER;
@@ -223,7 +237,7 @@ attempt_remote(struct wsed *s, wse_http_client *client, const struct job *j,
 		for (k = 0; k < t[i].naddrs; k++) {
 			wse_buf_reset(req);
 			wse_buf_reset(resp);
-			if (build_deliver(s, j, url, req) != WSE_OK)
+			if (build_deliver(s, j, url, req, reqid) != WSE_OK)
 				goto out;
 			st = wse_http_post(client, url, t[i].addrs[k],
 			    "application/soap+xml", wse_buf_data(req),
@@ -235,7 +249,8 @@ attempt_remote(struct wsed *s, wse_http_client *client, const struct job *j,
 				wse_err_clear();
 				continue;	/* next address / target */
 			}
-			read_answer(s, j, wse_buf_data(resp), wse_buf_len(resp),
+			read_answer(s, j, reqid, wse_buf_data(resp),
+			    wse_buf_len(resp),
 			    r);
 			goto out;
 		}
@@ -255,7 +270,7 @@ attempt_local(struct wsed *s, const struct job *j, struct result *r)
 	wse_buf *req = NULL, *resp = NULL;
 	wse_status st;
 	int http;
-	char errs[512];
+	char errs[512], reqid[WSE_UUID_URN_LEN + 1];
 
 	(void)env;
 	if ((req = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL ||
@@ -263,7 +278,7 @@ attempt_local(struct wsed *s, const struct job *j, struct result *r)
 		r->what = DEFER;
 		goto out;
 	}
-	if ((st = build_deliver(s, j, s->url, req)) != WSE_OK) {
+	if ((st = build_deliver(s, j, s->url, req, reqid)) != WSE_OK) {
 		r->what = DEFER;
 		(void)snprintf(r->reason, sizeof(r->reason), "%s",
 		    wse_err_format(errs, sizeof(errs)));
@@ -272,7 +287,7 @@ attempt_local(struct wsed *s, const struct job *j, struct result *r)
 	/* Our own service certificate stands in for the TLS peer. */
 	wsed_handle(s, wse_buf_data(req), wse_buf_len(req), s->chain,
 	    s->nchain, resp, &http);
-	read_answer(s, j, wse_buf_data(resp), wse_buf_len(resp), r);
+	read_answer(s, j, reqid, wse_buf_data(resp), wse_buf_len(resp), r);
 out:
 	wse_buf_free(&req);
 	wse_buf_free(&resp);
@@ -407,7 +422,7 @@ new_client(struct wsed *s)
 	co.cert_chain = s->chain_path;
 	co.key = s->key_path;
 	co.connect_timeout_ms = 5000;
-	co.timeout_ms = 60000;
+	co.timeout_ms = 30000;
 	co.max_response = s->lim.max_message_bytes * 3;
 	if (wse_http_client_new(&co, &c) != WSE_OK)
 		wsed_log("cannot create the HTTPS client: %s",
@@ -423,8 +438,20 @@ wsed_outbound_pass(struct wsed *s)
 	size_t i;
 	char errs[512];
 
+	int64_t now = s->now(), last = __atomic_load_n(&s->last_expire,
+	    __ATOMIC_RELAXED);
+
 	if (client == NULL && (client = new_client(s)) == NULL)
 		return 0;
+	/* Once a minute, one worker drops expired replay entries, leases
+	 * and old de-duplication records. */
+	if (now - last >= 60 && __atomic_compare_exchange_n(&s->last_expire,
+	    &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) &&
+	    wse_store_expire(s->store, now) != WSE_OK) {
+		wsed_log("cannot expire old entries: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		wse_err_clear();
+	}
 	memset(&c, 0, sizeof(c));
 	if (wse_store_queue_take(s->store, s->now(), s->lease, TAKE_MAX,
 	    take_one, &c) != WSE_OK) {

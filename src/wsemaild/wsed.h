@@ -48,6 +48,7 @@ struct wsed {
 	int64_t retry_first, retry_max, lifetime, lease;
 	int64_t reply_ttl;		/* Timestamp lifetime of what we sign */
 	int delivery_threads;		/* parallel delivery workers */
+	int64_t last_expire;		/* last wse_store_expire run */
 	volatile int stopping;
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake;		/* new work for the delivery worker */

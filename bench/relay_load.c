@@ -1,0 +1,529 @@
+/*
+ * relay_load.c - a load generator for wsemaild's Submit: it speaks the
+ * client protocol itself (docs/protocol.md), without the CLI.
+ *
+ * Per sender: GetAuthParams once, PBKDF2 once.  Then C threads, each with
+ * its own kept-alive HTTPS connection and its own password signer, take
+ * message numbers from a shared counter and Submit one message each
+ * (From: a sender, To: one recipient, a text body of SIZE bytes) until N
+ * messages were ACKNOWLEDGED (HTTP 200 with a SubmitResponse Id) or the
+ * deadline passes.  A Submit that fails (server down, connection reset,
+ * Fault) is not counted; the thread pauses briefly and submits a NEW
+ * message (new MessageID, new body) in its place.
+ *
+ * Usage: relay_load [options]
+ *   -u URL        server endpoint (https://mail.a.test:PORT/wsemail)
+ *   -a ADDR       connect to this numeric address instead of URL's host
+ *   -r ROOTS      PEM roots
+ *   -f LIST       senders, comma-separated (alice@a.test,carol@a.test)
+ *   -t LIST       recipients, comma-separated; message k goes to t[k % n]
+ *   -n N          acknowledged messages wanted (2000)
+ *   -c C          concurrent clients (32)
+ *   -s BYTES      body size (4096)
+ *   -V 0|1        verify each answer's signature (certificate profile) (1)
+ *   -d SECONDS    give up after this long (600)
+ *   -R RATE       pace: start at most RATE Submits per second in all
+ *                 (0: as fast as the clients go) (0)
+ *   -i FILE       append each acknowledged id, one per line
+ *   -q            quiet: no per-failure messages on stderr
+ * The password comes from WSEMAIL_PASSWORD (the same for every sender).
+ *
+ * Prints one line of key=value figures on stdout:
+ *   acked failed first_submit (CLOCK_REALTIME, s) last_ack elapsed_s
+ *   rate (acked/s between first submit and last ack) p50_ms p90_ms p99_ms
+ *   max_ms (latency of one Submit: from the POST going out to its
+ *   acknowledgement read and checked).
+ * Exit status 0 when N messages were acknowledged, 1 otherwise.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+
+#include "crypto.h"
+#include "http.h"
+#include "msg.h"
+#include "replay.h"
+#include "soap.h"
+#include "wss.h"
+#include "xml.h"
+
+#define MAX_LIST 256
+#define REQUEST_TTL 300
+
+static struct {
+	const char *url, *addr, *roots, *idfile;
+	char *from[MAX_LIST], *to[MAX_LIST];
+	size_t nfrom, nto;
+	long n, c, size, deadline_s;
+	double rate;
+	int verify, quiet;
+	uint8_t key[MAX_LIST][WSE_DERIVED_KEY_LEN];	/* per sender */
+	wse_limits lim, resp_lim;
+	wse_trust *trust;
+	char *text;				/* the body */
+} cfg;
+
+static atomic_long next_msg;		/* message numbers handed out */
+static atomic_long claimed;		/* acknowledged + in flight */
+static atomic_long acked, failed;
+static double t_first = -1, t_last = -1;	/* CLOCK_REALTIME */
+static double *lat_ms;			/* one per acknowledged message */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *idf;
+static double t_deadline, t_start;
+
+static double
+now_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) __attribute__((noreturn));
+
+static void
+die(const char *what)
+{
+	char eb[1024];
+
+	fprintf(stderr, "relay_load: %s: %s\n", what,
+	    wse_err_format(eb, sizeof(eb)));
+	exit(2);
+}
+
+static size_t
+split(char *s, char **v)
+{
+	size_t n = 0;
+	char *save = NULL, *p;
+
+	for (p = strtok_r(s, ",", &save); p != NULL && n < MAX_LIST;
+	    p = strtok_r(NULL, ",", &save))
+		v[n++] = p;
+	return n;
+}
+
+static wse_http_client *
+new_client(void)
+{
+	wse_http_client_opts o;
+	wse_http_client *c = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.roots = cfg.roots;
+	o.connect_timeout_ms = 5000;
+	o.timeout_ms = 60000;
+	o.max_response = cfg.resp_lim.max_message_bytes;
+	if (wse_http_client_new(&o, &c) != WSE_OK)
+		die("HTTPS client");
+	return c;
+}
+
+static char *
+child_text(const xmlNode *parent, const char *local, size_t max)
+{
+	xmlNodePtr n;
+	wse_buf *b;
+	char *s = NULL;
+
+	if (parent == NULL || wse_xml_only_child(parent, WSE_NS_WSE, local,
+	    &n) != WSE_OK || (b = wse_buf_new(max)) == NULL)
+		return NULL;
+	if (wse_xml_text(n, b) == WSE_OK)
+		s = wse_buf_steal(b, NULL);
+	wse_buf_free(&b);
+	return s;
+}
+
+/*
+ * One exchange: build op's envelope around payload, sign it when signer
+ * is set, POST it, and check the answer: HTTP 200, a SOAP envelope, (when
+ * verifying) a valid signature of the server and RelatesTo our request,
+ * and a <opResponse> body.  On success *env_r holds the answer and
+ * *resp_r its payload element.  *post_ms gets the POST's round trip.
+ */
+static int
+call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
+    const char *op, const char *payload, const char *domain,
+    wse_envelope **env_r, xmlNodePtr *resp_r, double *post_ms, char *why,
+    size_t whysz)
+{
+	wse_envelope *env = NULL, *ans = NULL;
+	wse_buf *req = NULL, *resp = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	xmlNodePtr body, pl;
+	char action[128], want[128], eb[512];
+	long status = 0;
+	double t0;
+	int ok = 0;
+
+	memset(&v, 0, sizeof(v));
+	*env_r = NULL;
+	why[0] = '\0';
+	(void)snprintf(action, sizeof(action), WSE_ACTION_PREFIX "%s", op);
+	if (wse_env_new(cfg.url, action, &env) != WSE_OK ||
+	    wse_env_add_body_xml(env, payload, strlen(payload), &cfg.lim) !=
+	    WSE_OK ||
+	    (signer != NULL && wse_wss_sign(env, signer, (int64_t)time(NULL),
+	    REQUEST_TTL) != WSE_OK) ||
+	    (req = wse_buf_new(cfg.lim.max_message_bytes)) == NULL ||
+	    (resp = wse_buf_new(cfg.resp_lim.max_message_bytes)) == NULL ||
+	    wse_env_serialize(env, req) != WSE_OK) {
+		(void)snprintf(why, whysz, "build: %s",
+		    wse_err_format(eb, sizeof(eb)));
+		goto out;
+	}
+	t0 = now_mono();
+	if (wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
+	    wse_buf_data(req), wse_buf_len(req), resp, &status) != WSE_OK) {
+		(void)snprintf(why, whysz, "post: %s",
+		    wse_err_format(eb, sizeof(eb)));
+		goto out;
+	}
+	if (wse_env_parse(wse_buf_data(resp), wse_buf_len(resp),
+	    &cfg.resp_lim, &ans) != WSE_OK) {
+		(void)snprintf(why, whysz, "HTTP %ld, not an envelope", status);
+		goto out;
+	}
+	body = wse_env_body(ans);
+	if (cfg.verify) {
+		memset(&o, 0, sizeof(o));
+		o.profile = WSE_PROFILE_CERT;
+		o.limits = &cfg.resp_lim;
+		o.replay = replay;
+		o.now = (int64_t)time(NULL);
+		o.trust = cfg.trust;
+		o.purpose = WSE_PURPOSE_SERVICE;
+		o.expected_domain = domain;
+		if (wse_wss_verify(ans, &o, &v) != WSE_OK) {
+			(void)snprintf(why, whysz, "answer does not verify: %s",
+			    wse_err_format(eb, sizeof(eb)));
+			goto out;
+		}
+		if (v.relates_to_s == NULL ||
+		    strcmp(v.relates_to_s, wse_env_message_id(env)) != 0) {
+			(void)snprintf(why, whysz, "answer not about our "
+			    "request");
+			goto out;
+		}
+		body = v.body;
+	}
+	(void)snprintf(want, sizeof(want), "%sResponse", op);
+	if (status != 200 || body == NULL ||
+	    wse_xml_only_child(body, WSE_NS_WSE, want, &pl) != WSE_OK) {
+		wse_status fst;
+		char reason[200];
+
+		if (body != NULL && wse_fault_read(body, &fst, reason,
+		    sizeof(reason)) == WSE_OK)
+			(void)snprintf(why, whysz, "HTTP %ld, Fault %s", status,
+			    wse_fault_subcode(fst));
+		else
+			(void)snprintf(why, whysz, "HTTP %ld, no %s", status,
+			    want);
+		goto out;
+	}
+	*post_ms = (now_mono() - t0) * 1e3;
+	*resp_r = pl;
+	*env_r = ans;
+	ans = NULL;
+	ok = 1;
+out:
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_env_free(&ans);
+	wse_buf_free(&req);
+	wse_buf_free(&resp);
+	wse_err_clear();
+	return ok;
+}
+
+/* GetAuthParams + PBKDF2 for sender i. */
+static void
+login(wse_http_client *http, wse_replay *replay, size_t i)
+{
+	wse_envelope *ans = NULL;
+	xmlNodePtr pl;
+	wse_buf *salt = NULL;
+	char payload[600], why[600], *salt_b64, *iter_s, *pw;
+	double ms;
+	long iter = 0;
+
+	pw = getenv("WSEMAIL_PASSWORD");
+	if (pw == NULL || *pw == '\0') {
+		fprintf(stderr, "relay_load: set WSEMAIL_PASSWORD\n");
+		exit(2);
+	}
+	(void)snprintf(payload, sizeof(payload), "<m:GetAuthParams xmlns:m=\""
+	    WSE_NS_WSE "\"><m:User>%s</m:User></m:GetAuthParams>",
+	    cfg.from[i]);
+	if (!call(http, replay, NULL, "GetAuthParams", payload,
+	    wse_addr_domain(cfg.from[i]), &ans, &pl, &ms, why, sizeof(why))) {
+		fprintf(stderr, "relay_load: GetAuthParams for %s: %s\n",
+		    cfg.from[i], why);
+		exit(2);
+	}
+	salt_b64 = child_text(pl, "Salt", 128);
+	iter_s = child_text(pl, "Iterations", 16);
+	if (salt_b64 == NULL || iter_s == NULL ||
+	    (salt = wse_buf_new(256)) == NULL ||
+	    wse_base64_decode(salt_b64, strlen(salt_b64), salt) != WSE_OK ||
+	    (iter = strtol(iter_s, NULL, 10)) < 1)
+		die("GetAuthParamsResponse");
+	if (wse_pbkdf2_sha256(pw, strlen(pw), wse_buf_data(salt),
+	    wse_buf_len(salt), (uint32_t)iter, cfg.key[i]) != WSE_OK)
+		die("PBKDF2");
+	wse_buf_free(&salt);
+	free(salt_b64);
+	free(iter_s);
+	wse_env_free(&ans);
+}
+
+/* The Submit payload for message k from sender s. */
+static wse_buf *
+submit_payload(size_t s, long k)
+{
+	wse_msg *m = NULL;
+	wse_buf *b = wse_buf_new(cfg.lim.max_message_bytes);
+	char subj[64];
+
+	(void)snprintf(subj, sizeof(subj), "relay load %ld", k);
+	if (b == NULL || wse_msg_new(&m) != WSE_OK ||
+	    wse_msg_set(m, "from", cfg.from[s]) != WSE_OK ||
+	    wse_msg_add_rcpt(m, cfg.to[(size_t)k % cfg.nto], 0) != WSE_OK ||
+	    wse_msg_set(m, "subject", subj) != WSE_OK ||
+	    wse_msg_set(m, "text", cfg.text) != WSE_OK ||
+	    wse_buf_puts(b, "<m:Submit xmlns:m=\"" WSE_NS_WSE "\">") !=
+	    WSE_OK || wse_msg_to_xml(m, b) != WSE_OK ||
+	    wse_buf_puts(b, "</m:Submit>") != WSE_OK)
+		die("message");
+	wse_msg_free(&m);
+	return b;
+}
+
+static void *
+client_main(void *arg)
+{
+	size_t tid = (size_t)(uintptr_t)arg, s = tid % cfg.nfrom;
+	wse_http_client *http = new_client();
+	wse_replay *replay = NULL;
+	wse_signer *signer = NULL;
+	const char *domain = wse_addr_domain(cfg.from[s]);
+
+	if (wse_replay_memory_new(65536, &replay) != WSE_OK ||
+	    wse_signer_new_password(cfg.from[s], cfg.key[s], &signer) !=
+	    WSE_OK)
+		die("signer");
+	for (;;) {
+		wse_envelope *ans = NULL;
+		wse_buf *payload;
+		xmlNodePtr pl;
+		char why[600], *id;
+		double ms, t0;
+		long k, a;
+
+		if (atomic_load(&acked) >= cfg.n || now_mono() > t_deadline)
+			break;
+		/* Never more than N acknowledged: a slot is held while a
+		 * Submit is in flight and given back when it fails. */
+		if (atomic_fetch_add(&claimed, 1) >= cfg.n) {
+			atomic_fetch_sub(&claimed, 1);
+			usleep(10 * 1000);
+			continue;
+		}
+		k = atomic_fetch_add(&next_msg, 1);
+		if (cfg.rate > 0) {
+			double wait = t_start + (double)k / cfg.rate -
+			    now_mono();
+
+			if (wait > 0)
+				usleep((useconds_t)(wait * 1e6));
+		}
+		payload = submit_payload(s, k);
+		t0 = now_real();
+		pthread_mutex_lock(&out_lock);
+		if (t_first < 0)
+			t_first = t0;
+		pthread_mutex_unlock(&out_lock);
+		if (!call(http, replay, signer, "Submit", wse_buf_str(payload),
+		    domain, &ans, &pl, &ms, why, sizeof(why)) ||
+		    (id = child_text(pl, "Id", 128)) == NULL ||
+		    !wse_uuid_urn_valid(id)) {
+			if (ans != NULL)
+				(void)snprintf(why, sizeof(why), "no Id");
+			wse_env_free(&ans);
+			wse_buf_free(&payload);
+			atomic_fetch_add(&failed, 1);
+			atomic_fetch_sub(&claimed, 1);
+			if (!cfg.quiet)
+				fprintf(stderr, "relay_load: submit %ld "
+				    "failed (%s); a new message will be "
+				    "sent\n", k, why);
+			usleep(100 * 1000);
+			continue;
+		}
+		wse_env_free(&ans);
+		wse_buf_free(&payload);
+		pthread_mutex_lock(&out_lock);
+		a = atomic_fetch_add(&acked, 1);
+		if (a < cfg.n) {
+			lat_ms[a] = ms;
+			t_last = now_real();
+		}
+		if (idf != NULL) {
+			fprintf(idf, "%s\n", id);
+			fflush(idf);
+		}
+		pthread_mutex_unlock(&out_lock);
+		free(id);
+	}
+	wse_signer_free(&signer);
+	wse_replay_free(&replay);
+	wse_http_client_free(&http);
+	return NULL;
+}
+
+static int
+cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+pct(const double *v, long n, double p)
+{
+	long i;
+
+	if (n <= 0)
+		return 0;
+	i = (long)(p * (double)n + 0.999999) - 1;
+	if (i < 0)
+		i = 0;
+	if (i >= n)
+		i = n - 1;
+	return v[i];
+}
+
+int
+main(int argc, char **argv)
+{
+	pthread_t *th;
+	wse_http_client *http;
+	wse_replay *replay;
+	long i, n_ok;
+	int opt;
+
+	cfg.n = 2000;
+	cfg.c = 32;
+	cfg.size = 4096;
+	cfg.verify = 1;
+	cfg.deadline_s = 600;
+	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:")) != -1) {
+		switch (opt) {
+		case 'u': cfg.url = optarg; break;
+		case 'a': cfg.addr = optarg; break;
+		case 'r': cfg.roots = optarg; break;
+		case 'f': cfg.nfrom = split(optarg, cfg.from); break;
+		case 't': cfg.nto = split(optarg, cfg.to); break;
+		case 'n': cfg.n = strtol(optarg, NULL, 10); break;
+		case 'c': cfg.c = strtol(optarg, NULL, 10); break;
+		case 's': cfg.size = strtol(optarg, NULL, 10); break;
+		case 'V': cfg.verify = atoi(optarg) != 0; break;
+		case 'd': cfg.deadline_s = strtol(optarg, NULL, 10); break;
+		case 'i': cfg.idfile = optarg; break;
+		case 'q': cfg.quiet = 1; break;
+		case 'R': cfg.rate = strtod(optarg, NULL); break;
+		default:
+			fprintf(stderr, "usage: see the comment at the top of "
+			    "bench/relay_load.c\n");
+			return 2;
+		}
+	}
+	if (cfg.url == NULL || cfg.roots == NULL || cfg.nfrom == 0 ||
+	    cfg.nto == 0 || cfg.n < 1 || cfg.c < 1 || cfg.c > 1024 ||
+	    cfg.size < 1 || cfg.size > 1 << 20) {
+		fprintf(stderr, "relay_load: need -u URL -r ROOTS -f FROM "
+		    "-t TO (and sane -n -c -s)\n");
+		return 2;
+	}
+	wse_limits_default(&cfg.lim);
+	cfg.lim.max_message_bytes = 4u << 20;
+	cfg.resp_lim = cfg.lim;
+	if (wse_wss_init() != WSE_OK)
+		die("xmlsec");
+	if (wse_trust_new(&cfg.trust) != WSE_OK ||
+	    wse_trust_load_roots(cfg.trust, cfg.roots) != WSE_OK)
+		die("roots");
+	wse_trust_skip_crls(cfg.trust);
+	if ((cfg.text = malloc((size_t)cfg.size + 1)) == NULL ||
+	    (lat_ms = calloc((size_t)cfg.n, sizeof(double))) == NULL ||
+	    (th = calloc((size_t)cfg.c, sizeof(*th))) == NULL)
+		die("memory");
+	for (i = 0; i < cfg.size; i++)
+		cfg.text[i] = (i % 64 == 63) ? '\n' :
+		    (char)('a' + (i * 7 + i / 64) % 26);
+	cfg.text[cfg.size] = '\0';
+	if (cfg.idfile != NULL && (idf = fopen(cfg.idfile, "a")) == NULL) {
+		perror(cfg.idfile);
+		return 2;
+	}
+	/* Log-in: once per sender, on this thread. */
+	http = new_client();
+	if (wse_replay_memory_new(1024, &replay) != WSE_OK)
+		die("replay");
+	for (i = 0; i < (long)cfg.nfrom; i++)
+		login(http, replay, (size_t)i);
+	wse_http_client_free(&http);
+	wse_replay_free(&replay);
+
+	t_start = now_mono();
+	t_deadline = t_start + (double)cfg.deadline_s;
+	for (i = 0; i < cfg.c; i++)
+		if (pthread_create(&th[i], NULL, client_main,
+		    (void *)(uintptr_t)i) != 0) {
+			fprintf(stderr, "relay_load: cannot start thread\n");
+			return 2;
+		}
+	for (i = 0; i < cfg.c; i++)
+		pthread_join(th[i], NULL);
+	n_ok = atomic_load(&acked);
+	if (n_ok > cfg.n)
+		n_ok = cfg.n;
+	qsort(lat_ms, (size_t)n_ok, sizeof(double), cmp_d);
+	printf("acked=%ld failed=%ld first_submit=%.6f last_ack=%.6f "
+	    "elapsed_s=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f "
+	    "max_ms=%.2f\n", n_ok, atomic_load(&failed), t_first, t_last,
+	    t_last - t_first, t_last > t_first ? (double)n_ok /
+	    (t_last - t_first) : 0.0, pct(lat_ms, n_ok, 0.50),
+	    pct(lat_ms, n_ok, 0.90), pct(lat_ms, n_ok, 0.99),
+	    n_ok ? lat_ms[n_ok - 1] : 0.0);
+	fflush(stdout);
+	if (idf != NULL)
+		fclose(idf);
+	wse_trust_free(&cfg.trust);
+	free(cfg.text);
+	free(lat_ms);
+	free(th);
+	xmlCleanupParser();
+	return n_ok >= cfg.n ? 0 : 1;
+}
