@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cliopt.h"
 #include "admin.h"
 #include "err.h"
 
@@ -179,24 +180,6 @@ parse_long(const char *s, long min, long max, long *out)
 	return 0;
 }
 
-/* --name or --name=value: 1 when arg names opt (value split off). */
-static int
-opt_matches(const char *arg, const char *name, const char **inline_val)
-{
-	size_t n = strlen(name);
-
-	*inline_val = NULL;
-	if (strncmp(arg, name, n) != 0)
-		return 0;
-	if (arg[n] == '\0')
-		return 1;
-	if (arg[n] == '=') {
-		*inline_val = arg + n + 1;
-		return 1;
-	}
-	return 0;
-}
-
 /*
  * When argv[*i] is a global option (--pki DIR, --config CONF), store its
  * value in ctx and step *i over a separate value: 1; 0 when it is not
@@ -210,7 +193,7 @@ global_option(struct admin_ctx *ctx, int argc, char **argv, int *i)
 	size_t k;
 
 	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		if (!opt_matches(argv[*i], names[k], &val))
+		if (!cli_opt_matches(argv[*i], names[k], &val))
 			continue;
 		if (val == NULL) {
 			if (*i + 1 >= argc) {
@@ -269,7 +252,7 @@ admin_parse(struct admin_ctx *ctx, int argc, char **argv,
 			continue;
 		}
 		for (k = 0; k < nopts && o == NULL; k++)
-			if (opt_matches(a, opts[k].name, &val))
+			if (cli_opt_matches(a, opts[k].name, &val))
 				o = &opts[k];
 		if (o == NULL)
 			return admin_usage(ctx, "unknown option '%s'", a);

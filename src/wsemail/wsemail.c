@@ -38,6 +38,7 @@
 
 #include <libxml/parser.h>
 
+#include "cliopt.h"
 #include "wsemail.h"
 
 static int cmd_help(const struct cli_cmd *cmd, const char *config, int argc,
@@ -152,24 +153,6 @@ cli_number(const char *s, long long lo, long long hi, long long *out)
 	return 0;
 }
 
-/* --name or --name=value: 1 when arg names the option. */
-static int
-opt_matches(const char *arg, const char *name, const char **inline_val)
-{
-	size_t n = strlen(name);
-
-	*inline_val = NULL;
-	if (strncmp(arg, name, n) != 0)
-		return 0;
-	if (arg[n] == '\0')
-		return 1;
-	if (arg[n] == '=') {
-		*inline_val = arg + n + 1;
-		return 1;
-	}
-	return 0;
-}
-
 int
 cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
     const struct cli_opt *opts, size_t nopts, const char **config,
@@ -206,7 +189,7 @@ cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
 			print_cmd_usage(stdout, cmd);
 			return CLI_HELP_SHOWN;
 		}
-		if (opt_matches(a, "--config", &val)) {
+		if (cli_opt_matches(a, "--config", &val)) {
 			if (val == NULL && i + 1 < argc)
 				val = argv[++i];
 			if (val == NULL || *val == '\0')
@@ -215,7 +198,7 @@ cli_parse(const struct cli_cmd *cmd, int argc, char **argv,
 			continue;
 		}
 		for (k = 0; k < nopts && o == NULL; k++)
-			if (opt_matches(a, opts[k].name, &val))
+			if (cli_opt_matches(a, opts[k].name, &val))
 				o = &opts[k];
 		if (o == NULL)
 			return cli_usage(cmd, "unknown option '%s'", a);
@@ -252,7 +235,7 @@ main(int argc, char **argv)
 			i++;
 			break;
 		}
-		if (!opt_matches(argv[i], "--config", &val))
+		if (!cli_opt_matches(argv[i], "--config", &val))
 			return cli_usage(NULL, "unknown option '%s'", argv[i]);
 		if (val == NULL && i + 1 < argc)
 			val = argv[++i];
