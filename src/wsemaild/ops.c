@@ -96,6 +96,19 @@ child_int(const xmlNode *parent, const char *local, long long def,
 	return WSE_OK;
 }
 
+void
+wsed_server_opts(struct wsed *s, const char *domain, wse_verify_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->profile = WSE_PROFILE_CERT;
+	o->limits = &s->lim;
+	o->replay = s->replay;
+	o->now = s->now();
+	o->trust = s->trust;
+	o->purpose = WSE_PURPOSE_SERVICE;
+	o->expected_domain = domain;
+}
+
 size_t
 wsed_max_submit(const struct wsed *s)
 {
@@ -540,15 +553,8 @@ op_deliver(struct wsed *s, wse_envelope *env, const uint8_t *body,
 		st = wse_err(WSE_ERR_INVALID, "Deliver needs an Origin");
 		goto out;
 	}
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &s->lim;
-	o.replay = s->replay;
-	o.now = s->now();
-	o.trust = s->trust;
-	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = origin;
-	o.caller_inserts_nonce = 1;
+	wsed_server_opts(s, origin, &o);
+	o.caller_inserts_nonce = 1;	/* stored with the message */
 	if ((st = wse_wss_verify(env, &o, v)) != WSE_OK)
 		goto out;
 	/* The TLS peer must be a server of the same domain. */

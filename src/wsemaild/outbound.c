@@ -148,14 +148,7 @@ read_answer(struct wsed *s, const struct job *j, const char *request_id,
 	char reason[200], errs[512];
 
 	memset(&v, 0, sizeof(v));
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &s->lim;
-	o.replay = s->replay;
-	o.now = s->now();
-	o.trust = s->trust;
-	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = j->item.domain;
+	wsed_server_opts(s, j->item.domain, &o);
 	o.caller_inserts_nonce = 1;	/* bound to our request instead */
 	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
 	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {

@@ -84,6 +84,11 @@ void wsed_commit_stop(struct wsed *s);
 void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r);
 
+/* Options to verify a message signed by domain's server (certificate
+ * profile, service purpose, our trust store, replay cache and clock). */
+void wsed_server_opts(struct wsed *s, const char *domain,
+    wse_verify_opts *o);
+
 /* Largest serialised m:Message a client may submit, so that its stored
  * original can always be fetched (base64 inside a response that must
  * itself fit the limits). */
