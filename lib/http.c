@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,10 @@ struct wse_http_req {
 	size_t body_len;
 	wse_cert **chain;
 	size_t nchain;
+	/* a file answer (wse_http_reply_file): sfd >= 0 */
+	int sfd;
+	uint64_t soff, sleft, stotal;
+	int streaming;			/* loop thread: headers sent */
 	/* the answer, written once by wse_http_reply */
 	int status;
 	char *rctype;
@@ -228,6 +233,8 @@ req_destroy(wse_http_req *req)
 		free(req->body);
 	}
 	wse_cert_list_free(&req->chain, req->nchain);
+	if (req->sfd >= 0)
+		(void)close(req->sfd);
 	free(req->rctype);
 	if (req->rbody != NULL) {
 		wse_memzero(req->rbody, req->rlen);
@@ -285,6 +292,10 @@ on_conn_close(struct evhttp_connection *evcon, void *arg)
 	if (req->ev != NULL && evhttp_request_get_connection(req->ev) == NULL)
 		evhttp_request_free(req->ev);
 	req->ev = NULL;
+	/* A file answer in progress is ours alone: nothing else will
+	 * touch it once its connection is gone. */
+	if (req->streaming)
+		req_release(req);
 }
 
 /* TLS: refuse connections over the limit before any real work; tune the
@@ -468,6 +479,7 @@ on_request(struct evhttp_request *ev, void *arg)
 		evhttp_send_error(ev, 500, NULL);
 		return;
 	}
+	req->sfd = -1;
 	req->srv = srv;
 	if ((code = req_fill(req, ev, evcon, ssl)) != 0) {
 		req_destroy(req);
@@ -484,6 +496,115 @@ on_request(struct evhttp_request *ev, void *arg)
 	srv->handler(srv->arg, req);
 }
 
+/* File answers are read and queued STREAM_SLICE bytes at a time, and
+ * refilled when libevent has written what was queued. */
+#define STREAM_SLICE (256u << 10)
+#define STREAM_QUEUE (4u * STREAM_SLICE)
+
+static void stream_more(struct evhttp_connection *evcon, void *arg);
+
+/* Loop thread: end a file answer that cannot go on (the file could not
+ * be read): close the connection under it, so the client sees a short
+ * transfer at once; on_conn_close then frees req. */
+static void
+stream_abort(wse_http_req *req)
+{
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
+	evutil_socket_t fd;
+
+	if (req->ev != NULL &&
+	    (evcon = evhttp_request_get_connection(req->ev)) != NULL &&
+	    (bev = evhttp_connection_get_bufferevent(evcon)) != NULL &&
+	    (fd = bufferevent_getfd(bev)) >= 0)
+		(void)shutdown(fd, SHUT_RDWR);
+}
+
+/* Loop thread: queue the next slices of a file answer. */
+static void
+stream_more(struct evhttp_connection *evcon, void *arg)
+{
+	wse_http_req *req = arg;
+	struct evbuffer *chunk;
+	struct evbuffer_iovec v;
+	size_t want;
+	ssize_t n;
+
+	(void)evcon;
+	if (req->ev == NULL)
+		return;		/* gone; on_conn_close frees req */
+	if (req->sleft == 0) {
+		struct evhttp_request *ev = req->ev;
+
+		if (req->conn != NULL)
+			req->conn->pending = NULL;
+		req->conn = NULL;
+		req->ev = NULL;
+		req->streaming = 0;
+		evhttp_send_reply_end(ev);
+		req_release(req);
+		return;
+	}
+	if ((chunk = evbuffer_new()) == NULL) {
+		stream_abort(req);
+		return;
+	}
+	while (req->sleft > 0 && evbuffer_get_length(chunk) < STREAM_QUEUE) {
+		want = req->sleft < STREAM_SLICE ? (size_t)req->sleft :
+		    STREAM_SLICE;
+		if (evbuffer_reserve_space(chunk, (ev_ssize_t)want, &v, 1) <
+		    1)
+			break;
+		do
+			n = pread(req->sfd, v.iov_base, want,
+			    (off_t)req->soff);
+		while (n < 0 && errno == EINTR);
+		if (n <= 0) {
+			evbuffer_free(chunk);
+			stream_abort(req);
+			return;
+		}
+		v.iov_len = (size_t)n;
+		if (evbuffer_commit_space(chunk, &v, 1) != 0)
+			break;
+		req->soff += (uint64_t)n;
+		req->sleft -= (uint64_t)n;
+	}
+	if (evbuffer_get_length(chunk) == 0) {
+		evbuffer_free(chunk);
+		stream_abort(req);
+		return;
+	}
+	evhttp_send_reply_chunk_with_cb(req->ev, chunk, stream_more, req);
+	evbuffer_free(chunk);
+}
+
+/* Loop thread: send the headers of a file answer and its first bytes. */
+static void
+stream_start(wse_http_req *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
+	char num[32], tot[32];
+
+	(void)snprintf(num, sizeof(num), "%llu",
+	    (unsigned long long)req->sleft);
+	(void)snprintf(tot, sizeof(tot), "%llu",
+	    (unsigned long long)req->stotal);
+	if (evhttp_add_header(h, "Content-Type",
+	    "application/octet-stream") != 0 ||
+	    evhttp_add_header(h, "Content-Length", num) != 0 ||
+	    evhttp_add_header(h, "X-WSEmail-Total", tot) != 0) {
+		evhttp_send_error(req->ev, 500, NULL);
+		if (req->conn != NULL)
+			req->conn->pending = NULL;
+		req_release(req);
+		return;
+	}
+	req->streaming = 1;
+	evhttp_send_reply_start(req->ev, 200, "OK");
+	stream_more(NULL, req);
+}
+
 /* Loop thread: send req's answer (if its connection is still there) and
  * free req. */
 static void
@@ -495,6 +616,10 @@ send_now(wse_http_req *req)
 
 	if (ev == NULL)
 		goto out;
+	if (req->sfd >= 0) {
+		stream_start(req);
+		return;
+	}
 	if (req->conn != NULL)
 		req->conn->pending = NULL;
 	req->conn = NULL;
@@ -941,16 +1066,14 @@ wse_http_req_peer_addr(const wse_http_req *req)
 	return req->peer;
 }
 
+static void enqueue(wse_http_req *req);
+
 void
 wse_http_reply(wse_http_req *req, int status, const char *content_type,
     const void *body, size_t len)
 {
-	wse_http_server *srv;
-	int dead, on_loop;
-
 	if (req == NULL)
 		return;
-	srv = req->srv;
 	if (status < 100 || status > 599 || (body == NULL && len > 0) ||
 	    (content_type != NULL && !header_value_ok(content_type)) ||
 	    (content_type != NULL &&
@@ -967,6 +1090,36 @@ wse_http_reply(wse_http_req *req, int status, const char *content_type,
 		req->rlen = len;
 	}
 	req->status = status;
+	enqueue(req);
+}
+
+void
+wse_http_reply_file(wse_http_req *req, int fd, uint64_t offset,
+    uint64_t length, uint64_t total)
+{
+	if (req == NULL) {
+		if (fd >= 0)
+			(void)close(fd);
+		return;
+	}
+	if (fd < 0) {
+		wse_http_reply(req, 500, NULL, NULL, 0);
+		return;
+	}
+	req->sfd = fd;
+	req->soff = offset;
+	req->sleft = length;
+	req->stotal = total;
+	req->status = 200;
+	enqueue(req);
+}
+
+/* Hand req's answer to the loop thread (or send it now when on it). */
+static void
+enqueue(wse_http_req *req)
+{
+	wse_http_server *srv = req->srv;
+	int dead, on_loop;
 
 	pthread_mutex_lock(&srv->lock);
 	dead = srv->dead;
@@ -993,6 +1146,7 @@ wse_http_reply(wse_http_req *req, int status, const char *content_type,
 struct wse_http_client {
 	CURL *curl;
 	size_t max_response;
+	long timeout_ms;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -1003,6 +1157,14 @@ struct sink {
 	size_t got;
 	int over;		/* more than max arrived */
 	wse_status st;		/* out refused the bytes */
+	/* wse_http_post_stream only */
+	CURL *curl;
+	wse_http_sink fn;	/* NULL: everything goes to out */
+	void *fn_arg;
+	int decided;		/* the first byte has been seen */
+	int streaming;		/* this answer goes to fn */
+	int aborted;		/* fn returned -1 */
+	uint64_t total;		/* X-WSEmail-Total */
 };
 
 static size_t
@@ -1012,6 +1174,24 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	wse_status st;
 
+	if (s->fn != NULL && !s->decided) {
+		long code = 0;
+		char *ct = NULL;
+
+		s->decided = 1;
+		(void)curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE,
+		    &code);
+		(void)curl_easy_getinfo(s->curl, CURLINFO_CONTENT_TYPE, &ct);
+		s->streaming = code == 200 && ct != NULL &&
+		    strncasecmp(ct, "application/octet-stream", 24) == 0;
+	}
+	if (s->streaming) {
+		if (s->fn(s->fn_arg, p, len) != 0) {
+			s->aborted = 1;
+			return 0;
+		}
+		return len;
+	}
 	if (len > s->max - s->got) {
 		s->over = 1;
 		return 0;
@@ -1021,6 +1201,29 @@ on_body(char *p, size_t size, size_t n, void *arg)
 		return 0;
 	}
 	s->got += len;
+	return len;
+}
+
+/* Response headers of wse_http_post_stream: X-WSEmail-Total. */
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct sink *s = arg;
+	size_t len = size * n, k = sizeof("X-WSEmail-Total:") - 1;
+	char num[32], *end;
+	size_t i, j = 0;
+
+	if (len > k && strncasecmp(p, "X-WSEmail-Total:", k) == 0) {
+		for (i = k; i < len && j + 1 < sizeof(num); i++)
+			if (p[i] >= '0' && p[i] <= '9')
+				num[j++] = p[i];
+			else if (p[i] != ' ' && p[i] != '\t' &&
+			    p[i] != '\r' && p[i] != '\n')
+				return len;	/* malformed: ignored */
+		num[j] = '\0';
+		if (j > 0 && j < 20)
+			s->total = strtoull(num, &end, 10);
+	}
 	return len;
 }
 
@@ -1072,6 +1275,7 @@ wse_http_client_new(const wse_http_client_opts *o, wse_http_client **c_r)
 	connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms :
 	    DEF_CONNECT_MS;
 	total_ms = o->timeout_ms > 0 ? o->timeout_ms : DEF_TIMEOUT_MS;
+	c->timeout_ms = total_ms;
 	if ((c->curl = h = curl_easy_init()) == NULL) {
 		st = wse_err(WSE_ERR_NOMEM, "curl_easy_init failed");
 		goto out;
@@ -1201,12 +1405,12 @@ bad:
 	    "numeric IP address", addr);
 }
 
-wse_status
-wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
+static wse_status
+post(wse_http_client *c, const char *url, const char *connect_addr,
     const char *content_type, const void *body, size_t len, wse_buf *resp,
-    long *status_r)
+    long *status_r, struct sink *sinkp)
 {
-	struct sink sink;
+	struct sink sink = *sinkp;
 	struct curl_slist *headers = NULL, *connect_to = NULL, *tmp;
 	char *ct_line = NULL, *entry = NULL;
 	size_t start;
@@ -1221,7 +1425,6 @@ wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
 	if (content_type != NULL && !header_value_ok(content_type))
 		return wse_err(WSE_ERR_INVALID, "http post: bad content type");
 	start = wse_buf_len(resp);
-	memset(&sink, 0, sizeof(sink));
 	sink.out = resp;
 	sink.max = c->max_response;
 	sink.over = 0;
@@ -1266,12 +1469,34 @@ wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
 		st = wse_err(WSE_ERR_INTERNAL, "cannot configure curl");
 		goto out;
 	}
+	if (sink.fn != NULL && (
+	    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &sink) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)0) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME,
+	    c->timeout_ms / 1000 > 0 ? c->timeout_ms / 1000 : 1L) !=
+	    CURLE_OK)) {
+		st = wse_err(WSE_ERR_INTERNAL, "cannot configure curl");
+		goto restore;
+	}
 	rc = curl_easy_perform(c->curl);
 	/* Nothing set per call may outlive the call. */
 	(void)curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
 	(void)curl_easy_setopt(c->curl, CURLOPT_CONNECT_TO, NULL);
 	(void)curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
 	(void)curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, NULL);
+	*sinkp = sink;
+	if (rc == CURLE_WRITE_ERROR && sink.aborted) {
+		st = wse_err_last_status() != WSE_OK ? wse_err_last_status() :
+		    wse_err(WSE_ERR_IO,
+		    "POST %s: the receiver stopped the transfer", url);
+		goto restore;
+	}
 	if (rc == CURLE_WRITE_ERROR && sink.st != WSE_OK) {
 		st = wse_err(sink.st, "POST %s: the response does not fit "
 		    "the buffer (%zu bytes)", url, wse_buf_max(resp));
@@ -1293,6 +1518,17 @@ wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
 	if (status_r != NULL)
 		*status_r = code;
 	st = WSE_OK;
+restore:
+	if (sink.fn != NULL) {
+		(void)curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, NULL);
+		(void)curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, NULL);
+		(void)curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS,
+		    (long)c->timeout_ms);
+		(void)curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
+		    (curl_off_t)c->max_response);
+		(void)curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 0L);
+		(void)curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 0L);
+	}
 out:
 	/* A failed call leaves no partial answer in a buffer it found
 	 * empty. */
@@ -1302,5 +1538,45 @@ out:
 	curl_slist_free_all(connect_to);
 	free(ct_line);
 	free(entry);
+	return st;
+}
+
+wse_status
+wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
+    const char *content_type, const void *body, size_t len, wse_buf *resp,
+    long *status_r)
+{
+	struct sink sink;
+
+	memset(&sink, 0, sizeof(sink));
+	return post(c, url, connect_addr, content_type, body, len, resp,
+	    status_r, &sink);
+}
+
+wse_status
+wse_http_post_stream(wse_http_client *c, const char *url,
+    const char *connect_addr, const char *content_type, const void *body,
+    size_t len, wse_http_sink fn, void *fn_arg, wse_buf *resp,
+    long *status_r, int *streamed_r, uint64_t *total_r)
+{
+	struct sink sink;
+	wse_status st;
+
+	if (streamed_r != NULL)
+		*streamed_r = 0;
+	if (total_r != NULL)
+		*total_r = 0;
+	if (c == NULL || fn == NULL)
+		return wse_err(WSE_ERR_INVALID, "http post: bad arguments");
+	memset(&sink, 0, sizeof(sink));
+	sink.curl = c->curl;
+	sink.fn = fn;
+	sink.fn_arg = fn_arg;
+	st = post(c, url, connect_addr, content_type, body, len, resp,
+	    status_r, &sink);
+	if (streamed_r != NULL)
+		*streamed_r = sink.streaming;
+	if (total_r != NULL)
+		*total_r = sink.total;
 	return st;
 }

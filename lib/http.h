@@ -78,6 +78,19 @@ const char *wse_http_req_peer_addr(const wse_http_req *req);
 void wse_http_reply(wse_http_req *req, int status, const char *content_type,
     const void *body, size_t len);
 
+/*
+ * Answer req (exactly once; any thread) with `length` bytes of the open
+ * file fd from `offset`: HTTP 200, Content-Type application/octet-stream,
+ * Content-Length, and "X-WSEmail-Total: <total>".  The transport owns fd
+ * from this call on and closes it.  The bytes are read and written a
+ * slice at a time as the connection drains (at most a few hundred KiB
+ * buffered per request), so a file of any size streams in bounded
+ * memory.  If reading fails or the client goes away the connection is
+ * closed.
+ */
+void wse_http_reply_file(wse_http_req *req, int fd, uint64_t offset,
+    uint64_t length, uint64_t total);
+
 /* ---- client ---- */
 
 typedef struct wse_http_client wse_http_client;
@@ -108,5 +121,27 @@ void wse_http_client_free(wse_http_client **c);
 wse_status wse_http_post(wse_http_client *c, const char *url,
     const char *connect_addr, const char *content_type, const void *body,
     size_t len, wse_buf *resp, long *status_r);
+
+/*
+ * Receives a streamed response body a piece at a time; return 0 to go
+ * on, -1 to abort the transfer (wse_http_post_stream then fails with the
+ * status the sink pushed with wse_err, or WSE_ERR_IO).
+ */
+typedef int (*wse_http_sink)(void *arg, const void *data, size_t len);
+
+/*
+ * Like wse_http_post, for an answer that may be a byte stream: when the
+ * server answers 200 with Content-Type application/octet-stream, the body
+ * goes to sink (never held in memory) and *total_r gets the
+ * X-WSEmail-Total header (0 when absent); any other answer (a Fault) is
+ * appended to resp as with wse_http_post (bounded by max_response) and
+ * *streamed_r is 0.  The whole-request timeout does not apply to a
+ * stream; a transfer slower than 1 byte/s over timeout_ms is aborted
+ * (WSE_ERR_TEMPFAIL).
+ */
+wse_status wse_http_post_stream(wse_http_client *c, const char *url,
+    const char *connect_addr, const char *content_type, const void *body,
+    size_t len, wse_http_sink sink, void *sink_arg, wse_buf *resp,
+    long *status_r, int *streamed_r, uint64_t *total_r);
 
 #endif

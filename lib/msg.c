@@ -3,8 +3,12 @@
  */
 #include "msg.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 #include "soap.h"
@@ -84,6 +88,17 @@ wse_msg_new(wse_msg **m_r)
 	return WSE_OK;
 }
 
+static void
+ondemand_clear(wse_ondemand *o)
+{
+	free(o->upload);
+	free(o->server);
+	free(o->ref);
+	free(o->name);
+	free(o->type);
+	memset(o, 0, sizeof(*o));
+}
+
 void
 wse_msg_free(wse_msg **mp)
 {
@@ -108,6 +123,9 @@ wse_msg_free(wse_msg **mp)
 		wse_buf_free(&m->att[i].data);
 	}
 	free(m->att);
+	for (i = 0; i < m->nod; i++)
+		ondemand_clear(&m->od[i]);
+	free(m->od);
 	free(m);
 	*mp = NULL;
 }
@@ -232,6 +250,186 @@ fail:
 	return st;
 }
 
+/* ---- on-demand attachments ---- */
+
+static int
+token_ok(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL)
+		return 0;
+	for (; s[n] != '\0'; n++)
+		if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-')
+			return 0;
+	return n >= 16 && n <= WSE_ONDEMAND_REF_MAX;
+}
+
+int
+wse_url_in_domain(const char *url, const char *domain)
+{
+	const char *h, *e;
+	size_t hl, dl;
+
+	if (url == NULL || domain == NULL || strncmp(url, "https://", 8) != 0)
+		return 0;
+	h = url + 8;
+	e = h + strcspn(h, ":/?#@");
+	if (*e == '@' || e == h)
+		return 0;
+	hl = (size_t)(e - h);
+	dl = strlen(domain);
+	if (dl == 0 || hl < dl)
+		return 0;
+	if (strncasecmp(e - dl, domain, dl) != 0)
+		return 0;
+	return hl == dl || e[-(ptrdiff_t)dl - 1] == '.';
+}
+
+static wse_status
+ondemand_fill(wse_ondemand *o, const char *server, const char *ref,
+    const char *name, const char *type, uint64_t size, const char *sha256)
+{
+	wse_status st;
+	size_t i;
+
+	if (server == NULL || strncmp(server, "https://", 8) != 0 ||
+	    strlen(server) > WSE_ONDEMAND_URL_MAX)
+		return wse_err(WSE_ERR_INVALID, "on-demand server is not an "
+		    "https URL");
+	if (!token_ok(ref))
+		return wse_err(WSE_ERR_INVALID, "bad on-demand reference");
+	if (name == NULL || *name == '\0' || strchr(name, '/') != NULL)
+		return wse_err(WSE_ERR_INVALID, "bad attachment name");
+	if (sha256 == NULL || strlen(sha256) != 64)
+		return wse_err(WSE_ERR_INVALID, "bad attachment SHA-256");
+	for (i = 0; i < 64; i++)
+		if (!isxdigit((unsigned char)sha256[i]) ||
+		    isupper((unsigned char)sha256[i]))
+			return wse_err(WSE_ERR_INVALID, "bad attachment "
+			    "SHA-256");
+	ondemand_clear(o);
+	if ((st = set_str(&o->server, server, WSE_ONDEMAND_URL_MAX,
+	    "on-demand server")) != WSE_OK ||
+	    (st = set_str(&o->ref, ref, WSE_ONDEMAND_REF_MAX,
+	    "on-demand reference")) != WSE_OK ||
+	    (st = set_str(&o->name, name, NAME_MAX_LEN, "attachment name")) !=
+	    WSE_OK ||
+	    (st = set_str(&o->type, type ? type : "application/octet-stream",
+	    NAME_MAX_LEN, "attachment type")) != WSE_OK) {
+		ondemand_clear(o);
+		return st;
+	}
+	o->size = size;
+	memcpy(o->sha256, sha256, 65);
+	return WSE_OK;
+}
+
+static wse_status
+ondemand_slot(wse_msg *m, wse_ondemand **o_r)
+{
+	wse_ondemand *v;
+
+	if (m->nod >= WSE_MSG_MAX_ONDEMAND)
+		return wse_err(WSE_ERR_TOO_LARGE, "more than %d on-demand "
+		    "attachments", WSE_MSG_MAX_ONDEMAND);
+	if ((v = reallocarray(m->od, m->nod + 1, sizeof(*v))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	m->od = v;
+	memset(&v[m->nod], 0, sizeof(v[m->nod]));
+	*o_r = &v[m->nod];
+	return WSE_OK;
+}
+
+wse_status
+wse_msg_add_upload(wse_msg *m, const char *upload)
+{
+	wse_ondemand *o;
+	wse_status st;
+
+	if (!token_ok(upload))
+		return wse_err(WSE_ERR_INVALID, "bad upload handle");
+	if ((st = ondemand_slot(m, &o)) != WSE_OK)
+		return st;
+	if ((o->upload = strdup(upload)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	m->nod++;
+	return WSE_OK;
+}
+
+wse_status
+wse_msg_add_ondemand(wse_msg *m, const char *server, const char *ref,
+    const char *name, const char *type, uint64_t size, const char *sha256)
+{
+	wse_ondemand *o;
+	wse_status st;
+
+	if ((st = ondemand_slot(m, &o)) != WSE_OK ||
+	    (st = ondemand_fill(o, server, ref, name, type, size, sha256)) !=
+	    WSE_OK)
+		return st;
+	m->nod++;
+	return WSE_OK;
+}
+
+wse_status
+wse_msg_resolve_ondemand(wse_msg *m, size_t i, const char *server,
+    const char *ref, const char *name, const char *type, uint64_t size,
+    const char *sha256)
+{
+	wse_ondemand tmp;
+	wse_status st;
+
+	if (i >= m->nod || m->od[i].upload == NULL)
+		return wse_err(WSE_ERR_INVALID, "no upload to resolve");
+	memset(&tmp, 0, sizeof(tmp));
+	if ((st = ondemand_fill(&tmp, server, ref, name, type, size,
+	    sha256)) != WSE_OK)
+		return st;
+	ondemand_clear(&m->od[i]);
+	m->od[i] = tmp;
+	return WSE_OK;
+}
+
+size_t
+wse_msg_unresolved(const wse_msg *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->nod; i++)
+		n += m->od[i].upload != NULL;
+	return n;
+}
+
+static wse_status
+parse_ondemand(wse_msg *m, const xmlNode *n)
+{
+	const char *upload = wse_xml_attr(n, NULL, "upload");
+	const char *size = wse_xml_attr(n, NULL, "size");
+	unsigned long long sz;
+	char *end;
+
+	if (wse_xml_first_elem(n) != NULL)
+		return wse_err(WSE_ERR_INVALID, "OnDemand has content");
+	if (upload != NULL) {
+		if (wse_xml_attr(n, NULL, "ref") != NULL ||
+		    wse_xml_attr(n, NULL, "server") != NULL)
+			return wse_err(WSE_ERR_INVALID, "OnDemand is both an "
+			    "upload and a reference");
+		return wse_msg_add_upload(m, upload);
+	}
+	if (size == NULL || *size < '0' || *size > '9')
+		return wse_err(WSE_ERR_INVALID, "bad on-demand size");
+	errno = 0;
+	sz = strtoull(size, &end, 10);
+	if (*end != '\0' || errno != 0)
+		return wse_err(WSE_ERR_INVALID, "bad on-demand size");
+	return wse_msg_add_ondemand(m, wse_xml_attr(n, NULL, "server"),
+	    wse_xml_attr(n, NULL, "ref"), wse_xml_attr(n, NULL, "name"),
+	    wse_xml_attr(n, NULL, "type"), sz, wse_xml_attr(n, NULL,
+	    "sha256"));
+}
+
 /* ---- parsing ---- */
 
 static wse_status
@@ -305,6 +503,11 @@ wse_msg_parse(const xmlNode *message, wse_msg **m_r)
 		}
 		if (wse_xml_is(n, WSE_NS_WSE, "Attachment")) {
 			if ((st = parse_attachment(m, n)) != WSE_OK)
+				goto out;
+			continue;
+		}
+		if (wse_xml_is(n, WSE_NS_WSE, "OnDemand")) {
+			if ((st = parse_ondemand(m, n)) != WSE_OK)
 				goto out;
 			continue;
 		}
@@ -412,6 +615,30 @@ wse_msg_to_xml(const wse_msg *m, wse_buf *out)
 			return st;
 		}
 		wse_buf_free(&b64);
+	}
+	for (i = 0; i < m->nod; i++) {
+		const wse_ondemand *o = &m->od[i];
+
+		if (o->upload != NULL) {
+			if ((st = wse_buf_printf(out, "<m:OnDemand upload=\"%s\""
+			    "/>", o->upload)) != WSE_OK)
+				return st;
+			continue;
+		}
+		if ((st = wse_buf_puts(out, "<m:OnDemand server=\"")) !=
+		    WSE_OK ||
+		    (st = wse_buf_put_xml_escaped(out, o->server,
+		    strlen(o->server))) != WSE_OK ||
+		    (st = wse_buf_printf(out, "\" ref=\"%s\" name=\"",
+		    o->ref)) != WSE_OK ||
+		    (st = wse_buf_put_xml_escaped(out, o->name,
+		    strlen(o->name))) != WSE_OK ||
+		    (st = wse_buf_puts(out, "\" type=\"")) != WSE_OK ||
+		    (st = wse_buf_put_xml_escaped(out, o->type,
+		    strlen(o->type))) != WSE_OK ||
+		    (st = wse_buf_printf(out, "\" size=\"%llu\" sha256=\"%s\"/>",
+		    (unsigned long long)o->size, o->sha256)) != WSE_OK)
+			return st;
 	}
 	return wse_buf_puts(out, "</m:Message>");
 }

@@ -78,7 +78,7 @@
 #include "store.h"
 #include "wselimits.h"
 
-#define WSE_PLUGIN_ABI "wsemail-plugin-abi-1"
+#define WSE_PLUGIN_ABI "wsemail-plugin-abi-2"
 
 /* The one symbol a plugin exports. */
 #define WSE_PLUGIN_ENTRY "wse_plugin_entry"
@@ -97,6 +97,21 @@
 					 * mailer-daemon@...): never answer */
 #define WSE_PLUGIN_MSG_LOCAL	0x2u	/* origin is this server's domain */
 
+/* struct wse_plugin.op_flags[i]: how requests for ops[i] are verified */
+#define WSE_PLUGIN_OP_PASSWORD	0x0u	/* password profile, a user of
+					 * this domain (the default) */
+#define WSE_PLUGIN_OP_TOKEN	0x1u	/* certificate profile signed with a
+					 * federated token (paper Msg 7) of
+					 * ANY domain whose CA chains to our
+					 * root; the user is the token's
+					 * mailbox */
+#define WSE_PLUGIN_OP_STREAM	0x2u	/* may answer with a byte stream
+					 * instead of a SOAP envelope */
+
+/* struct wse_plugin_request.auth */
+#define WSE_PLUGIN_AUTH_PASSWORD 1
+#define WSE_PLUGIN_AUTH_TOKEN	2
+
 /* host->submit flags */
 #define WSE_PLUGIN_SUBMIT_NO_BOUNCE 0x1u /* if undeliverable, drop it: no
 					  * non-delivery report goes back
@@ -114,6 +129,9 @@ struct wse_plugin_host {
 	const char *domain;
 	/* The server software and version ("wsemaild 0.1.0"). */
 	const char *version;
+	/* This server's endpoint URL as other parties address it
+	 * ("https://a.test:8443/wsemail"): the wsa:To of requests to it. */
+	const char *url;
 	/* The server's limits (message size, ...); read only. */
 	const wse_limits *limits;
 	/*
@@ -183,6 +201,42 @@ struct wse_plugin_delivery {
 };
 
 /*
+ * One verified request for a plugin operation.  Owned by the server,
+ * valid only during the call.
+ */
+struct wse_plugin_request {
+	const char *op;			/* one of the plugin's ops */
+	int auth;			/* WSE_PLUGIN_AUTH_* */
+	/* PASSWORD: the authenticated user, a mailbox of this domain.
+	 * TOKEN: the token's mailbox (any domain), proven by: freshness,
+	 * token validity interval, replay cache, signature by the token's
+	 * key, chain root -> that domain's CA -> token with name
+	 * constraints and CRLs, wsa:To = this server - in that order. */
+	const char *user;
+	const char *message_id;		/* the request's wsa:MessageID */
+	const xmlNode *body;		/* the VERIFIED soap:Body */
+	int64_t now;			/* the server's clock */
+};
+
+/*
+ * A streamed answer (operations flagged WSE_PLUGIN_OP_STREAM only).  The
+ * server hands call a stream with fd = -1.  To answer with bytes instead
+ * of an envelope, call sets fd to an open, readable, seekable file and
+ * returns WSE_OK: the server then owns fd (closes it in every case) and
+ * sends HTTP 200, Content-Type application/octet-stream, the header
+ * "X-WSEmail-Total: <total>" and exactly `length` bytes read from
+ * `offset`, flow-controlled (the file is never held whole in memory).
+ * The bytes are NOT signed: the party fetching them checks them against
+ * a digest it holds from a signed message.  resp is ignored then.
+ */
+struct wse_plugin_stream {
+	int fd;
+	uint64_t offset;
+	uint64_t length;
+	uint64_t total;
+};
+
+/*
  * The descriptor a plugin exports through wse_plugin_entry.  It and every
  * string it points to are the plugin's, constant and valid until the
  * server unloads the plugin.
@@ -239,19 +293,24 @@ struct wse_plugin {
 
 	/*
 	 * Optional RPC-like part: operations this plugin adds, a
-	 * NULL-terminated list of names (NULL or empty: none), and the
+	 * NULL-terminated list of names (NULL or empty: none), their flags
+	 * (op_flags: NULL, or one WSE_PLUGIN_OP_* set per name), and the
 	 * handler (required when there are operations).  A request for one
-	 * of them is verified with the password profile, like a client's
-	 * built-in operations (freshness, replay cache, MAC under the user's
-	 * key, wsa:To = this server), before call runs.
-	 *   op:   the operation (one of ops, the server's string);
-	 *   user: the authenticated user, a mailbox of this domain;
-	 *   body: the VERIFIED soap:Body (the request element is its child;
-	 *         read it with wse_xml_*; never modify the tree);
-	 *   resp: an empty buffer for the answer payload, exactly one
-	 *         element <m:OpResponse xmlns:m="urn:wsemail:2026">...,
-	 *         written with wse_buf_* (text through
-	 *         wse_buf_put_xml_escaped).
+	 * of them is verified before call runs: with the password profile
+	 * (freshness, replay cache, MAC under the user's key, wsa:To = this
+	 * server), like a client's built-in operations, or for
+	 * WSE_PLUGIN_OP_TOKEN with the certificate profile and a token
+	 * certificate (see struct wse_plugin_request).  For a token
+	 * operation, a token outside its validity interval, untrusted or
+	 * revoked gives the client the same NotAuthorized fault as any
+	 * refusal by the plugin, so that a caller cannot tell them apart.
+	 *   r:      the verified request;
+	 *   resp:   an empty buffer for the answer payload, exactly one
+	 *           element <m:OpResponse xmlns:m="urn:wsemail:2026">...,
+	 *           written with wse_buf_* (text through
+	 *           wse_buf_put_xml_escaped);
+	 *   stream: NULL, or (WSE_PLUGIN_OP_STREAM) see struct
+	 *           wse_plugin_stream.
 	 * The server checks the payload's shape, wraps it in a response
 	 * envelope (Action <Op>Response, RelatesTo the request) and signs
 	 * it with its service certificate.  On failure return a status (for
@@ -259,11 +318,29 @@ struct wse_plugin {
 	 * WSE_ERR_NOT_AUTHORIZED, WSE_ERR_NOT_FOUND, WSE_ERR_TEMPFAIL): the
 	 * client gets a signed Fault whose subcode comes from it and a
 	 * generic reason; messages pushed with wse_err() go to the server
-	 * log only.
+	 * log only.  A stream fd set on failure is closed by the server.
 	 */
 	const char *const *ops;
-	wse_status (*call)(void *state, const char *op, const char *user,
-	    const xmlNode *body, wse_buf *resp);
+	const unsigned *op_flags;
+	wse_status (*call)(void *state, const struct wse_plugin_request *r,
+	    wse_buf *resp, struct wse_plugin_stream *stream);
+
+	/*
+	 * Optional: called for every message a user of this domain submits
+	 * (and every message queued through host->submit), after it was
+	 * verified and checked and before it is queued.  user: the
+	 * authenticated sender (m->from); id: the submission's id, as the
+	 * client is told it.  The hook may resolve the message's on-demand
+	 * entries (wse_msg_resolve_ondemand) and must not change anything
+	 * else.  Any status but WSE_OK refuses the submission (the client
+	 * gets a Fault with that status's subcode; nothing is queued); a
+	 * message that still has unresolved on-demand entries after every
+	 * hook ran is refused as invalid.  Called concurrently, like the
+	 * other hooks.  What the hook records for the message may outlive a
+	 * submission that then fails to commit; it must tolerate that.
+	 */
+	wse_status (*submit)(void *state, const char *user, const char *id,
+	    wse_msg *m);
 };
 
 /* The entry point every plugin defines (with WSE_PLUGIN_EXPORT). */

@@ -1170,7 +1170,8 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 		return st;
 	if (o == NULL || o->limits == NULL || o->replay == NULL ||
 	    (o->profile == WSE_PROFILE_CERT && (o->trust == NULL ||
-	    o->expected_domain == NULL)) ||
+	    (o->expected_domain == NULL &&
+	    o->purpose != WSE_PURPOSE_TOKEN))) ||
 	    (o->profile == WSE_PROFILE_PASSWORD && o->lookup == NULL))
 		return wse_err(WSE_ERR_INVALID, "incomplete verify options");
 	v.o = o;
@@ -1206,12 +1207,15 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 		if ((st = wse_trust_verify(o->trust, v.signer, v.chain,
 		    v.nchain, o->now, o->purpose)) != WSE_OK)
 			goto out;
+		/* A token without an expected domain speaks for its own:
+		 * the chain check above proved its CA may vouch for it. */
 		if ((st = wse_cert_domain(v.signer, dom, sizeof(dom))) !=
-		    WSE_OK || strcasecmp(dom, o->expected_domain) != 0) {
+		    WSE_OK || (o->expected_domain != NULL &&
+		    strcasecmp(dom, o->expected_domain) != 0)) {
 			st = wse_err(WSE_ERR_DOMAIN_MISMATCH,
 			    "signer speaks for %s, not %.200s",
 			    st == WSE_OK ? dom : "no domain",
-			    o->expected_domain);
+			    o->expected_domain ? o->expected_domain : "?");
 			goto out;
 		}
 	} else {

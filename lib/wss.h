@@ -86,7 +86,9 @@ typedef struct wse_verify_opts {
 	/* certificate profile */
 	wse_trust *trust;
 	wse_purpose purpose;		/* SERVICE or TOKEN */
-	const char *expected_domain;	/* the claimed sender's domain */
+	const char *expected_domain;	/* the claimed sender's domain; NULL
+					 * only for WSE_PURPOSE_TOKEN: the
+					 * token speaks for its own domain */
 	/* password profile */
 	wse_key_lookup_fn lookup;
 	void *lookup_arg;

@@ -9,7 +9,7 @@
  *   <m:ServerInfoResponse xmlns:m="urn:wsemail:2026">
  *     <m:Domain>a.test</m:Domain>
  *     <m:Software>wsemaild 0.1.0</m:Software>
- *     <m:PluginAbi>wsemail-plugin-abi-1</m:PluginAbi>
+ *     <m:PluginAbi>wsemail-plugin-abi-2</m:PluginAbi>
  *     <m:Plugin name="autoreply" message="true"/>
  *     <m:Plugin name="serverinfo" message="false">
  *       <m:Operation>ServerInfo</m:Operation></m:Plugin>
@@ -45,8 +45,8 @@ text_elem(wse_buf *b, const char *name, const char *text)
 }
 
 static wse_status
-si_call(void *state, const char *op, const char *user, const xmlNode *body,
-    wse_buf *resp)
+si_call(void *state, const struct wse_plugin_request *r, wse_buf *resp,
+    struct wse_plugin_stream *stream)
 {
 	const struct wse_plugin_host *h = state;
 	const struct wse_plugin *p;
@@ -54,9 +54,9 @@ si_call(void *state, const char *op, const char *user, const xmlNode *body,
 	wse_status st;
 	size_t i, k;
 
-	(void)user;
-	if (strcmp(op, "ServerInfo") != 0 ||
-	    wse_xml_only_child(body, WSE_NS_WSE, "ServerInfo", &req) != WSE_OK)
+	(void)stream;
+	if (strcmp(r->op, "ServerInfo") != 0 ||
+	    wse_xml_only_child(r->body, WSE_NS_WSE, "ServerInfo", &req) != WSE_OK)
 		return wse_err(WSE_ERR_INVALID, "serverinfo: the Body holds no "
 		    "one m:ServerInfo");
 	if ((st = wse_buf_puts(resp, "<m:ServerInfoResponse xmlns:m=\""

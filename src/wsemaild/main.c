@@ -116,11 +116,18 @@ worker_main(void *arg)
 		if (out == NULL) {
 			wse_http_reply(w->req, 503, "text/plain", "busy\n", 5);
 		} else {
+			struct wse_plugin_stream fs;
+
 			wse_buf_reset(out);
-			wsed_handle(s, body, len, peer, npeer, out, &status);
-			wse_http_reply(w->req, status,
-			    "application/soap+xml; charset=utf-8",
-			    wse_buf_data(out), wse_buf_len(out));
+			wsed_handle_stream(s, body, len, peer, npeer, out,
+			    &status, &fs);
+			if (fs.fd >= 0)
+				wse_http_reply_file(w->req, fs.fd, fs.offset,
+				    fs.length, fs.total);
+			else
+				wse_http_reply(w->req, status,
+				    "application/soap+xml; charset=utf-8",
+				    wse_buf_data(out), wse_buf_len(out));
 		}
 		free(w);
 	}

@@ -178,7 +178,7 @@ out:
 }
 
 wse_status
-wsed_submit(struct wsed *s, const wse_msg *m, unsigned flags,
+wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
     const char *replay_id, int64_t replay_expires, char *id_r)
 {
 	const char *all[WSE_MSG_MAX_RCPTS], *domains[WSE_MSG_MAX_RCPTS];
@@ -214,6 +214,9 @@ wsed_submit(struct wsed *s, const wse_msg *m, unsigned flags,
 	for (d = 0; d < nd; d++)
 		rcpt_rows[d] = rcpts[d];
 	if ((st = wse_uuid_urn(id_r)) != WSE_OK)
+		return st;
+	/* Plugins resolve on-demand attachments (and may refuse). */
+	if ((st = wsed_plugins_submit(s, m->from, id_r, m)) != WSE_OK)
 		return st;
 	if ((payload = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
@@ -451,6 +454,15 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 		    m->from, origin);
 		goto out;
 	}
+	/* On-demand attachments live at a server of the sending domain,
+	 * under the reference its signature covers. */
+	for (i = 0; i < m->nod; i++)
+		if (m->od[i].upload != NULL ||
+		    !wse_url_in_domain(m->od[i].server, origin)) {
+			st = wse_err(WSE_ERR_INVALID, "on-demand attachment "
+			    "not resolved, or not at a server of %s", origin);
+			goto out;
+		}
 	for (n = wse_xml_first_elem(req); n; n = wse_xml_next_elem(n)) {
 		if (!wse_xml_is(n, WSE_NS_WSE, "Rcpt"))
 			continue;
@@ -594,6 +606,34 @@ void
 wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r)
 {
+	wsed_handle_stream(s, body, len, peer, npeer, out, http_status_r,
+	    NULL);
+}
+
+/* A token operation's refusals that must look alike to the caller
+ * (docs/protocol.md: nothing leaks whether an attachment exists). */
+static wse_status
+token_refusal(wse_status st)
+{
+	switch (st) {
+	case WSE_ERR_CERT_EXPIRED:
+	case WSE_ERR_CERT_NOT_YET_VALID:
+	case WSE_ERR_UNTRUSTED:
+	case WSE_ERR_REVOKED:
+	case WSE_ERR_DOMAIN_MISMATCH:
+	case WSE_ERR_NOT_FOUND:
+		return WSE_ERR_NOT_AUTHORIZED;
+	default:
+		return st;
+	}
+}
+
+void
+wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r,
+    struct wse_plugin_stream *stream)
+{
+	unsigned pflags = 0;
 	wse_envelope *env = NULL, *reply = NULL;
 	wse_verified v;
 	wse_verify_opts o;
@@ -604,6 +644,10 @@ wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 
 	memset(&v, 0, sizeof(v));
 	*http_status_r = 500;
+	if (stream != NULL) {
+		memset(stream, 0, sizeof(*stream));
+		stream->fd = -1;
+	}
 	wse_err_clear();
 	if ((resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL) {
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
@@ -626,7 +670,40 @@ wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 		st = op_auth_params(s, wse_env_body(env), resp);
 	else if (strcmp(op, "Deliver") == 0)
 		st = op_deliver(s, env, body, len, peer, npeer, &v, resp);
-	else if (strcmp(op, "Submit") == 0 || strcmp(op, "ListHeaders") == 0 ||
+	else if (wsed_plugins_has_op(s, op) && ((pflags =
+	    wsed_plugins_op_flags(s, op)) & WSE_PLUGIN_OP_TOKEN)) {
+		/* A federated token of any domain under our root (paper
+		 * Msg 8): certificate profile, token purpose. */
+		memset(&o, 0, sizeof(o));
+		o.profile = WSE_PROFILE_CERT;
+		o.limits = &s->lim;
+		o.replay = s->replay;
+		o.now = s->now();
+		o.trust = s->trust;
+		o.purpose = WSE_PURPOSE_TOKEN;
+		o.expected_domain = NULL;	/* the token's own */
+		o.expected_to = s->url;
+		if ((st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
+			wsed_log("refused %s: token: %s: %s", op,
+			    wse_status_name(st), wse_err_format(errs,
+			    sizeof(errs)));
+			st = token_refusal(st);
+			wse_err_clear();
+			(void)wse_err(st, "token refused");
+			goto fault;
+		}
+		st = wsed_plugins_call(s, op, &v, resp, stream);
+		if (st != WSE_OK) {
+			st = token_refusal(st);
+		} else if (stream != NULL && stream->fd >= 0) {
+			wsed_log("%s by %s: %llu bytes from %llu", op,
+			    v.signer_mailbox,
+			    (unsigned long long)stream->length,
+			    (unsigned long long)stream->offset);
+			*http_status_r = 200;
+			goto done;
+		}
+	} else if (strcmp(op, "Submit") == 0 || strcmp(op, "ListHeaders") == 0 ||
 	    strcmp(op, "FetchMessage") == 0 ||
 	    strcmp(op, "DeleteMessage") == 0 || strcmp(op, "MarkRead") == 0 ||
 	    wsed_plugins_has_op(s, op)) {
@@ -653,7 +730,12 @@ wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 			st = op_delete_or_read(s, &v,
 			    strcmp(op, "DeleteMessage") == 0, resp);
 		else
-			st = wsed_plugins_call(s, op, &v, resp);
+			st = wsed_plugins_call(s, op, &v, resp, (pflags &
+			    WSE_PLUGIN_OP_STREAM) ? stream : NULL);
+		if (st == WSE_OK && stream != NULL && stream->fd >= 0) {
+			*http_status_r = 200;
+			goto done;
+		}
 	} else
 		st = wse_err(WSE_ERR_UNSUPPORTED, "unknown operation %.64s",
 		    op);

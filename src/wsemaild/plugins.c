@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "plugin.h"
 #include "wsed.h"
@@ -205,6 +206,13 @@ check_descriptor(const struct wsed *s, const struct wse_plugin *d,
 				    d->ops[k]);
 				return 1;
 			}
+		if (d->op_flags != NULL && (d->op_flags[k] &
+		    ~(WSE_PLUGIN_OP_TOKEN | WSE_PLUGIN_OP_STREAM)) != 0) {
+			fprintf(stderr, "wsemaild: %s: plugin %s: operation %s "
+			    "has unknown flags 0x%x\n", where, d->name,
+			    d->ops[k], d->op_flags[k]);
+			return 1;
+		}
 		if ((owner = op_owner(s, d->ops[k], who, sizeof(who))) !=
 		    NULL) {
 			fprintf(stderr, "wsemaild: %s: plugin %s: operation %s "
@@ -269,6 +277,7 @@ load_one(struct wsed *s, struct wsed_plugin *pl, const char *line,
 	pl->s = s;
 	pl->host.domain = s->domain;
 	pl->host.version = "wsemaild " WSED_VERSION;
+	pl->host.url = s->url;
 	pl->host.limits = &s->lim;
 	pl->host.store = s->store;
 	pl->host.now = s->now;
@@ -289,8 +298,9 @@ load_one(struct wsed *s, struct wsed_plugin *pl, const char *line,
 	for (k = 0; d->ops != NULL && d->ops[k] != NULL; k++)
 		(void)snprintf(names + strlen(names), sizeof(names) -
 		    strlen(names), "%s%s", k ? " " : "", d->ops[k]);
-	wsed_log("plugin %s loaded from %s (%s; operations: %s)", d->name,
-	    pl->path, d->message ? "message hook" : "no message hook",
+	wsed_log("plugin %s loaded from %s (%s, %s; operations: %s)",
+	    d->name, pl->path, d->message ? "message hook" :
+	    "no message hook", d->submit ? "submit hook" : "no submit hook",
 	    k ? names : "none");
 	return 0;
 fail:
@@ -410,22 +420,63 @@ wsed_plugins_deliver(struct wsed *s, const wse_msg *m, const char *origin,
 }
 
 static const struct wsed_plugin *
-find_op(const struct wsed *s, const char *op)
+find_op(const struct wsed *s, const char *op, unsigned *flags_r)
 {
 	size_t i, k;
 
 	for (i = 0; i < s->nplugins; i++)
 		for (k = 0; s->plugins[i].p->ops != NULL &&
 		    s->plugins[i].p->ops[k] != NULL; k++)
-			if (strcmp(s->plugins[i].p->ops[k], op) == 0)
+			if (strcmp(s->plugins[i].p->ops[k], op) == 0) {
+				if (flags_r != NULL)
+					*flags_r = s->plugins[i].p->op_flags ?
+					    s->plugins[i].p->op_flags[k] : 0;
 				return &s->plugins[i];
+			}
 	return NULL;
+}
+
+unsigned
+wsed_plugins_op_flags(const struct wsed *s, const char *op)
+{
+	unsigned f = 0;
+
+	return find_op(s, op, &f) != NULL ? f : 0;
+}
+
+wse_status
+wsed_plugins_submit(struct wsed *s, const char *user, const char *id,
+    wse_msg *m)
+{
+	char errs[1024];
+	wse_status st;
+	size_t i;
+
+	for (i = 0; i < s->nplugins; i++) {
+		const struct wsed_plugin *pl = &s->plugins[i];
+
+		if (pl->p->submit == NULL)
+			continue;
+		if ((st = pl->p->submit(pl->state, user, id, m)) != WSE_OK) {
+			wsed_log("plugin %s refused submission %s: %s",
+			    pl->p->name, id, wse_err_format(errs,
+			    sizeof(errs)));
+			if (wse_err_count() == 0)
+				(void)wse_err(st, "plugin %s refused the "
+				    "message", pl->p->name);
+			return st;
+		}
+	}
+	if (wse_msg_unresolved(m) > 0)
+		return wse_err(WSE_ERR_INVALID, "on-demand attachments are "
+		    "not served here, or the upload is unknown");
+	return WSE_OK;
 }
 
 int
 wsed_plugins_has_op(const struct wsed *s, const char *op)
 {
-	return find_op(s, op) != NULL;
+	return find_op(s, op, NULL) != NULL;
 }
 
 const char *
@@ -443,9 +494,11 @@ wsed_plugins_op(const struct wsed *s, size_t i)
 
 wse_status
 wsed_plugins_call(struct wsed *s, const char *op, const wse_verified *v,
-    wse_buf *resp)
+    wse_buf *resp, struct wse_plugin_stream *stream)
 {
-	const struct wsed_plugin *pl = find_op(s, op);
+	unsigned flags = 0;
+	const struct wsed_plugin *pl = find_op(s, op, &flags);
+	struct wse_plugin_request r;
 	char want[WSE_PLUGIN_OP_MAX + 16];
 	xmlDocPtr doc = NULL;
 	xmlNodePtr root;
@@ -454,15 +507,47 @@ wsed_plugins_call(struct wsed *s, const char *op, const wse_verified *v,
 	if (pl == NULL)
 		return wse_err(WSE_ERR_UNSUPPORTED, "unknown operation %.64s",
 		    op);
-	if (v->user == NULL || v->body == NULL)
+	memset(&r, 0, sizeof(r));
+	r.op = op;
+	r.auth = v->profile == WSE_PROFILE_PASSWORD ?
+	    WSE_PLUGIN_AUTH_PASSWORD : WSE_PLUGIN_AUTH_TOKEN;
+	r.user = r.auth == WSE_PLUGIN_AUTH_PASSWORD ? v->user :
+	    v->signer_mailbox;
+	r.message_id = v->message_id_s;
+	r.body = v->body;
+	r.now = s->now();
+	if (r.user == NULL || r.body == NULL ||
+	    (r.auth == WSE_PLUGIN_AUTH_TOKEN) != ((flags &
+	    WSE_PLUGIN_OP_TOKEN) != 0))
 		return wse_err(WSE_ERR_INTERNAL, "%s: not verified", op);
+	if (stream != NULL) {
+		memset(stream, 0, sizeof(*stream));
+		stream->fd = -1;
+	}
 	wse_buf_reset(resp);
-	if ((st = pl->p->call(pl->state, op, v->user, v->body, resp)) !=
-	    WSE_OK) {
+	st = pl->p->call(pl->state, &r, resp,
+	    (flags & WSE_PLUGIN_OP_STREAM) ? stream : NULL);
+	if (st != WSE_OK && stream != NULL && stream->fd >= 0) {
+		(void)close(stream->fd);
+		stream->fd = -1;
+	}
+	if (st != WSE_OK) {
 		if (wse_err_count() == 0)
 			(void)wse_err(st, "plugin %s: %s failed", pl->p->name,
 			    op);
 		return st;
+	}
+	if (stream != NULL && stream->fd >= 0) {
+		off_t end = lseek(stream->fd, 0, SEEK_END);
+
+		if (end < 0 || stream->offset > (uint64_t)end ||
+		    stream->length > (uint64_t)end - stream->offset) {
+			(void)close(stream->fd);
+			stream->fd = -1;
+			return wse_err(WSE_ERR_INTERNAL, "plugin %s: %s: "
+			    "stream range beyond the file", pl->p->name, op);
+		}
+		return WSE_OK;
 	}
 	/* The answer must be exactly one <m:OpResponse>, as for built-ins. */
 	(void)snprintf(want, sizeof(want), "%sResponse", op);

@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
+#include "plugin.h"
 #include "pki.h"
 #include "replay.h"
 #include "route.h"
@@ -83,6 +84,12 @@ void wsed_commit_stop(struct wsed *s);
  * peer/npeer: the TLS client's verified chain (npeer 0 if none). */
 void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r);
+/* The same; a plugin operation may answer with a file range instead:
+ * then stream->fd >= 0 (the caller owns it and sends it with
+ * wse_http_reply_file) and out is empty.  stream->fd is -1 otherwise. */
+void wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r,
+    struct wse_plugin_stream *stream);
 
 /* Options to verify a message signed by domain's server (certificate
  * profile, service purpose, our trust store, replay cache and clock). */
@@ -100,7 +107,7 @@ wse_status wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out);
 /* Queue a message from the local user `sender` (already authenticated
  * and checked) to every recipient; *id_r (WSE_UUID_URN_LEN + 1) gets
  * the submission's id.  Durable when it returns WSE_OK. */
-wse_status wsed_submit(struct wsed *s, const wse_msg *m, unsigned flags,
+wse_status wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
     const char *replay_id, int64_t replay_expires, char *id_r);
 
 /* Run the delivery worker until s->stopping (thread entry). */
@@ -137,9 +144,19 @@ wse_status wsed_plugins_deliver(struct wsed *s, const wse_msg *m,
 int wsed_plugins_has_op(const struct wsed *s, const char *op);
 /* The i-th plugin operation (load order), NULL past the end. */
 const char *wsed_plugins_op(const struct wsed *s, size_t i);
+/* The WSE_PLUGIN_OP_* flags of plugin operation op (0 if unknown). */
+unsigned wsed_plugins_op_flags(const struct wsed *s, const char *op);
 /* Call the plugin serving op for a request verified with the password
- * profile (v); its payload is appended to resp and checked. */
+ * profile or, for a WSE_PLUGIN_OP_TOKEN operation, a token (v); its
+ * payload is appended to resp and checked.  stream (may be NULL) is
+ * handed to a WSE_PLUGIN_OP_STREAM operation: on WSE_OK with
+ * stream->fd >= 0 the answer is that file range (the caller owns fd). */
 wse_status wsed_plugins_call(struct wsed *s, const char *op,
-    const wse_verified *v, wse_buf *resp);
+    const wse_verified *v, wse_buf *resp, struct wse_plugin_stream *stream);
+/* Run every plugin's submit hook on a message user submits (id: its
+ * submission id); then refuse one with on-demand entries left
+ * unresolved. */
+wse_status wsed_plugins_submit(struct wsed *s, const char *user,
+    const char *id, wse_msg *m);
 
 #endif

@@ -7,10 +7,10 @@
 #include "plugin.h"
 
 static wse_status
-clash_call(void *state, const char *op, const char *user,
-    const xmlNode *body, wse_buf *resp)
+clash_call(void *state, const struct wse_plugin_request *r, wse_buf *resp,
+    struct wse_plugin_stream *stream)
 {
-	(void)state; (void)op; (void)user; (void)body; (void)resp;
+	(void)state; (void)r; (void)resp; (void)stream;
 	return WSE_ERR_INTERNAL;
 }
 
