@@ -9,6 +9,11 @@
  * m:Origin names, be a Deliver, list this user among its recipients, and
  * its From must belong to that domain.  A message that fails is still
  * shown, marked NOT VALID, and its attachments are not saved.
+ *
+ * On-demand attachments are listed from the verified original only; one
+ * whose server is not of the sender's domain is flagged (its receiving
+ * server should have refused it).  "wsemail attachment fetch" uses the
+ * same fetch-and-verify path (cli_fetch_message).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,34 +26,23 @@
 #include "xml.h"
 #include "wsemail.h"
 
-/* The verdict on one original. */
-struct e2e {
-	wse_envelope *env;
-	wse_verified v;
-	int valid;
-	const char *subcode;		/* when not valid */
-	char detail[512];		/* when not valid */
-	char signer[512];		/* subject of the signing certificate */
-	char revocation[300];		/* why revocation was not checked */
-	wse_msg *m;			/* NULL when it cannot be shown */
-	char why_not_shown[512];
-};
-
-static void
-e2e_clear(struct e2e *e)
+void
+cli_e2e_clear(struct cli_e2e *e)
 {
 	wse_verified_clear(&e->v);
 	wse_env_free(&e->env);
 	wse_msg_free(&e->m);
+	free(e->received_s);
+	e->received_s = NULL;
 }
 
 static void
-e2e_refuse(struct e2e *e, wse_status st, const char *fmt, ...)
+e2e_refuse(struct cli_e2e *e, wse_status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Record why the original is not valid (the first reason wins). */
 static void
-e2e_refuse(struct e2e *e, wse_status st, const char *fmt, ...)
+e2e_refuse(struct cli_e2e *e, wse_status st, const char *fmt, ...)
 {
 	char errs[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
 	va_list ap;
@@ -99,7 +93,7 @@ has_rcpt(const xmlNode *deliver, const char *addr)
  * signature) never gets here.
  */
 static wse_status
-verify_without_crls(struct cli *c, struct e2e *e, wse_verify_opts *o,
+verify_without_crls(struct cli *c, struct cli_e2e *e, wse_verify_opts *o,
     wse_replay *fresh)
 {
 	wse_trust *t;
@@ -116,7 +110,7 @@ verify_without_crls(struct cli *c, struct e2e *e, wse_verify_opts *o,
 
 static void
 verify_original(struct cli *c, const wse_buf *orig, int64_t received,
-    struct e2e *e)
+    struct cli_e2e *e)
 {
 	xmlNodePtr deliver = NULL, mnode = NULL;
 	wse_replay *fresh = NULL;
@@ -231,8 +225,10 @@ print_addrs(const char *label, char *const *v, size_t n)
 	fputc('\n', stdout);
 }
 
+static void show_ondemand(const struct cli_e2e *e);
+
 static void
-show(const struct cli *c, const struct e2e *e, const char *received)
+show(const struct cli *c, const struct cli_e2e *e, const char *received)
 {
 	char when[21];
 	size_t i;
@@ -283,19 +279,60 @@ show(const struct cli *c, const struct e2e *e, const char *received)
 		if (e->m->text[strlen(e->m->text) - 1] != '\n')
 			fputc('\n', stdout);
 	}
-	if (e->m->natt == 0)
+	if (e->m->natt > 0) {
+		printf("\nAttachments:\n");
+		for (i = 0; i < e->m->natt; i++) {
+			const wse_attachment *a = &e->m->att[i];
+
+			printf("  %zu. ", i + 1);
+			term_put(stdout, a->name, 0, 0);
+			fputs("  ", stdout);
+			term_put(stdout, a->type, 0, 0);
+			printf("  %llu bytes  sha256 %s\n",
+			    (unsigned long long)a->size, a->sha256);
+		}
+	}
+	show_ondemand(e);
+}
+
+/* The on-demand attachments, as the sender's server signed them. */
+static void
+show_ondemand(const struct cli_e2e *e)
+{
+	const char *dom = wse_addr_domain(e->m->from);
+	char human[32];
+	size_t i;
+
+	if (e->m->nod == 0)
 		return;
-	printf("\nAttachments:\n");
-	for (i = 0; i < e->m->natt; i++) {
-		const wse_attachment *a = &e->m->att[i];
+	printf("\nOn-demand attachments (kept by the sender's server; "
+	    "\"wsemail attachment fetch\"):\n");
+	for (i = 0; i < e->m->nod; i++) {
+		const wse_ondemand *o = &e->m->od[i];
 
 		printf("  %zu. ", i + 1);
-		term_put(stdout, a->name, 0, 0);
-		fputs("  ", stdout);
-		term_put(stdout, a->type, 0, 0);
-		printf("  %llu bytes  sha256 %s\n", (unsigned long long)a->size,
-		    a->sha256);
+		if (o->upload != NULL || o->server == NULL) {
+			printf("(an unresolved upload reference: it cannot "
+			    "be fetched)\n");
+			continue;
+		}
+		term_put(stdout, o->name, 0, 0);
+		cli_human_size(o->size, human, sizeof(human));
+		printf("  %s (%llu bytes)  ", human,
+		    (unsigned long long)o->size);
+		term_put(stdout, o->type, 0, 0);
+		printf("  sha256 %.16s...\n     at ", o->sha256);
+		term_put(stdout, o->server, 0, 0);
+		if (!wse_url_in_domain(o->server, dom)) {
+			fputs("  WARNING: not a server of ", stdout);
+			term_put(stdout, dom, 0, 0);
+			fputs("; it will not be fetched", stdout);
+		}
+		fputc('\n', stdout);
 	}
+	if (!e->valid)
+		printf("  (the message did not verify: these will not be "
+		    "fetched)\n");
 }
 
 /* Write one attachment as DIR/NAME; never over an existing file. */
@@ -309,8 +346,7 @@ save_one(int dfd, const char *dir, const wse_attachment *a)
 	ssize_t r;
 	int fd, rc = CLI_EXIT_FAIL;
 
-	if (!term_name_ok(a->name) || strchr(a->name, '/') != NULL ||
-	    a->name[0] == '.') {
+	if (!cli_safe_name(a->name)) {
 		fprintf(stderr, "%s: not saving attachment \"", CLI_PROG);
 		term_put(stderr, a->name, 0, 100);
 		fprintf(stderr, "\": unsafe file name\n");
@@ -359,7 +395,7 @@ save_one(int dfd, const char *dir, const wse_attachment *a)
 }
 
 static int
-save_attachments(const struct e2e *e, int dfd, const char *dir)
+save_attachments(const struct cli_e2e *e, int dfd, const char *dir)
 {
 	size_t i;
 	int rc = CLI_EXIT_OK;
@@ -378,6 +414,55 @@ save_attachments(const struct e2e *e, int dfd, const char *dir)
 }
 
 int
+cli_fetch_message(struct cli *c, long long id, struct cli_e2e *e)
+{
+	struct cli_reply r;
+	char payload[256], *got_id = NULL, *b64 = NULL;
+	wse_buf *orig = NULL;
+	long long got;
+	int64_t received;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	memset(e, 0, sizeof(*e));
+	(void)snprintf(payload, sizeof(payload), "<m:FetchMessage xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%lld</m:Id></m:FetchMessage>", id);
+	if ((rc = cli_call(c, "FetchMessage", payload, 0, &r)) != CLI_EXIT_OK)
+		goto out;
+	rc = CLI_EXIT_FAIL;
+	got_id = cli_child_text(r.payload, "Id", 32);
+	e->received_s = cli_child_text(r.payload, "Received", 64);
+	b64 = cli_child_text(r.payload, "Original",
+	    c->resp_lim.max_message_bytes);
+	if (got_id == NULL || cli_number(got_id, 1, INT64_MAX, &got) != 0 ||
+	    got != id || e->received_s == NULL ||
+	    wse_time_parse(e->received_s, &received) != WSE_OK ||
+	    b64 == NULL) {
+		rc = cli_fail("the server's FetchMessageResponse is malformed");
+		goto out;
+	}
+	cli_reply_clear(&r);
+	if ((orig = wse_buf_new(c->resp_lim.max_message_bytes)) == NULL) {
+		rc = cli_fail("out of memory");
+		goto out;
+	}
+	if (wse_base64_decode(b64, strlen(b64), orig) != WSE_OK) {
+		rc = cli_fail("the server sent a malformed Original");
+		goto out;
+	}
+	free(b64);
+	b64 = NULL;
+	verify_original(c, orig, received, e);
+	rc = CLI_EXIT_OK;
+out:
+	cli_reply_clear(&r);
+	wse_buf_free(&orig);
+	free(got_id);
+	free(b64);
+	return rc;
+}
+
+int
 cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv)
 {
@@ -386,16 +471,13 @@ cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
 		{ "--save-attachments", &save_dir, NULL },
 	};
 	struct cli c;
-	struct cli_reply r, mr;
-	struct e2e e;
-	char payload[256], *got_id = NULL, *received_s = NULL, *b64 = NULL;
-	wse_buf *orig = NULL;
-	long long id, got;
-	int64_t received;
+	struct cli_reply mr;
+	struct cli_e2e e;
+	char payload[256];
+	long long id;
 	int rc, npos, save_rc = CLI_EXIT_OK, dfd = -1;
 
 	memset(&c, 0, sizeof(c));
-	memset(&r, 0, sizeof(r));
 	memset(&mr, 0, sizeof(mr));
 	memset(&e, 0, sizeof(e));
 	if ((rc = cli_parse(cmd, argc, argv, opts, 1, &config, pos, &npos,
@@ -413,36 +495,10 @@ cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
 		return CLI_EXIT_FAIL;
 	}
 	if ((rc = cli_open(&c, config)) != CLI_EXIT_OK ||
-	    (rc = cli_login(&c)) != CLI_EXIT_OK)
+	    (rc = cli_login(&c)) != CLI_EXIT_OK ||
+	    (rc = cli_fetch_message(&c, id, &e)) != CLI_EXIT_OK)
 		goto out;
-	(void)snprintf(payload, sizeof(payload), "<m:FetchMessage xmlns:m=\""
-	    WSE_NS_WSE "\"><m:Id>%lld</m:Id></m:FetchMessage>", id);
-	if ((rc = cli_call(&c, "FetchMessage", payload, 0, &r)) != CLI_EXIT_OK)
-		goto out;
-	rc = CLI_EXIT_FAIL;
-	got_id = cli_child_text(r.payload, "Id", 32);
-	received_s = cli_child_text(r.payload, "Received", 64);
-	b64 = cli_child_text(r.payload, "Original",
-	    c.resp_lim.max_message_bytes);
-	if (got_id == NULL || cli_number(got_id, 1, INT64_MAX, &got) != 0 ||
-	    got != id || received_s == NULL ||
-	    wse_time_parse(received_s, &received) != WSE_OK || b64 == NULL) {
-		rc = cli_fail("the server's FetchMessageResponse is malformed");
-		goto out;
-	}
-	if ((orig = wse_buf_new(c.resp_lim.max_message_bytes)) == NULL) {
-		rc = cli_fail("out of memory");
-		goto out;
-	}
-	if (wse_base64_decode(b64, strlen(b64), orig) != WSE_OK) {
-		rc = cli_fail("the server sent a malformed Original");
-		goto out;
-	}
-	free(b64);
-	b64 = NULL;
-
-	verify_original(&c, orig, received, &e);
-	show(&c, &e, received_s);
+	show(&c, &e, e.received_s);
 	if (dfd != -1)
 		save_rc = save_attachments(&e, dfd, save_dir);
 	if (fflush(stdout) != 0) {
@@ -465,13 +521,8 @@ cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
 out:
 	if (dfd != -1)
 		close(dfd);
-	e2e_clear(&e);
-	cli_reply_clear(&r);
+	cli_e2e_clear(&e);
 	cli_reply_clear(&mr);
 	cli_close(&c);
-	wse_buf_free(&orig);
-	free(got_id);
-	free(received_s);
-	free(b64);
 	return rc;
 }

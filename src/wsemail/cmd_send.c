@@ -1,5 +1,8 @@
 /*
- * cmd_send.c - "wsemail send": build an m:Message, Submit it.
+ * cmd_send.c - "wsemail send": build an m:Message, Submit it.  Files
+ * given with --on-demand are uploaded first (upload.c) and the message
+ * carries their upload handles; the server turns them into signed
+ * references, and the recipients fetch the bytes from it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,8 +27,8 @@ static const struct {
 	{ "gif", "image/gif" }, { "svg", "image/svg+xml" },
 };
 
-static const char *
-guess_type(const char *name)
+const char *
+cli_guess_type(const char *name)
 {
 	const char *dot = strrchr(name, '.');
 	size_t i;
@@ -83,31 +86,54 @@ read_stdin(size_t max, wse_buf **out_r)
 	return WSE_OK;
 }
 
+/* <m:Submit> with the message, into payload (reset first). */
+static int
+build_submit(const struct cli *c, const wse_msg *m, wse_buf *payload)
+{
+	wse_buf_reset(payload);
+	if (wse_buf_puts(payload, "<m:Submit xmlns:m=\"" WSE_NS_WSE "\">") !=
+	    WSE_OK || wse_msg_to_xml(m, payload) != WSE_OK ||
+	    wse_buf_puts(payload, "</m:Submit>") != WSE_OK) {
+		wse_err_clear();
+		return cli_fail("the message is larger than the limit of %zu "
+		    "bytes", c->lim.max_message_bytes);
+	}
+	return CLI_EXIT_OK;
+}
+
 int
 cmd_send(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv)
 {
 	struct cli_list to = { NULL, 0 }, cc = { NULL, 0 }, att = { NULL, 0 };
+	struct cli_list od = { NULL, 0 };
 	const char *subject = NULL, *pos[1], *body_path;
 	const struct cli_opt opts[] = {
 		{ "--to", NULL, &to },
 		{ "--cc", NULL, &cc },
 		{ "--attach", NULL, &att },
+		{ "--on-demand", NULL, &od },
 		{ "--subject", &subject, NULL },
 	};
 	struct cli c;
 	struct cli_reply r;
+	struct cli_upload *ups = NULL;
 	wse_msg *m = NULL;
 	wse_buf *body = NULL, *file = NULL, *payload = NULL;
-	char *id = NULL;
-	size_t i;
+	char *id = NULL, human[32];
+	size_t i, nups = 0;
 	int rc, npos;
 
 	memset(&c, 0, sizeof(c));
 	memset(&r, 0, sizeof(r));
-	if ((rc = cli_parse(cmd, argc, argv, opts, 4, &config, pos, &npos,
+	if ((rc = cli_parse(cmd, argc, argv, opts, 5, &config, pos, &npos,
 	    1)) != 0)
 		goto out;
+	if (od.n > WSE_MSG_MAX_ONDEMAND) {
+		rc = cli_usage(cmd, "at most %d --on-demand files",
+		    WSE_MSG_MAX_ONDEMAND);
+		goto out;
+	}
 	if (to.n == 0) {
 		rc = cli_usage(cmd, "at least one --to is needed");
 		goto out;
@@ -173,30 +199,61 @@ cmd_send(const struct cli_cmd *cmd, const char *config, int argc,
 		}
 		if (wse_buf_read_file(att.v[i], c.lim.max_message_bytes,
 		    &file) != WSE_OK ||
-		    wse_msg_add_attachment(m, name, guess_type(name),
+		    wse_msg_add_attachment(m, name, cli_guess_type(name),
 		    wse_buf_data(file), wse_buf_len(file)) != WSE_OK) {
 			rc = cli_fail("attachment %s", att.v[i]);
 			goto out;
 		}
 	}
+	/* The on-demand files: opened and hashed before the log-in. */
+	if (od.n > 0 && (ups = calloc(od.n, sizeof(*ups))) == NULL) {
+		rc = cli_fail("out of memory");
+		goto out;
+	}
+	for (i = 0; i < od.n; i++) {
+		struct cli_upload *u = &ups[nups];
+
+		u->fd = -1;
+		u->path = od.v[i];
+		u->name = base_name(od.v[i]);
+		if (!cli_safe_name(u->name)) {
+			rc = cli_fail("%s: not a usable attachment name (no "
+			    "leading '.', printable UTF-8, at most 200 bytes)",
+			    od.v[i]);
+			goto out;
+		}
+		u->type = cli_guess_type(u->name);
+		nups++;
+		if ((rc = cli_upload_prepare(u)) != CLI_EXIT_OK)
+			goto out;
+	}
+	/* The size is checked before the log-in too (the upload handles
+	 * add a few bytes each). */
 	if ((payload = wse_buf_new(c.lim.max_message_bytes)) == NULL) {
 		rc = cli_fail("out of memory");
 		goto out;
 	}
-	if (wse_buf_puts(payload, "<m:Submit xmlns:m=\"" WSE_NS_WSE "\">") !=
-	    WSE_OK || wse_msg_to_xml(m, payload) != WSE_OK ||
-	    wse_buf_puts(payload, "</m:Submit>") != WSE_OK) {
-		wse_err_clear();
-		rc = cli_fail("the message is larger than the limit of %zu "
-		    "bytes", c.lim.max_message_bytes);
+	if ((rc = build_submit(&c, m, payload)) != CLI_EXIT_OK)
 		goto out;
-	}
-	wse_msg_free(&m);
 	wse_buf_free(&body);
 	wse_buf_free(&file);
+	if ((rc = cli_login(&c)) != CLI_EXIT_OK)
+		goto out;
+	for (i = 0; i < nups; i++) {
+		if ((rc = cli_upload_run(&c, &ups[i])) != CLI_EXIT_OK)
+			goto out;
+		cli_upload_close(&ups[i]);
+		if (wse_msg_add_upload(m, ups[i].handle) != WSE_OK) {
+			rc = cli_fail("%s: the server's upload handle",
+			    ups[i].path);
+			goto out;
+		}
+	}
+	if (nups > 0 && (rc = build_submit(&c, m, payload)) != CLI_EXIT_OK)
+		goto out;
+	wse_msg_free(&m);
 
-	if ((rc = cli_login(&c)) != CLI_EXIT_OK ||
-	    (rc = cli_call(&c, "Submit", wse_buf_str(payload), 0, &r)) !=
+	if ((rc = cli_call(&c, "Submit", wse_buf_str(payload), 0, &r)) !=
 	    CLI_EXIT_OK)
 		goto out;
 	if ((id = cli_child_text(r.payload, "Id", 128)) == NULL ||
@@ -205,8 +262,22 @@ cmd_send(const struct cli_cmd *cmd, const char *config, int argc,
 		goto out;
 	}
 	printf("queued %s\n", id);
+	for (i = 0; i < nups; i++) {
+		cli_human_size(ups[i].size, human, sizeof(human));
+		printf("on-demand: ");
+		term_put(stdout, ups[i].name, 0, 0);
+		printf(" (%s, %llu bytes, sha256 %.16s...) stays on your "
+		    "server; the recipients fetch it from there\n", human,
+		    (unsigned long long)ups[i].size, ups[i].sha256);
+	}
+	if (nups > 0)
+		printf("see who fetched it: wsemail attachment log %s\n", id);
 	rc = CLI_EXIT_OK;
 out:
+	for (i = 0; i < nups; i++)
+		cli_upload_close(&ups[i]);
+	free(ups);
+	free(od.v);
 	free(to.v);
 	free(cc.v);
 	free(att.v);

@@ -6,8 +6,18 @@
  * Every answer of the server is verified (certificate profile, a service
  * certificate of the user's own domain, a fresh Timestamp, a MessageID
  * not seen before in this run) and must name our request in its signed
- * RelatesTo before anything in it is read.
+ * RelatesTo before anything in it is read.  The same check applies to
+ * the signed Faults of another domain's server (FetchAttachment), for
+ * that domain.
+ *
+ * "connect" lines (any number):
+ *	connect = ADDR			our own server is at ADDR
+ *	connect = HOST[:PORT] ADDR[:PORT]	URLs naming HOST (and PORT) too
+ * ADDR is a numeric IPv4 or IPv6 address ("[::1]" or "::1"); the TLS
+ * certificate is still checked against the URL's host.  The transport
+ * keeps the URL's port, so a PORT after ADDR must be the same one.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -28,7 +38,8 @@
 
 /* Every key the main section may hold. */
 static const char *const known_keys[] = {
-	"server", "connect", "address", "roots", "crl", "password_file", NULL,
+	"server", "connect", "address", "roots", "crl", "password_file",
+	"state_dir", NULL,
 };
 
 static const char *
@@ -62,6 +73,224 @@ need(struct cli *c, const char *key)
 		return NULL;
 	}
 	return v;
+}
+
+int
+cli_url_host(const char *url, char *host, size_t size, long *port_r)
+{
+	const char *h, *e, *p;
+	long long port = 443;
+	char num[8];
+	size_t n, i;
+
+	if (url == NULL || strncasecmp(url, "https://", 8) != 0)
+		return -1;
+	h = url + 8;
+	if (*h == '[') {
+		if ((e = strchr(h, ']')) == NULL)
+			return -1;
+		h++;
+		p = e + 1;
+	} else {
+		e = h + strcspn(h, ":/?#");
+		p = e;
+	}
+	n = (size_t)(e - h);
+	if (n == 0 || n >= size)
+		return -1;
+	for (i = 0; i < n; i++) {
+		char ch = h[i];
+
+		if (ch == '@' || ch == '%' || (unsigned char)ch <= ' ' ||
+		    (unsigned char)ch >= 0x7f)
+			return -1;
+		host[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+	}
+	host[n] = '\0';
+	if (*p == ':') {
+		n = strcspn(p + 1, "/?#");
+		if (n == 0 || n >= sizeof(num))
+			return -1;
+		memcpy(num, p + 1, n);
+		num[n] = '\0';
+		if (cli_number(num, 1, 65535, &port) != 0)
+			return -1;
+		p += 1 + n;
+	}
+	if (*p != '\0' && *p != '/' && *p != '?' && *p != '#')
+		return -1;
+	*port_r = (long)port;
+	return 0;
+}
+
+const char *
+cli_connect_for(const struct cli *c, const char *url)
+{
+	char host[256];
+	long port;
+	size_t i;
+
+	if (cli_url_host(url, host, sizeof(host), &port) != 0)
+		return NULL;
+	/* The most precise line wins: HOST:PORT, HOST, then the bare
+	 * address for our own server. */
+	for (i = 0; i < c->nconnects; i++)
+		if (c->connects[i].port == port &&
+		    strcmp(c->connects[i].host, host) == 0)
+			return c->connects[i].addr;
+	for (i = 0; i < c->nconnects; i++)
+		if (c->connects[i].port == -1 && c->connects[i].host[0] &&
+		    strcmp(c->connects[i].host, host) == 0)
+			return c->connects[i].addr;
+	if (c->server != NULL && strcmp(url, c->server) == 0)
+		for (i = 0; i < c->nconnects; i++)
+			if (c->connects[i].host[0] == '\0')
+				return c->connects[i].addr;
+	return NULL;
+}
+
+/* ADDR or ADDR:PORT ([v6]:PORT): the numeric address into out, the port
+ * (-1 without one) into *port_r; -1 when malformed. */
+static int
+parse_addr(const char *s, char *out, size_t size, long *port_r)
+{
+	unsigned char tmp[sizeof(struct in6_addr)];
+	char a[INET6_ADDRSTRLEN + 1];
+	const char *colon;
+	long long port;
+	size_t n;
+
+	*port_r = -1;
+	if (s[0] == '[') {
+		const char *e = strchr(s, ']');
+
+		if (e == NULL || (n = (size_t)(e - s - 1)) == 0 ||
+		    n >= sizeof(a))
+			return -1;
+		memcpy(a, s + 1, n);
+		a[n] = '\0';
+		if (inet_pton(AF_INET6, a, tmp) != 1)
+			return -1;
+		if (e[1] == ':') {
+			if (cli_number(e + 2, 1, 65535, &port) != 0)
+				return -1;
+			*port_r = (long)port;
+		} else if (e[1] != '\0')
+			return -1;
+	} else if (inet_pton(AF_INET6, s, tmp) == 1) {
+		if (strlen(s) >= sizeof(a))
+			return -1;
+		(void)snprintf(a, sizeof(a), "%s", s);
+	} else {
+		colon = strchr(s, ':');
+		n = colon != NULL ? (size_t)(colon - s) : strlen(s);
+		if (n == 0 || n >= sizeof(a))
+			return -1;
+		memcpy(a, s, n);
+		a[n] = '\0';
+		if (inet_pton(AF_INET, a, tmp) != 1)
+			return -1;
+		if (colon != NULL) {
+			if (cli_number(colon + 1, 1, 65535, &port) != 0)
+				return -1;
+			*port_r = (long)port;
+		}
+	}
+	if (strlen(a) >= size)
+		return -1;
+	(void)snprintf(out, size, "%s", a);
+	return 0;
+}
+
+static int
+parse_connects(struct cli *c)
+{
+	size_t i, n = wse_config_count(c->cfg, "", "connect"), bare = 0;
+
+	if (n > CLI_CONNECT_MAX)
+		return cli_fail("%s: more than %d \"connect\" lines",
+		    c->config_path, CLI_CONNECT_MAX);
+	for (i = 0; i < n; i++) {
+		const char *v = wse_config_get_nth(c->cfg, "", "connect", i);
+		struct cli_connect *cc = &c->connects[c->nconnects];
+		char url[300], hostspec[280];
+		const char *sp;
+		long port, aport;
+		size_t hn;
+
+		if (v == NULL || *v == '\0')
+			continue;
+		cc->port = -1;
+		if ((sp = strpbrk(v, " \t")) == NULL) {
+			if (bare++ > 0)
+				return cli_fail("%s: \"connect = ADDR\" (our "
+				    "own server) is given twice",
+				    c->config_path);
+			if (parse_addr(v, cc->addr, sizeof(cc->addr),
+			    &aport) != 0 || aport != -1)
+				return cli_fail("%s: connect \"%s\": not a "
+				    "numeric IP address", c->config_path, v);
+			cc->host[0] = '\0';
+			c->nconnects++;
+			continue;
+		}
+		hn = (size_t)(sp - v);
+		if (hn >= sizeof(hostspec))
+			goto bad;
+		memcpy(hostspec, v, hn);
+		hostspec[hn] = '\0';
+		sp += strspn(sp, " \t");
+		(void)snprintf(url, sizeof(url), "https://%s/", hostspec);
+		if (cli_url_host(url, cc->host, sizeof(cc->host), &port) != 0)
+			goto bad;
+		/* Without ":PORT" the line is for any port of HOST. */
+		if (strchr(hostspec[0] == '[' ? strchr(hostspec, ']') :
+		    hostspec, ':') != NULL)
+			cc->port = port;
+		if (parse_addr(sp, cc->addr, sizeof(cc->addr), &aport) != 0)
+			goto bad;
+		if (aport != -1 && aport != cc->port)
+			return cli_fail("%s: connect \"%s\": the port cannot "
+			    "change (give ADDR alone, or HOST:PORT "
+			    "ADDR:PORT with the same PORT)", c->config_path,
+			    v);
+		c->nconnects++;
+		continue;
+bad:
+		return cli_fail("%s: connect \"%s\": use \"connect = ADDR\" "
+		    "or \"connect = HOST[:PORT] ADDR[:PORT]\" (ADDR a "
+		    "numeric address)", c->config_path, v);
+	}
+	return CLI_EXIT_OK;
+}
+
+/* state_dir, default $HOME/.wsemail (checked and made by token.c when
+ * it is used). */
+static int
+state_dir(struct cli *c)
+{
+	const char *v = wse_config_get(c->cfg, "", "state_dir"), *home;
+	struct passwd *pw;
+
+	if (v != NULL && *v != '\0') {
+		if ((size_t)snprintf(c->state_dir, sizeof(c->state_dir), "%s",
+		    v) >= sizeof(c->state_dir))
+			return cli_fail("%s: state_dir is too long",
+			    c->config_path);
+		return CLI_EXIT_OK;
+	}
+	home = getenv("HOME");
+	if ((home == NULL || *home == '\0') &&
+	    (pw = getpwuid(getuid())) != NULL)
+		home = pw->pw_dir;
+	if (home == NULL || *home == '\0') {
+		c->state_dir[0] = '\0';	/* only an error when used */
+		return CLI_EXIT_OK;
+	}
+	if ((size_t)snprintf(c->state_dir, sizeof(c->state_dir),
+	    "%s/.wsemail", home) >= sizeof(c->state_dir))
+		c->state_dir[0] = '\0';
+	return CLI_EXIT_OK;
 }
 
 int
@@ -103,13 +332,15 @@ cli_open(struct cli *c, const char *path)
 		return CLI_EXIT_FAIL;
 	if (strncasecmp(c->server, "https://", 8) != 0)
 		return cli_fail("%s: server must be an https:// URL", path);
-	c->connect = wse_config_get(c->cfg, "", "connect");
-	if (c->connect != NULL && *c->connect == '\0')
-		c->connect = NULL;
+	if (parse_connects(c) != CLI_EXIT_OK)
+		return CLI_EXIT_FAIL;
+	c->connect = cli_connect_for(c, c->server);
 	if (wse_addr_normalize(addr, c->address, sizeof(c->address)) !=
 	    WSE_OK)
 		return cli_fail("%s: address", path);
 	c->domain = wse_addr_domain(c->address);
+	if (state_dir(c) != CLI_EXIT_OK)
+		return CLI_EXIT_FAIL;
 
 	if (wse_wss_init() != WSE_OK)
 		return cli_fail("cannot initialise the XML security library");
@@ -189,23 +420,32 @@ cli_child_text(const xmlNode *parent, const char *local, size_t max)
 	return s;
 }
 
-/* Check a received answer: parse, verify, RelatesTo, Fault, Action. */
-static int
-check_reply(struct cli *c, const char *op, const char *request_id,
+int
+cli_check_answer(struct cli *c, const char *what, const char *server,
+    const char *domain, const char *op, const char *request_id,
     const wse_buf *resp, long http_status, struct cli_reply *r)
 {
 	wse_verify_opts o;
 	wse_status st, fst;
+	wse_trust *nocrl;
 	char reason[256], want[128];
+	const char *w = what != NULL ? what : "", *sep = what != NULL ? ": " :
+	    "";
 
+	c->last_refused = 0;
+	c->last_fault = WSE_OK;
 	if ((st = wse_env_parse(wse_buf_data(resp), wse_buf_len(resp),
 	    &c->resp_lim, &r->env)) != WSE_OK) {
 		if (http_status != 200 && http_status != 500) {
 			wse_err_clear();
-			return cli_fail("%s answered with HTTP status %ld",
-			    c->server, http_status);
+			fprintf(stderr, "%s: %s%s", CLI_PROG, w, sep);
+			term_put(stderr, server, 0, 200);
+			fprintf(stderr, " answered with HTTP status %ld\n",
+			    http_status);
+			return CLI_EXIT_FAIL;
 		}
-		return cli_fail("the server's answer is not a SOAP envelope");
+		return cli_fail("%s%sthe server's answer is not a SOAP "
+		    "envelope", w, sep);
 	}
 	memset(&o, 0, sizeof(o));
 	o.profile = WSE_PROFILE_CERT;
@@ -214,17 +454,30 @@ check_reply(struct cli *c, const char *op, const char *request_id,
 	o.now = (int64_t)time(NULL);
 	o.trust = c->trust;
 	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = c->domain;
-	if ((st = wse_wss_verify(r->env, &o, &r->v)) != WSE_OK)
-		return cli_fail("the server's answer does not verify (%s)",
-		    wse_fault_subcode(st));
+	o.expected_domain = domain;
+	st = wse_wss_verify(r->env, &o, &r->v);
+	/* Another domain's CRL we may not have: as "read" does, verify
+	 * without CRLs (our own domain's answers always need them). */
+	if (st == WSE_ERR_TEMPFAIL && c->crls_checked &&
+	    strcmp(domain, c->domain) != 0 &&
+	    (nocrl = cli_trust_nocrl(c)) != NULL) {
+		wse_err_clear();
+		o.trust = nocrl;
+		st = wse_wss_verify(r->env, &o, &r->v);
+	}
+	if (st != WSE_OK)
+		return cli_fail("%s%sthe server's answer does not verify (%s)",
+		    w, sep, wse_fault_subcode(st));
 	if (r->v.relates_to_s == NULL ||
 	    strcmp(r->v.relates_to_s, request_id) != 0)
-		return cli_fail("the server's answer is not about our request");
+		return cli_fail("%s%sthe server's answer is not about our "
+		    "request", w, sep);
 	if (wse_fault_read(r->v.body, &fst, reason, sizeof(reason)) ==
 	    WSE_OK) {
-		fprintf(stderr, "%s: the server refused: %s (", CLI_PROG,
-		    wse_fault_subcode(fst));
+		c->last_refused = 1;
+		c->last_fault = fst;
+		fprintf(stderr, "%s: %s%sthe server refused: %s (", CLI_PROG,
+		    w, sep, wse_fault_subcode(fst));
 		term_put(stderr, reason, 0, 200);
 		fprintf(stderr, ")\n");
 		wse_err_clear();
@@ -233,12 +486,14 @@ check_reply(struct cli *c, const char *op, const char *request_id,
 	(void)snprintf(want, sizeof(want), WSE_ACTION_PREFIX "%sResponse",
 	    op);
 	if (strcmp(r->v.action_s, want) != 0)
-		return cli_fail("the server answered with the wrong action");
+		return cli_fail("%s%sthe server answered with the wrong action",
+		    w, sep);
 	(void)snprintf(want, sizeof(want), "%sResponse", op);
 	if (wse_xml_only_child(r->v.body, WSE_NS_WSE, want, &r->payload) !=
 	    WSE_OK) {
 		wse_err_clear();
-		return cli_fail("the server's answer holds no %s", want);
+		return cli_fail("%s%sthe server's answer holds no %s", w, sep,
+		    want);
 	}
 	wse_err_clear();
 	return CLI_EXIT_OK;
@@ -257,6 +512,8 @@ cli_call(struct cli *c, const char *op, const char *payload,
 
 	memset(r, 0, sizeof(*r));
 	wse_err_clear();
+	c->last_refused = 0;
+	c->last_fault = WSE_OK;
 	(void)snprintf(action, sizeof(action), WSE_ACTION_PREFIX "%s", op);
 	if (wse_env_new(c->server, action, &env) != WSE_OK ||
 	    wse_env_add_body_xml(env, payload, strlen(payload), &c->lim) !=
@@ -289,7 +546,8 @@ cli_call(struct cli *c, const char *op, const char *payload,
 		rc = cli_fail("cannot reach %s", c->server);
 		goto out;
 	}
-	rc = check_reply(c, op, wse_env_message_id(env), resp, http, r);
+	rc = cli_check_answer(c, NULL, c->server, c->domain, op,
+	    wse_env_message_id(env), resp, http, r);
 out:
 	if (rc != CLI_EXIT_OK)
 		cli_reply_clear(r);
@@ -465,4 +723,34 @@ out:
 	free(salt_b64);
 	free(iter_s);
 	return rc;
+}
+
+/* ---- small helpers ---- */
+
+void
+cli_human_size(uint64_t n, char *buf, size_t size)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB",
+	    "PiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	if (n < 1024) {
+		(void)snprintf(buf, size, "%llu B", (unsigned long long)n);
+		return;
+	}
+	v /= 1024;
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	(void)snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+int
+cli_safe_name(const char *name)
+{
+	return name != NULL && term_name_ok(name) &&
+	    strchr(name, '/') == NULL && name[0] != '.' &&
+	    strlen(name) <= 200;
 }

@@ -1,6 +1,7 @@
 /*
  * wsemail - the WSEmail client: send, list, read and delete mail through
- * the user's own WSEmail server (docs/protocol.md).
+ * the user's own WSEmail server, and fetch on-demand attachments from the
+ * sender's server (docs/protocol.md, docs/client.md).
  *
  * SECURITY
  *	wsemail runs with the user's own privileges; it is not set-uid.  It
@@ -27,8 +28,30 @@
  *	that could drive a terminal are replaced before printing, and an
  *	attachment is saved only under a plain name (no '/', no leading
  *	'.'), in the named directory, never over an existing file, and only
- *	when its SHA-256 matches.  Results go to stdout; errors to stderr as
- *	"wsemail: <reason>", exit status 1; usage errors exit with status 2.
+ *	when its SHA-256 matches.
+ *
+ *	On-demand attachments: the token key (ECDSA P-256) is made here and
+ *	never leaves the machine; it is kept in state_dir (a directory of
+ *	the user's, not writable by others, made 0700) as
+ *	<address>.token.key, mode 0600, written to a new file (O_EXCL) and
+ *	renamed into place, and a key file others could read is never used.
+ *	A token is used only after it is checked to be for that key, for
+ *	the user's own address, and to chain to the configured roots as a
+ *	token; it is replaced (with a new key) well before it expires.  It
+ *	signs nothing but FetchAttachment requests addressed to the one
+ *	server named in a message that verified end to end, and only when
+ *	that server is a host of the signing (sender's) domain; the TLS
+ *	connection to it is checked as for our own server.  The fetched
+ *	bytes are not signed: they go to NAME.part (0600, no symbolic links,
+ *	no other hard links), and only when the SHA-256 of the whole file
+ *	equals the digest in the signed message does the part become NAME
+ *	(never over an existing file); otherwise the part is deleted.  A
+ *	refusal is shown only once its signature verifies for that domain.
+ *	Files sent with --on-demand are hashed before they are sent and
+ *	again as they are sent; one that changed is not completed.
+ *
+ *	Results go to stdout; errors to stderr as "wsemail: <reason>", exit
+ *	status 1; usage errors exit with status 2.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -47,13 +70,20 @@ static int cmd_help(const struct cli_cmd *cmd, const char *config, int argc,
 static const struct cli_cmd commands[] = {
 	{ "send", cmd_send,
 	    "--to ADDR [--to ADDR]... [--cc ADDR]... --subject TEXT "
-	    "[--attach FILE]... [BODYFILE|-]",
+	    "[--attach FILE]... [--on-demand FILE]... [BODYFILE|-]",
 	    "send a message (the text from BODYFILE, or standard input)" },
 	{ "list", cmd_list, "[--offset N] [--limit N]",
 	    "list the messages in the mailbox, newest first" },
 	{ "read", cmd_read, "ID [--save-attachments DIR]",
 	    "show a message, verified end to end, and mark it read" },
 	{ "delete", cmd_delete, "ID", "delete a message" },
+	{ "attachment", cmd_attachment,
+	    "fetch ID [NAME] [--out DIR] | log SUBMIT-ID | "
+	    "revoke SUBMIT-ID [NAME]",
+	    "on-demand attachments: fetch; for mail you sent, log and "
+	    "revoke" },
+	{ "token", cmd_token, "[--new]",
+	    "show (or renew) the token certificate used for fetching" },
 	{ "help", cmd_help, "", "this text" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -77,14 +107,19 @@ print_help(FILE *f)
 	    "  -h, --help     this text; after a command: that command's "
 	    "help\n\ncommands:\n", CLI_PROG);
 	for (c = commands; c->name != NULL; c++) {
-		fprintf(f, "  %-8s %s\n", c->name, c->summary);
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
 		if (*c->args)
-			fprintf(f, "  %-8s   %s %s\n", "", c->name, c->args);
+			fprintf(f, "  %-10s   %s %s\n", "", c->name, c->args);
 	}
-	fprintf(f, "\nconfiguration keys: server, connect, address, roots, "
-	    "crl (repeatable),\npassword_file; the password comes from "
-	    "$WSEMAIL_PASSWORD, password_file\nor a prompt.  \"read\" exits "
-	    "with status 1 when the message does not verify.\n");
+	fprintf(f, "\nconfiguration keys: server, address, roots, crl "
+	    "(repeatable), password_file,\nstate_dir (the token key and "
+	    "certificate; default ~/.wsemail), connect\n(repeatable: "
+	    "\"connect = ADDR\" for the own server, \"connect = HOST[:PORT]"
+	    "\nADDR\" for a host in any URL).  The password comes from "
+	    "$WSEMAIL_PASSWORD,\npassword_file or a prompt.  \"read\" exits "
+	    "with status 1 when the message does\nnot verify.  --on-demand "
+	    "files stay on your server; their recipients fetch\nthem with "
+	    "\"wsemail attachment fetch\".\n");
 }
 
 static int

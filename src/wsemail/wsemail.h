@@ -1,8 +1,9 @@
 /*
  * wsemail.h - shared parts of the wsemail client: the session with the
  * user's own server (session.c), the commands (cmd_send.c, cmd_read.c,
- * cmd_box.c), the option parser (wsemail.c) and safe terminal output and
- * the password prompt (term.c).
+ * cmd_box.c, cmd_attach.c), the option parser (wsemail.c), safe terminal
+ * output and the password prompt (term.c), token certificates (token.c),
+ * on-demand uploads (upload.c) and resumable downloads (part.c).
  *
  * Handlers return a CLI_EXIT_* status and print their own results to
  * stdout; every failure is reported once, on stderr, as "wsemail: ...",
@@ -40,11 +41,26 @@
 
 /* ---- the session (session.c) ---- */
 
+/* One "connect" line: a URL host (and port, -1 for any) and the
+ * numeric address to connect to instead of resolving it. */
+struct cli_connect {
+	char host[256];			/* lower case; "" for the own server */
+	long port;
+	char addr[64];			/* for wse_http_post: "1.2.3.4", "::1" */
+};
+
+#define CLI_CONNECT_MAX 64
+
 struct cli {
 	const char *config_path;	/* as chosen by cli_open */
 	wse_config *cfg;
 	const char *server;		/* endpoint URL (wsa:To) */
 	const char *connect;		/* numeric address to connect to */
+	struct cli_connect connects[CLI_CONNECT_MAX];
+	size_t nconnects;
+	char state_dir[1024];		/* state_dir, default $HOME/.wsemail */
+	int last_refused;		/* the last call got a signed Fault */
+	wse_status last_fault;		/* its subcode, as a status */
 	char address[WSE_ADDR_MAX + 1];	/* the user, normalised */
 	const char *domain;		/* into address */
 	wse_limits lim;			/* what we build; signed originals */
@@ -95,9 +111,143 @@ int cli_call(struct cli *c, const char *op, const char *payload,
     int unsigned_request, struct cli_reply *r);
 void cli_reply_clear(struct cli_reply *r);
 
+/*
+ * Check an answer (resp, with its HTTP status) to the request request_id
+ * for op, from server (a URL, for messages) of domain: it must be a SOAP
+ * envelope signed by a service certificate of domain (CRLs as configured;
+ * when they cannot decide, verified without them), fresh, new to this run,
+ * naming request_id in its signed RelatesTo, and hold <op>Response.  A
+ * verified Fault is printed as "[WHAT: ]the server refused: SUBCODE
+ * (reason)" and sets c->last_refused / c->last_fault.  On CLI_EXIT_OK, r
+ * holds the answer.
+ */
+int cli_check_answer(struct cli *c, const char *what, const char *server,
+    const char *domain, const char *op, const char *request_id,
+    const wse_buf *resp, long http_status, struct cli_reply *r);
+
+/* The numeric address the "connect" lines give for url (NULL: resolve
+ * the URL's host as usual). */
+const char *cli_connect_for(const struct cli *c, const char *url);
+
+/* Split "https://HOST[:PORT]/..." into HOST (lower case, without
+ * brackets) and PORT (443 when absent): 0, or -1 when malformed. */
+int cli_url_host(const char *url, char *host, size_t size, long *port_r);
+
+/* "1.5 GiB" and the like, into buf. */
+void cli_human_size(uint64_t n, char *buf, size_t size);
+
+/* 1 when name is safe as a file name in a directory the user chose:
+ * non-empty, printable UTF-8 (term_name_ok), no '/', no leading '.', at
+ * most 200 bytes (room for a ".part" suffix). */
+int cli_safe_name(const char *name);
+
 /* Text of the only child (ns WSE_NS_WSE, local) of parent, at most max
  * bytes, as a malloc'd string; NULL when absent, repeated or not text. */
 char *cli_child_text(const xmlNode *parent, const char *local, size_t max);
+
+/* ---- a message verified end to end (cmd_read.c) ---- */
+
+/* The verdict on one original. */
+struct cli_e2e {
+	wse_envelope *env;
+	wse_verified v;
+	int valid;
+	const char *subcode;		/* when not valid */
+	char detail[512];		/* when not valid */
+	char signer[512];		/* subject of the signing certificate */
+	char revocation[300];		/* why revocation was not checked */
+	wse_msg *m;			/* NULL when it cannot be shown */
+	char why_not_shown[512];
+	char *received_s;		/* as our server reported it */
+};
+
+/*
+ * FetchMessage id from our own server (logged in) and verify the original
+ * end to end into *e (see cmd_read.c).  CLI_EXIT_OK when the message was
+ * fetched, whether or not it verified (e->valid says); a printed failure
+ * otherwise.  e is cleared with cli_e2e_clear either way.
+ */
+int cli_fetch_message(struct cli *c, long long id, struct cli_e2e *e);
+void cli_e2e_clear(struct cli_e2e *e);
+
+/* ---- token certificates (token.c) ---- */
+
+/* A token certificate of the user's own domain CA (docs/protocol.md
+ * RequestToken) with its key and a signer for the certificate profile. */
+struct cli_token {
+	wse_key *key;
+	wse_cert *chain[2];		/* the token, the domain CA */
+	wse_signer *signer;
+	int64_t not_before, not_after;
+	int renewed;			/* obtained in this run */
+};
+
+/*
+ * A usable token: the one kept under state_dir when it verifies and has
+ * more than max(5 minutes, 10% of its lifetime) left (unless force_new),
+ * else a new key and a new token from our server (RequestToken; logs in
+ * when needed), verified and kept.  A printed failure otherwise.
+ */
+int cli_token_get(struct cli *c, int force_new, struct cli_token *t);
+void cli_token_clear(struct cli_token *t);
+
+/* ---- on-demand uploads (upload.c) ---- */
+
+/* A file to upload: opened, its size and SHA-256 computed (a streaming
+ * pass), before the log-in. */
+struct cli_upload {
+	const char *path;
+	const char *name;		/* into path */
+	const char *type;
+	int fd;
+	uint64_t size;
+	char sha256[65];
+	char handle[WSE_ONDEMAND_REF_MAX + 1];	/* after cli_upload_run */
+};
+
+/* Open and hash u->path (u->path, name and type set by the caller). */
+int cli_upload_prepare(struct cli_upload *u);
+/* Upload it to our server (logged in) in chunks of at most 4 MiB,
+ * resuming after a failed call; sets u->handle. */
+int cli_upload_run(struct cli *c, struct cli_upload *u);
+void cli_upload_close(struct cli_upload *u);
+
+/* ---- resumable downloads (part.c) ---- */
+
+/*
+ * DIR/NAME.part of an on-demand attachment being fetched: opened or
+ * created (0600, no symbolic links, a regular file), what it holds
+ * already hashed; size is the signed size.  A part longer than size is
+ * started over.
+ */
+struct cli_part {
+	int dfd;
+	char name[256];			/* the final name */
+	char part[256];			/* name + ".part" */
+	int fd;
+	uint64_t size;			/* the signed size */
+	uint64_t have;			/* bytes in the part */
+	uint64_t got;			/* bytes received in this run */
+	void *sha;			/* EVP_MD_CTX of bytes [0, have) */
+	int overflow;			/* the server sent more than size */
+	int created;			/* the part is new in this run */
+};
+
+int cli_part_open(struct cli_part *p, int dfd, const char *name,
+    uint64_t size);
+/* A wse_http_sink appending to the part (at most up to size). */
+int cli_part_sink(void *arg, const void *data, size_t len);
+/*
+ * When the part holds size bytes: compare its SHA-256 with sha256_hex;
+ * equal: sync, rename NAME.part to NAME (never over an existing file),
+ * WSE_OK; different: the part is deleted, WSE_ERR_BAD_SIGNATURE.
+ * WSE_ERR_EXISTS when NAME exists (the part is kept), WSE_ERR_IO.
+ */
+wse_status cli_part_finish(struct cli_part *p, const char *sha256_hex);
+/* Delete the part and close it. */
+void cli_part_discard(struct cli_part *p);
+/* Close it (a part this run made and left empty is deleted). */
+void cli_part_close(struct cli_part *p);
 
 /* ---- messages and usage (wsemail.c) ---- */
 
@@ -158,6 +308,12 @@ int cmd_read(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
 int cmd_delete(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
+int cmd_attachment(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+int cmd_token(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+/* The MIME type guessed from a file name's extension (cmd_send.c). */
+const char *cli_guess_type(const char *name);
 
 /* ---- terminal (term.c) ---- */
 

@@ -249,7 +249,7 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	wse_msg *m = NULL;
 	char when[21], id[WSE_UUID_URN_LEN + 1];
 	wse_status st;
-	size_t len = 0;
+	size_t len = 0, i;
 	wse_buf *xml = NULL;
 
 	if (req == NULL || (mnode = child(req, "Message")) == NULL)
@@ -261,6 +261,14 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 		    v->user, m->from);
 		goto out;
 	}
+	/* A client names its own finished uploads; only this server says
+	 * where an on-demand attachment lives and what it is. */
+	for (i = 0; i < m->nod; i++)
+		if (m->od[i].upload == NULL) {
+			st = wse_err(WSE_ERR_INVALID, "an on-demand attachment "
+			    "in a Submit must name an upload");
+			goto out;
+		}
 	wse_time_format(s->now(), when);
 	if ((st = wse_msg_set(m, "date", when)) != WSE_OK)
 		goto out;
@@ -530,8 +538,8 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 		goto out;
 answer:
 	wsed_log("deliver %s from %s (%s): %zu accepted (%zu taken by "
-	    "plugins), %zu rejected", origin_id, origin, m->from, nacc,
-	    nacc - na, nr - nacc);
+	    "plugins), %zu rejected; %zu bytes", origin_id, origin, m->from,
+	    nacc, nacc - na, nr - nacc, len);
 	if ((st = wse_buf_puts(resp, "<m:DeliverResponse xmlns:m=\""
 	    WSE_NS_WSE "\">")) != WSE_OK)
 		goto out;

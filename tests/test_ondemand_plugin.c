@@ -1,0 +1,1613 @@
+/*
+ * test_ondemand_plugin.c - the ondemand plugin (plugins/ondemand.c) as the
+ * server sees it: the built ondemand.so is dlopen()ed (its path comes from
+ * $WSE_ONDEMAND_SO or the build), bound to this program's own copy of
+ * libwsemail (linked whole and exported, like wsemaild), given a host
+ * whose clock the tests move, and driven through its hooks with request
+ * bodies parsed by the hardened parser.  The PKI (root, domain CAs of
+ * a.test and b.test) is minted at run time; tokens are verified with the
+ * library's chain verification.  Each test gets a fresh plugin directory.
+ */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#include "buf.h"
+#include "crypto.h"
+#include "msg.h"
+#include "pki.h"
+#include "plugin.h"
+#include "soap.h"
+#include "testpki.h"
+#include "xml.h"
+
+#ifndef ONDEMAND_SO
+#define ONDEMAND_SO "plugins/ondemand.so"
+#endif
+
+#define URL "https://a.test:8443/wsemail"
+#define BODY_MAX (16u * 1024 * 1024)
+#define RESP_MAX (1u * 1024 * 1024)
+#define MAX_SIZE 10000000
+#define ATT_LIFETIME 3600
+#define UP_LIFETIME 600
+
+static testpki P;
+static void *so;
+static const struct wse_plugin *plug;
+static wse_limits lim;
+
+/* The host's clock and log. */
+static int64_t clock_now;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char logbuf[65536];
+static size_t loglen;
+
+static int64_t
+host_now(void)
+{
+	return __atomic_load_n(&clock_now, __ATOMIC_SEQ_CST);
+}
+
+static void
+set_clock(int64_t t)
+{
+	__atomic_store_n(&clock_now, t, __ATOMIC_SEQ_CST);
+}
+
+static void host_log(const struct wse_plugin_host *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+host_log(const struct wse_plugin_host *h, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	(void)h;
+	pthread_mutex_lock(&log_lock);
+	va_start(ap, fmt);
+	n = vsnprintf(logbuf + loglen, sizeof(logbuf) - loglen, fmt, ap);
+	va_end(ap);
+	if (n > 0) {
+		loglen += (size_t)n;
+		if (loglen > sizeof(logbuf) - 2)
+			loglen = 0;	/* wrap: keep only recent lines */
+		logbuf[loglen++] = '\n';
+		logbuf[loglen] = '\0';
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+static int
+log_has(const char *needle)
+{
+	int r;
+
+	pthread_mutex_lock(&log_lock);
+	r = strstr(logbuf, needle) != NULL;
+	pthread_mutex_unlock(&log_lock);
+	return r;
+}
+
+static struct wse_plugin_host host = {
+	.domain = "a.test",
+	.version = "wsemaild test",
+	.url = URL,
+	.now = host_now,
+	.log = host_log,
+};
+
+/* One test's plugin instance. */
+static struct {
+	char *tmp;		/* removed afterwards */
+	char dir[4096];		/* the plugin's dir= */
+	void *state;
+} F;
+
+/* ---- set-up ---- */
+
+static int
+group_setup(void **state)
+{
+	const char *path = getenv("WSE_ONDEMAND_SO");
+	wse_plugin_entry_fn entry;
+	char eb[2048];
+
+	(void)state;
+	wse_limits_default(&lim);
+	if (testpki_init(&P, (int64_t)time(NULL)) != WSE_OK) {
+		fprintf(stderr, "testpki_init: %s\n",
+		    wse_err_format(eb, sizeof(eb)));
+		return -1;
+	}
+	if (path == NULL || *path == '\0')
+		path = ONDEMAND_SO;
+	if ((so = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
+		return -1;
+	}
+	*(void **)&entry = dlsym(so, WSE_PLUGIN_ENTRY);
+	if (entry == NULL || (plug = entry()) == NULL) {
+		fprintf(stderr, "%s: no plugin entry\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	if (so != NULL)
+		dlclose(so);
+	testpki_free(&P);
+	return 0;
+}
+
+static void
+ca_paths(int d, char *cert, char *key, size_t size)
+{
+	snprintf(cert, size, "%s/%s/ca.pem", P.dir, P.dom[d].name);
+	snprintf(key, size, "%s/%s/ca-key.pem", P.dir, P.dom[d].name);
+}
+
+/* Initialise an instance with the usual arguments plus extra. */
+static wse_status
+plugin_init(const char *extra, void **state_r)
+{
+	char cert[4096], key[4096], args[16384];
+
+	ca_paths(0, cert, key, sizeof(cert));
+	snprintf(args, sizeof(args), "dir=%s ca_cert=%s ca_key=%s %s", F.dir,
+	    cert, key, extra);
+	return plug->init(&host, args, state_r);
+}
+
+static void
+restart(const char *extra)
+{
+	if (F.state != NULL)
+		plug->deinit(F.state);
+	F.state = NULL;
+	assert_wse_ok(plugin_init(extra, &F.state));
+}
+
+static const char default_extra[] = "attachment_lifetime=3600 "
+    "upload_lifetime=600 max_size=10000000";
+
+static int
+setup(void **state)
+{
+	(void)state;
+	wse_err_clear();
+	set_clock(P.now);
+	pthread_mutex_lock(&log_lock);
+	loglen = 0;
+	logbuf[0] = '\0';
+	pthread_mutex_unlock(&log_lock);
+	if ((F.tmp = testutil_tmpdir()) == NULL)
+		return -1;
+	snprintf(F.dir, sizeof(F.dir), "%s/od", F.tmp);
+	F.state = NULL;
+	if (plugin_init(default_extra, &F.state) != WSE_OK) {
+		char eb[2048];
+
+		fprintf(stderr, "init: %s\n", wse_err_format(eb, sizeof(eb)));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (F.state != NULL)
+		plug->deinit(F.state);
+	F.state = NULL;
+	testutil_rmtree(F.tmp);
+	free(F.tmp);
+	F.tmp = NULL;
+	return 0;
+}
+
+/* ---- requests ---- */
+
+/*
+ * Call op for user with the request element's content inner; the answer
+ * (on WSE_OK, when not streamed) is parsed into *doc_r (may be NULL) and
+ * must be one m:<op>Response element.
+ */
+static wse_status
+call_as(const char *op, int auth, const char *user, const char *inner,
+    xmlDocPtr *doc_r, struct wse_plugin_stream *stream)
+{
+	struct wse_plugin_request r;
+	wse_buf *body, *resp;
+	xmlDocPtr doc = NULL;
+	wse_status st;
+	char want[128];
+
+	if (doc_r != NULL)
+		*doc_r = NULL;
+	body = wse_buf_new(BODY_MAX);
+	resp = wse_buf_new(RESP_MAX);
+	assert_non_null(body);
+	assert_non_null(resp);
+	assert_wse_ok(wse_buf_printf(body, "<s:Body xmlns:s=\"" WSE_NS_SOAP
+	    "\"><m:%s xmlns:m=\"" WSE_NS_WSE "\">", op));
+	assert_wse_ok(wse_buf_puts(body, inner));
+	assert_wse_ok(wse_buf_printf(body, "</m:%s></s:Body>", op));
+	assert_wse_ok(wse_xml_parse(wse_buf_data(body), wse_buf_len(body),
+	    &lim, &doc));
+	memset(&r, 0, sizeof(r));
+	r.op = op;
+	r.auth = auth;
+	r.user = user;
+	r.message_id = "urn:uuid:00000000-0000-4000-8000-000000000000";
+	r.body = xmlDocGetRootElement(doc);
+	r.now = host_now();
+	if (stream != NULL) {
+		memset(stream, 0, sizeof(*stream));
+		stream->fd = -1;
+	}
+	st = plug->call(F.state, &r, resp, stream);
+	xmlFreeDoc(doc);
+	if (st == WSE_OK && (stream == NULL || stream->fd == -1)) {
+		xmlDocPtr rd = NULL;
+
+		assert_wse_ok(wse_xml_parse(wse_buf_data(resp),
+		    wse_buf_len(resp), &lim, &rd));
+		snprintf(want, sizeof(want), "%sResponse", op);
+		assert_true(wse_xml_is(xmlDocGetRootElement(rd), WSE_NS_WSE,
+		    want));
+		if (doc_r != NULL)
+			*doc_r = rd;
+		else
+			xmlFreeDoc(rd);
+	}
+	wse_buf_free(&body);
+	wse_buf_free(&resp);
+	return st;
+}
+
+static wse_status
+call_pw(const char *op, const char *user, const char *inner, xmlDocPtr *doc_r)
+{
+	return call_as(op, WSE_PLUGIN_AUTH_PASSWORD, user, inner, doc_r, NULL);
+}
+
+/* The text of the first element named local (our namespace) in doc, or
+ * NULL; malloc'd. */
+static xmlNodePtr
+find_elem(xmlNodePtr n, const char *local)
+{
+	xmlNodePtr c, f;
+
+	if (wse_xml_is(n, WSE_NS_WSE, local))
+		return n;
+	for (c = wse_xml_first_elem(n); c != NULL; c = wse_xml_next_elem(c))
+		if ((f = find_elem(c, local)) != NULL)
+			return f;
+	return NULL;
+}
+
+static char *
+doc_text(xmlDocPtr doc, const char *local)
+{
+	xmlNodePtr n = find_elem(xmlDocGetRootElement(doc), local);
+	char *s = NULL;
+
+	if (n == NULL)
+		return NULL;
+	assert_wse_ok(wse_xml_text_dup(n, 1 << 20, &s));
+	return s;
+}
+
+static void
+assert_doc_text(xmlDocPtr doc, const char *local, const char *want)
+{
+	char *s = doc_text(doc, local);
+
+	assert_non_null(s);
+	assert_string_equal(s, want);
+	free(s);
+}
+
+/* Deterministic test bytes. */
+static uint8_t *
+make_bytes(size_t n, unsigned seed)
+{
+	uint8_t *b = malloc(n + 1);
+	uint32_t x = 2463534242u ^ seed;
+	size_t i;
+
+	assert_non_null(b);
+	for (i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		b[i] = (uint8_t)x;
+	}
+	return b;
+}
+
+static void
+sha_hex(const void *data, size_t len, char hex[65])
+{
+	uint8_t md[WSE_SHA256_LEN];
+
+	assert_wse_ok(wse_sha256(data, len, md));
+	wse_hex(md, sizeof(md), hex);
+}
+
+/*
+ * One UploadAttachment call.  handle: NULL for a new upload, else the
+ * handle (the new one is written to handle_r).  name/size/sha: NULL/0
+ * leave the element out (size < 0 leaves it out).  offset < 0: no
+ * Offset.  data == NULL: no Data.
+ */
+struct up_result {
+	char handle[64];
+	unsigned long long received;
+	int complete;
+};
+
+static wse_status
+upload_call(const char *user, const char *handle, const char *name,
+    long long size, const char *sha, long long offset, const void *data,
+    size_t len, struct up_result *res)
+{
+	wse_buf *in = wse_buf_new(BODY_MAX);
+	xmlDocPtr doc = NULL;
+	wse_status st;
+	char *s;
+
+	assert_non_null(in);
+	if (handle != NULL)
+		assert_wse_ok(wse_buf_printf(in, "<m:Upload>%s</m:Upload>",
+		    handle));
+	if (name != NULL)
+		assert_wse_ok(wse_buf_printf(in, "<m:Name>%s</m:Name>"
+		    "<m:Type>application/octet-stream</m:Type>", name));
+	if (size >= 0)
+		assert_wse_ok(wse_buf_printf(in, "<m:Size>%lld</m:Size>",
+		    size));
+	if (sha != NULL)
+		assert_wse_ok(wse_buf_printf(in, "<m:Sha256>%s</m:Sha256>",
+		    sha));
+	if (offset >= 0)
+		assert_wse_ok(wse_buf_printf(in, "<m:Offset>%lld</m:Offset>",
+		    offset));
+	if (data != NULL) {
+		assert_wse_ok(wse_buf_puts(in, "<m:Data>"));
+		assert_wse_ok(wse_base64_encode(data, len, in));
+		assert_wse_ok(wse_buf_puts(in, "</m:Data>"));
+	}
+	st = call_pw("UploadAttachment", user, wse_buf_str(in), &doc);
+	wse_buf_free(&in);
+	if (st != WSE_OK)
+		return st;
+	if (res != NULL) {
+		memset(res, 0, sizeof(*res));
+		s = doc_text(doc, "Upload");
+		assert_non_null(s);
+		assert_true(strlen(s) < sizeof(res->handle));
+		strcpy(res->handle, s);
+		free(s);
+		s = doc_text(doc, "Received");
+		assert_non_null(s);
+		res->received = strtoull(s, NULL, 10);
+		free(s);
+		s = doc_text(doc, "Complete");
+		assert_non_null(s);
+		assert_true(strcmp(s, "true") == 0 || strcmp(s, "false") == 0);
+		res->complete = strcmp(s, "true") == 0;
+		free(s);
+	}
+	xmlFreeDoc(doc);
+	return st;
+}
+
+/* A complete upload of data by user, in chunks of chunk bytes. */
+static void
+upload_all(const char *user, const char *name, const uint8_t *data,
+    size_t len, size_t chunk, char handle[64])
+{
+	struct up_result r;
+	char hex[65];
+	size_t off, n;
+
+	sha_hex(data, len, hex);
+	n = len < chunk ? len : chunk;
+	assert_wse_ok(upload_call(user, NULL, name, (long long)len, hex, 0,
+	    data, n, &r));
+	strcpy(handle, r.handle);
+	for (off = n; off < len; off += n) {
+		n = len - off < chunk ? len - off : chunk;
+		assert_wse_ok(upload_call(user, handle, name, (long long)len,
+		    hex, (long long)off, data + off, n, &r));
+		assert_int_equal(r.received, off + n);
+	}
+	assert_int_equal(r.received, len);
+	assert_true(r.complete);
+}
+
+static int
+file_exists(const char *sub, const char *name)
+{
+	char path[8192];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", F.dir, sub, name);
+	return stat(path, &sb) == 0;
+}
+
+static size_t
+count_files(const char *sub)
+{
+	char path[8192];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", F.dir, sub);
+	assert_non_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A message from alice to bob@b.test, cc carol@a.test, with upload h. */
+static wse_msg *
+make_msg(const char *from, const char *h)
+{
+	wse_msg *m = NULL;
+
+	assert_wse_ok(wse_msg_new(&m));
+	assert_wse_ok(wse_msg_set(m, "from", from));
+	assert_wse_ok(wse_msg_set(m, "subject", "big file"));
+	assert_wse_ok(wse_msg_set(m, "text", "see attachment"));
+	assert_wse_ok(wse_msg_add_rcpt(m, "bob@b.test", 0));
+	assert_wse_ok(wse_msg_add_rcpt(m, "carol@a.test", 1));
+	if (h != NULL)
+		assert_wse_ok(wse_msg_add_upload(m, h));
+	return m;
+}
+
+static const char msg_id[] = "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f";
+
+/* alice uploads data as "big.bin" and sends it to bob@b.test (cc
+ * carol@a.test) as message id: the resolved reference into ref. */
+static void
+send_attachment(const uint8_t *data, size_t len, const char *id,
+    char ref[64])
+{
+	char h[64];
+	wse_msg *m;
+
+	upload_all("alice@a.test", "big.bin", data, len, 65536, h);
+	m = make_msg("alice@a.test", h);
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", id, m));
+	assert_int_equal(wse_msg_unresolved(m), 0);
+	assert_true(strlen(m->od[0].ref) < 64);
+	strcpy(ref, m->od[0].ref);
+	wse_msg_free(&m);
+}
+
+/* FetchAttachment by user with a token. */
+static wse_status
+fetch(const char *user, const char *ref, long long offset, long long length,
+    struct wse_plugin_stream *s)
+{
+	char inner[1024];
+	int n;
+
+	n = snprintf(inner, sizeof(inner), "<m:Ref>%s</m:Ref>", ref);
+	if (offset >= 0)
+		n += snprintf(inner + n, sizeof(inner) - (size_t)n,
+		    "<m:Offset>%lld</m:Offset>", offset);
+	if (length >= 0)
+		snprintf(inner + n, sizeof(inner) - (size_t)n,
+		    "<m:Length>%lld</m:Length>", length);
+	return call_as("FetchAttachment", WSE_PLUGIN_AUTH_TOKEN, user, inner,
+	    NULL, s);
+}
+
+/* The fetch succeeded with this range: read it through the fd. */
+static void
+check_stream(struct wse_plugin_stream *s, const uint8_t *data, size_t size,
+    uint64_t offset, uint64_t length)
+{
+	uint8_t *got;
+	ssize_t n;
+
+	assert_true(s->fd >= 0);
+	assert_int_equal(s->offset, offset);
+	assert_int_equal(s->length, length);
+	assert_int_equal(s->total, size);
+	assert_true((fcntl(s->fd, F_GETFD) & FD_CLOEXEC) != 0);
+	assert_non_null(got = malloc(length + 1));
+	n = pread(s->fd, got, length, (off_t)offset);
+	assert_int_equal(n, (ssize_t)length);
+	assert_memory_equal(got, data + offset, length);
+	free(got);
+	close(s->fd);
+	s->fd = -1;
+}
+
+static void
+assert_refused(const char *user, const char *ref)
+{
+	struct wse_plugin_stream s;
+
+	assert_wse_status(fetch(user, ref, 0, -1, &s), WSE_ERR_NOT_AUTHORIZED);
+	assert_int_equal(s.fd, -1);
+}
+
+/* ---- init ---- */
+
+static void
+init_fails(const char *args, const char *needle)
+{
+	void *st = NULL;
+	char eb[2048];
+
+	wse_err_clear();
+	assert_int_not_equal(plug->init(&host, args, &st), WSE_OK);
+	assert_null(st);
+	wse_err_format(eb, sizeof(eb));
+	if (strstr(eb, needle) == NULL)
+		fail_msg("init \"%s\": \"%s\" does not mention \"%s\"", args,
+		    eb, needle);
+}
+
+static void
+test_init(void **state)
+{
+	char cert[4096], key[4096], bcert[4096], bkey[4096], a[32768],
+	    path[8192], dir2[4096];
+	struct wse_plugin_host h2;
+	struct stat sb;
+	void *st = NULL;
+
+	(void)state;
+	assert_string_equal(plug->abi, WSE_PLUGIN_ABI);
+	assert_string_equal(plug->name, "ondemand");
+	assert_string_equal(plug->ops[0], "RequestToken");
+	assert_string_equal(plug->ops[4], "FetchAttachment");
+	assert_null(plug->ops[5]);
+	assert_int_equal(plug->op_flags[4], WSE_PLUGIN_OP_TOKEN |
+	    WSE_PLUGIN_OP_STREAM);
+	assert_int_equal(plug->op_flags[0], WSE_PLUGIN_OP_PASSWORD);
+
+	/* What the fixture's init made. */
+	assert_int_equal(stat(F.dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/uploads", F.dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/attachments", F.dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/ondemand.db", F.dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_true(log_has("serving"));
+
+	ca_paths(0, cert, key, sizeof(cert));
+	ca_paths(1, bcert, bkey, sizeof(bcert));
+	snprintf(dir2, sizeof(dir2), "%s/other", F.tmp);
+#define ARGS(...) (snprintf(a, sizeof(a), __VA_ARGS__), a)
+	init_fails("", "required");
+	init_fails(ARGS("dir=%s ca_cert=%s", dir2, cert), "required");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s foo=1", dir2, cert, key),
+	    "unknown argument foo");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s bogus", dir2, cert, key),
+	    "not KEY=VALUE");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s token_lifetime=abc", dir2,
+	    cert, key), "token_lifetime=abc");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s max_size=0", dir2, cert,
+	    key), "max_size=0");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s upload_lifetime=-5", dir2,
+	    cert, key), "upload_lifetime=-5");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s "
+	    "attachment_lifetime=99999999999999999999", dir2, cert, key),
+	    "attachment_lifetime=");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s dir=%s", dir2, cert, key,
+	    dir2), "dir given twice");
+	init_fails(ARGS("dir=relative ca_cert=%s ca_key=%s", cert, key),
+	    "not an absolute path");
+	init_fails(ARGS("dir=%s ca_cert=%s/nope.pem ca_key=%s", dir2, P.dir,
+	    key), "cannot load");
+	/* b.test's domain CA cannot serve a.test */
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s", dir2, bcert, bkey),
+	    "domain CA of a.test");
+	/* a.test's CA with b.test's key */
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s", dir2, cert, bkey),
+	    "is not the key");
+	/* a service certificate is no CA */
+	init_fails(ARGS("dir=%s ca_cert=%s/a.test/service.pem "
+	    "ca_key=%s/a.test/service-key.pem", dir2, P.dir, P.dir),
+	    "not a CA");
+	/* the dir's parent must exist */
+	init_fails(ARGS("dir=%s/x/y ca_cert=%s ca_key=%s", F.tmp, cert, key),
+	    "cannot create");
+	assert_int_equal(stat(dir2, &sb), -1);
+
+	/* A URL outside the domain would make every reference refused. */
+	h2 = host;
+	h2.url = "https://evil.test/wsemail";
+	wse_err_clear();
+	assert_wse_status(plug->init(&h2, ARGS("dir=%s ca_cert=%s ca_key=%s",
+	    dir2, cert, key), &st), WSE_ERR_CONFIG);
+	assert_null(st);
+
+	/* Every key accepted; a second instance on its own directory. */
+	assert_wse_ok(plug->init(&host, ARGS("dir=%s ca_cert=%s ca_key=%s "
+	    "token_lifetime=60 attachment_lifetime=86400 max_size=1024 "
+	    "upload_lifetime=3600", dir2, cert, key), &st));
+	assert_non_null(st);
+	plug->deinit(st);
+#undef ARGS
+}
+
+/* ---- RequestToken ---- */
+
+static wse_status
+request_token(const char *user, const char *pem, xmlDocPtr *doc_r)
+{
+	wse_buf *in = wse_buf_new(65536);
+	wse_status st;
+
+	assert_non_null(in);
+	assert_wse_ok(wse_buf_puts(in, "<m:PublicKey>"));
+	assert_wse_ok(wse_buf_put_xml_escaped(in, pem, strlen(pem)));
+	assert_wse_ok(wse_buf_puts(in, "</m:PublicKey>"));
+	st = call_pw("RequestToken", user, wse_buf_str(in), doc_r);
+	wse_buf_free(&in);
+	return st;
+}
+
+static wse_cert *
+cert_from_pem(const char *pem)
+{
+	char path[8192];
+	wse_cert *c = NULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cert.pem", F.tmp);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fputs(pem, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	assert_wse_ok(wse_cert_load(path, &c));
+	unlink(path);
+	return c;
+}
+
+static char *
+rsa_public_pem(unsigned bits)
+{
+	EVP_PKEY *k = EVP_RSA_gen(bits);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out;
+	long n;
+
+	assert_non_null(k);
+	assert_non_null(b);
+	assert_int_equal(PEM_write_bio_PUBKEY(b, k), 1);
+	n = BIO_get_mem_data(b, &data);
+	assert_true(n > 0);
+	assert_non_null(out = malloc((size_t)n + 1));
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	BIO_free(b);
+	EVP_PKEY_free(k);
+	return out;
+}
+
+static void
+test_request_token(void **state)
+{
+	wse_key *k = NULL;
+	wse_buf *pem = wse_buf_new(65536), *capem = wse_buf_new(65536);
+	xmlDocPtr doc = NULL;
+	wse_cert *tok, *ca, *chain[1];
+	char *t, mbox[300], na[21];
+	char *rsa;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&k));
+	assert_wse_ok(wse_key_public_pem(k, pem));
+	assert_wse_ok(request_token("Alice@a.test", wse_buf_str(pem), &doc));
+
+	t = doc_text(doc, "Token");
+	assert_non_null(t);
+	tok = cert_from_pem(t);
+	free(t);
+	t = doc_text(doc, "Ca");
+	assert_non_null(t);
+	assert_wse_ok(wse_cert_to_pem(P.dom[0].ca, capem));
+	assert_string_equal(t, wse_buf_str(capem));
+	ca = cert_from_pem(t);
+	free(t);
+
+	/* Issued for the user's (normalised) mailbox, to this key, by the
+	 * domain CA, for the default hour; it verifies under the root. */
+	assert_wse_ok(wse_cert_mailbox(tok, mbox, sizeof(mbox)));
+	assert_string_equal(mbox, "alice@a.test");
+	assert_true(wse_cert_matches_key(tok, k));
+	assert_int_equal(wse_cert_not_after(tok), P.now + 3600);
+	wse_time_format(P.now + 3600, na);
+	assert_doc_text(doc, "NotAfter", na);
+	chain[0] = ca;
+	assert_wse_ok(wse_trust_verify(P.trust, tok, chain, 1, P.now,
+	    WSE_PURPOSE_TOKEN));
+	/* ... and not past its lifetime */
+	assert_wse_status(wse_trust_verify(P.trust, tok, chain, 1,
+	    P.now + 3601, WSE_PURPOSE_TOKEN), WSE_ERR_CERT_EXPIRED);
+	assert_true(log_has("token issued for alice@a.test"));
+	xmlFreeDoc(doc);
+	wse_cert_free(&tok);
+	wse_cert_free(&ca);
+
+	/* Weak keys and garbage are refused. */
+	rsa = rsa_public_pem(1024);
+	assert_wse_status(request_token("alice@a.test", rsa, NULL),
+	    WSE_ERR_UNSUPPORTED);
+	free(rsa);
+	rsa = rsa_public_pem(2048);
+	assert_wse_ok(request_token("alice@a.test", rsa, NULL));
+	free(rsa);
+	assert_wse_status(request_token("alice@a.test", "-----BEGIN PUBLIC "
+	    "KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", NULL),
+	    WSE_ERR_INVALID);
+	assert_wse_status(call_pw("RequestToken", "alice@a.test", "", NULL),
+	    WSE_ERR_INVALID);
+	assert_wse_status(call_pw("RequestToken", "alice@a.test",
+	    "<m:PublicKey>x</m:PublicKey><m:Extra/>", NULL), WSE_ERR_INVALID);
+	/* Only for mailboxes of the CA's domain (the server would never
+	 * pass another, but the plugin does not rely on it). */
+	assert_wse_status(request_token("mallory@b.test", wse_buf_str(pem),
+	    NULL), WSE_ERR_NOT_AUTHORIZED);
+	/* A token operation needs the password profile. */
+	assert_wse_status(call_as("RequestToken", WSE_PLUGIN_AUTH_TOKEN,
+	    "alice@a.test", "", NULL, NULL), WSE_ERR_NOT_AUTHORIZED);
+
+	/* token_lifetime is honoured */
+	restart("token_lifetime=600");
+	assert_wse_ok(request_token("alice@a.test", wse_buf_str(pem), &doc));
+	t = doc_text(doc, "Token");
+	tok = cert_from_pem(t);
+	free(t);
+	assert_int_equal(wse_cert_not_after(tok), P.now + 600);
+	wse_cert_free(&tok);
+	xmlFreeDoc(doc);
+
+	wse_key_free(&k);
+	wse_buf_free(&pem);
+	wse_buf_free(&capem);
+}
+
+/* ---- UploadAttachment ---- */
+
+static void
+test_upload_chunks_resume(void **state)
+{
+	const size_t len = 300000;
+	uint8_t *data = make_bytes(len, 1);
+	struct up_result r;
+	char hex[65], h[64], path[8192];
+	wse_buf *file = NULL;
+	struct stat sb;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	/* first call: names the file, carries the first chunk */
+	assert_wse_ok(upload_call("alice@a.test", NULL, "big.bin", len, hex, 0,
+	    data, 100000, &r));
+	assert_int_equal(strlen(r.handle), 43);
+	assert_int_equal(strspn(r.handle, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+	assert_int_equal(r.received, 100000);
+	assert_false(r.complete);
+	strcpy(h, r.handle);
+	assert_true(file_exists("uploads", h));
+	snprintf(path, sizeof(path), "%s/uploads/%s", F.dir, h);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+
+	/* an interrupted client asks where it was: empty Data */
+	assert_wse_ok(upload_call("alice@a.test", h, "big.bin", len, hex, 0,
+	    "", 0, &r));
+	assert_int_equal(r.received, 100000);
+	assert_false(r.complete);
+	assert_wse_ok(upload_call("alice@a.test", h, NULL, -1, NULL, -1, NULL,
+	    0, &r));
+	assert_int_equal(r.received, 100000);
+	assert_string_equal(r.handle, h);
+
+	/* a chunk at the wrong offset is refused, nothing changes */
+	assert_wse_status(upload_call("alice@a.test", h, "big.bin", len, hex,
+	    0, data, 100000, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", h, "big.bin", len, hex,
+	    150000, data + 150000, 1000, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", h, "big.bin", len, hex,
+	    -1, data + 100000, 1000, NULL), WSE_ERR_INVALID);
+	/* later calls must agree with the first */
+	assert_wse_status(upload_call("alice@a.test", h, "other.bin", len, hex,
+	    100000, data + 100000, 1000, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", h, "big.bin", len + 1,
+	    hex, 100000, data + 100000, 1000, NULL), WSE_ERR_INVALID);
+	assert_wse_ok(upload_call("alice@a.test", h, NULL, -1, NULL, -1, NULL,
+	    0, &r));
+	assert_int_equal(r.received, 100000);
+
+	/* resume after a server restart */
+	restart(default_extra);
+	assert_wse_ok(upload_call("alice@a.test", h, "big.bin", len, hex,
+	    100000, data + 100000, 100000, &r));
+	assert_int_equal(r.received, 200000);
+	assert_false(r.complete);
+	/* more than Size is refused */
+	assert_wse_status(upload_call("alice@a.test", h, NULL, -1, NULL,
+	    200000, data, 100001, NULL), WSE_ERR_INVALID);
+	assert_wse_ok(upload_call("alice@a.test", h, "big.bin", len, hex,
+	    200000, data + 200000, 100000, &r));
+	assert_int_equal(r.received, len);
+	assert_true(r.complete);
+	assert_true(log_has("complete (300000 bytes)"));
+
+	/* complete: reports, takes no more data */
+	assert_wse_ok(upload_call("alice@a.test", h, NULL, -1, NULL, -1, NULL,
+	    0, &r));
+	assert_true(r.complete);
+	assert_int_equal(r.received, len);
+	assert_wse_status(upload_call("alice@a.test", h, NULL, -1, NULL, len,
+	    data, 1, NULL), WSE_ERR_INVALID);
+
+	/* the file holds exactly the bytes */
+	assert_wse_ok(wse_buf_read_file(path, len + 1, &file));
+	assert_int_equal(wse_buf_len(file), len);
+	assert_memory_equal(wse_buf_data(file), data, len);
+	wse_buf_free(&file);
+	free(data);
+}
+
+static void
+test_upload_empty_file(void **state)
+{
+	struct up_result r;
+	char hex[65];
+
+	(void)state;
+	sha_hex("", 0, hex);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "empty.txt", 0, hex, 0,
+	    NULL, 0, &r));
+	assert_true(r.complete);
+	assert_int_equal(r.received, 0);
+}
+
+static void
+test_upload_digest_mismatch(void **state)
+{
+	const size_t len = 150000;
+	uint8_t *data = make_bytes(len, 2);
+	struct up_result r;
+	char hex[65], h[64];
+
+	(void)state;
+	sha_hex(data, len, hex);
+	data[len - 1] ^= 1;	/* the bytes differ from the digest */
+	assert_wse_ok(upload_call("alice@a.test", NULL, "x.bin", len, hex, 0,
+	    data, 100000, &r));
+	strcpy(h, r.handle);
+	assert_wse_status(upload_call("alice@a.test", h, "x.bin", len, hex,
+	    100000, data + 100000, len - 100000, NULL), WSE_ERR_INVALID);
+	/* dropped: handle and file gone */
+	assert_false(file_exists("uploads", h));
+	assert_wse_status(upload_call("alice@a.test", h, NULL, -1, NULL, -1,
+	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	assert_true(log_has("SHA-256 mismatch"));
+	/* in one call as well */
+	assert_wse_status(upload_call("alice@a.test", NULL, "x.bin", len, hex,
+	    0, data, len, NULL), WSE_ERR_INVALID);
+	assert_int_equal(count_files("uploads"), 0);
+	free(data);
+}
+
+static void
+test_upload_wrong_owner(void **state)
+{
+	const size_t len = 1000;
+	uint8_t *data = make_bytes(len, 3);
+	struct up_result r;
+	char hex[65], h[64];
+
+	(void)state;
+	sha_hex(data, len, hex);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "a.bin", len, hex, 0,
+	    data, 10, &r));
+	strcpy(h, r.handle);
+	/* bob can neither see nor write alice's upload */
+	assert_wse_status(upload_call("bob@a.test", h, NULL, -1, NULL, -1,
+	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	assert_wse_status(upload_call("bob@a.test", h, "a.bin", len, hex, 10,
+	    data + 10, 10, NULL), WSE_ERR_NOT_FOUND);
+	/* nor can anybody guess: unknown and malformed handles */
+	assert_wse_status(upload_call("alice@a.test",
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL, -1, NULL, -1,
+	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	assert_wse_status(upload_call("alice@a.test", "../../etc/passwd", NULL,
+	    -1, NULL, 10, data, 10, NULL), WSE_ERR_NOT_FOUND);
+	/* alice's upload is intact; the user name's case does not matter */
+	assert_wse_ok(upload_call("ALICE@A.TEST", h, "a.bin", len, hex, 10,
+	    data + 10, len - 10, &r));
+	assert_true(r.complete);
+	free(data);
+}
+
+static void
+test_upload_limits(void **state)
+{
+	uint8_t *data;
+	struct up_result r;
+	char hex[65], name[300];
+	static const char *const bad_names[] = { "a/b", ".hidden", "x&#9;y",
+	    "&#133;x", "x&#127;", "", NULL };
+	size_t i;
+
+	(void)state;
+	sha_hex("x", 1, hex);
+	/* Size over max_size */
+	assert_wse_status(upload_call("alice@a.test", NULL, "huge.iso",
+	    MAX_SIZE + 1LL, hex, 0, NULL, 0, NULL), WSE_ERR_TOO_LARGE);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "max.iso",
+	    MAX_SIZE, hex, 0, NULL, 0, &r));
+	/* a chunk over 4 MiB */
+	data = make_bytes(4u * 1024 * 1024 + 1, 4);
+	assert_wse_status(upload_call("alice@a.test", r.handle, NULL, -1, NULL,
+	    0, data, 4u * 1024 * 1024 + 1, NULL), WSE_ERR_TOO_LARGE);
+	/* exactly 4 MiB is fine */
+	assert_wse_ok(upload_call("alice@a.test", r.handle, NULL, -1, NULL, 0,
+	    data, 4u * 1024 * 1024, &r));
+	assert_int_equal(r.received, 4u * 1024 * 1024);
+	free(data);
+	/* data past Size in the first call */
+	assert_wse_status(upload_call("alice@a.test", NULL, "s.bin", 1, hex, 0,
+	    "xy", 2, NULL), WSE_ERR_INVALID);
+
+	/* names */
+	for (i = 0; bad_names[i] != NULL; i++)
+		assert_wse_status(upload_call("alice@a.test", NULL,
+		    bad_names[i], 1, hex, 0, NULL, 0, NULL), WSE_ERR_INVALID);
+	memset(name, 'n', 256);
+	name[256] = '\0';
+	assert_wse_status(upload_call("alice@a.test", NULL, name, 1, hex, 0,
+	    NULL, 0, NULL), WSE_ERR_INVALID);
+	name[255] = '\0';
+	assert_wse_ok(upload_call("alice@a.test", NULL, name, 1, hex, 0, "x",
+	    1, &r));
+	assert_true(r.complete);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "r&#233;sum&#233; "
+	    "&amp; co.pdf", 1, hex, 0, NULL, 0, NULL));
+	/* the other fields */
+	assert_wse_status(upload_call("alice@a.test", NULL, "a", 1, "abc", 0,
+	    NULL, 0, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", NULL, "a", 1, NULL, 0,
+	    NULL, 0, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", NULL, "a", -1, hex, 0,
+	    NULL, 0, NULL), WSE_ERR_INVALID);
+	assert_wse_status(upload_call("alice@a.test", NULL, "a", 1, hex, 5,
+	    NULL, 0, NULL), WSE_ERR_INVALID);
+	assert_wse_status(call_pw("UploadAttachment", "alice@a.test",
+	    "<m:Name>a</m:Name><m:Size>-1</m:Size>", NULL), WSE_ERR_INVALID);
+	assert_wse_status(call_pw("UploadAttachment", "alice@a.test",
+	    "<m:Name>a</m:Name><m:Name>b</m:Name>", NULL), WSE_ERR_INVALID);
+	assert_wse_status(call_pw("UploadAttachment", "alice@a.test",
+	    "<m:Data>!!!</m:Data>", NULL), WSE_ERR_INVALID);
+
+	/* at most 64 unsent uploads per user: bob has room for 64 */
+	for (i = 0; i < 64; i++)
+		assert_wse_ok(upload_call("bob@a.test", NULL, "f", 1, hex, 0,
+		    NULL, 0, NULL));
+	assert_wse_status(upload_call("bob@a.test", NULL, "f", 1, hex, 0, NULL,
+	    0, NULL), WSE_ERR_TOO_LARGE);
+	assert_wse_ok(upload_call("carol@a.test", NULL, "f", 1, hex, 0, NULL,
+	    0, NULL));
+}
+
+/* ---- the submit hook ---- */
+
+static void
+test_submit_resolves(void **state)
+{
+	const size_t len = 200000;
+	uint8_t *data = make_bytes(len, 5);
+	char h[64], hex[65], path[8192];
+	wse_buf *file = NULL;
+	wse_msg *m;
+	struct stat sb;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	upload_all("alice@a.test", "report.pdf", data, len, 70000, h);
+	m = make_msg("alice@a.test", NULL);
+	/* an entry resolved elsewhere stays as it is */
+	assert_wse_ok(wse_msg_add_ondemand(m, "https://c.test/wsemail",
+	    "cccccccccccccccccccccccccccccccccccccccccccc", "c.txt", NULL, 3,
+	    hex));
+	assert_wse_ok(wse_msg_add_upload(m, h));
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
+	assert_int_equal(wse_msg_unresolved(m), 0);
+	assert_string_equal(m->od[0].server, "https://c.test/wsemail");
+	assert_null(m->od[1].upload);
+	assert_string_equal(m->od[1].server, URL);
+	assert_int_equal(strlen(m->od[1].ref), 43);
+	assert_string_not_equal(m->od[1].ref, h);
+	assert_string_equal(m->od[1].name, "report.pdf");
+	assert_string_equal(m->od[1].type, "application/octet-stream");
+	assert_int_equal(m->od[1].size, len);
+	assert_string_equal(m->od[1].sha256, hex);
+	/* the bytes moved from the upload to the attachment */
+	assert_false(file_exists("uploads", h));
+	snprintf(path, sizeof(path), "%s/attachments/%s", F.dir,
+	    m->od[1].ref);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_wse_ok(wse_buf_read_file(path, len + 1, &file));
+	assert_memory_equal(wse_buf_data(file), data, len);
+	wse_buf_free(&file);
+	wse_msg_free(&m);
+
+	/* a message without on-demand entries is untouched */
+	m = make_msg("alice@a.test", NULL);
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
+	wse_msg_free(&m);
+	free(data);
+}
+
+static void
+test_submit_refusals(void **state)
+{
+	const size_t len = 5000;
+	uint8_t *data = make_bytes(len, 6);
+	char ha[64], hb[64], hi[64], hex[65];
+	struct up_result r;
+	wse_msg *m;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	upload_all("alice@a.test", "a.bin", data, len, 4096, ha);
+	upload_all("bob@a.test", "b.bin", data, len, 4096, hb);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "i.bin", len, hex, 0,
+	    data, 100, &r));
+	strcpy(hi, r.handle);
+
+	/* bob's upload in alice's message */
+	m = make_msg("alice@a.test", hb);
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	wse_msg_free(&m);
+	/* an incomplete upload */
+	m = make_msg("alice@a.test", hi);
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	wse_msg_free(&m);
+	/* an unknown handle */
+	m = make_msg("alice@a.test",
+	    "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	wse_msg_free(&m);
+	/* one upload twice in one message: refused as a whole, and the
+	 * transaction leaves nothing behind */
+	m = make_msg("alice@a.test", ha);
+	assert_wse_ok(wse_msg_add_upload(m, ha));
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	wse_msg_free(&m);
+	assert_int_equal(count_files("attachments"), 0);
+	assert_true(file_exists("uploads", ha));
+
+	/* the refused uploads still serve their owners */
+	m = make_msg("bob@a.test", hb);
+	assert_wse_ok(plug->submit(F.state, "bob@a.test", msg_id, m));
+	wse_msg_free(&m);
+	m = make_msg("alice@a.test", ha);
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
+	wse_msg_free(&m);
+	assert_int_equal(count_files("attachments"), 2);
+	/* ... once */
+	m = make_msg("alice@a.test", ha);
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	assert_non_null(m->od[0].upload);
+	wse_msg_free(&m);
+	/* and a sent upload is no longer an upload */
+	assert_wse_status(upload_call("alice@a.test", ha, NULL, -1, NULL, -1,
+	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	free(data);
+}
+
+/* ---- FetchAttachment ---- */
+
+static void
+test_fetch_ranges(void **state)
+{
+	const size_t len = 123457;
+	uint8_t *data = make_bytes(len, 7);
+	struct wse_plugin_stream s;
+	char ref[64];
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	/* the whole file, a To recipient of another domain */
+	assert_wse_ok(fetch("bob@b.test", ref, -1, -1, &s));
+	check_stream(&s, data, len, 0, len);
+	/* a range, a Cc recipient, the address in another case */
+	assert_wse_ok(fetch("Carol@A.test", ref, 1000, 5000, &s));
+	check_stream(&s, data, len, 1000, 5000);
+	/* from an offset to the end */
+	assert_wse_ok(fetch("bob@b.test", ref, 100000, -1, &s));
+	check_stream(&s, data, len, 100000, len - 100000);
+	/* a length past the end stops at the end */
+	assert_wse_ok(fetch("bob@b.test", ref, len - 10, 1000, &s));
+	check_stream(&s, data, len, len - 10, 10);
+	/* at the end: nothing */
+	assert_wse_ok(fetch("bob@b.test", ref, len, -1, &s));
+	assert_int_equal(s.length, 0);
+	close(s.fd);
+	/* past the end: malformed */
+	assert_wse_status(fetch("bob@b.test", ref, len + 1, -1, &s),
+	    WSE_ERR_INVALID);
+	assert_int_equal(s.fd, -1);
+	/* malformed requests */
+	assert_wse_status(call_as("FetchAttachment", WSE_PLUGIN_AUTH_TOKEN,
+	    "bob@b.test", "<m:Offset>0</m:Offset>", NULL, &s),
+	    WSE_ERR_INVALID);
+	/* a server that offers no stream */
+	assert_wse_status(fetch("bob@b.test", ref, -1, -1, NULL),
+	    WSE_ERR_INTERNAL);
+	free(data);
+}
+
+static void
+test_fetch_refusals(void **state)
+{
+	const size_t len = 4000;
+	uint8_t *data = make_bytes(len, 8);
+	char ref[64], ref2[64];
+	struct wse_plugin_stream s;
+	char eb[2048], first[2048];
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	/* not a recipient - the sender is not one either */
+	wse_err_clear();
+	assert_refused("mallory@b.test", ref);
+	wse_err_format(first, sizeof(first));
+	assert_refused("alice@a.test", ref);
+	/* unknown and malformed references */
+	assert_refused("bob@b.test",
+	    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	assert_refused("bob@b.test", "../attachments/x");
+	assert_refused("bob@b.test", "");
+	/* a fetch with the password profile */
+	assert_wse_status(call_as("FetchAttachment", WSE_PLUGIN_AUTH_PASSWORD,
+	    "bob@b.test", "<m:Ref>x</m:Ref>", NULL, &s),
+	    WSE_ERR_NOT_AUTHORIZED);
+
+	/* revoked */
+	send_attachment(data, len, "urn:uuid:revoked", ref2);
+	assert_wse_ok(fetch("bob@b.test", ref2, 0, -1, &s));
+	close(s.fd);
+	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test",
+	    "<m:Id>urn:uuid:revoked</m:Id>", NULL));
+	wse_err_clear();
+	assert_refused("bob@b.test", ref2);
+	/* the same words for every refusal but the names */
+	wse_err_format(eb, sizeof(eb));
+	assert_non_null(strstr(eb, "fetch refused"));
+	assert_non_null(strstr(first, "fetch refused"));
+
+	/* expired: refused at once, the bytes deleted by the next expiry
+	 * run (at most a minute later) */
+	set_clock(P.now + ATT_LIFETIME - 10);
+	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));	/* runs expiry */
+	close(s.fd);
+	set_clock(P.now + ATT_LIFETIME);
+	assert_refused("bob@b.test", ref);
+	assert_true(file_exists("attachments", ref));
+	set_clock(P.now + ATT_LIFETIME + 60);
+	assert_refused("bob@b.test", ref);
+	assert_false(file_exists("attachments", ref));
+	assert_true(log_has("expired 1 attachment"));
+	free(data);
+}
+
+/* ---- AttachmentLog and RevokeAttachment ---- */
+
+static void
+test_attachment_log(void **state)
+{
+	const size_t len = 50000;
+	uint8_t *data = make_bytes(len, 9);
+	struct wse_plugin_stream s;
+	char ref[64], hex[65], at1[21], at2[21], exp[21];
+	xmlDocPtr doc = NULL;
+	xmlNodePtr att, c;
+	const char *rcpts[2] = { "bob@b.test", "carol@a.test" };
+	size_t nr = 0, nf = 0;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	send_attachment(data, len, msg_id, ref);
+	wse_time_format(P.now + ATT_LIFETIME, exp);
+
+	/* nobody fetched yet */
+	assert_wse_ok(call_pw("AttachmentLog", "alice@a.test",
+	    "<m:Id>urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", &doc));
+	assert_null(find_elem(xmlDocGetRootElement(doc), "Fetch"));
+	xmlFreeDoc(doc);
+
+	set_clock(P.now + 10);
+	wse_time_format(P.now + 10, at1);
+	assert_wse_ok(fetch("bob@b.test", ref, 0, 1000, &s));
+	close(s.fd);
+	set_clock(P.now + 20);
+	wse_time_format(P.now + 20, at2);
+	assert_wse_ok(fetch("carol@a.test", ref, 1000, -1, &s));
+	close(s.fd);
+	assert_refused("mallory@b.test", ref);	/* refusals are not fetches */
+
+	assert_wse_ok(call_pw("AttachmentLog", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", &doc));
+	att = wse_xml_first_elem(xmlDocGetRootElement(doc));
+	assert_true(wse_xml_is(att, WSE_NS_WSE, "Attachment"));
+	assert_null(wse_xml_next_elem(att));
+	assert_string_equal(wse_xml_attr(att, NULL, "ref"), ref);
+	assert_string_equal(wse_xml_attr(att, NULL, "name"), "big.bin");
+	assert_string_equal(wse_xml_attr(att, NULL, "size"), "50000");
+	assert_string_equal(wse_xml_attr(att, NULL, "sha256"), hex);
+	assert_string_equal(wse_xml_attr(att, NULL, "expires"), exp);
+	assert_string_equal(wse_xml_attr(att, NULL, "revoked"), "false");
+	for (c = wse_xml_first_elem(att); c != NULL; c = wse_xml_next_elem(c)) {
+		if (wse_xml_is(c, WSE_NS_WSE, "Recipient")) {
+			char *t = NULL;
+
+			assert_int_equal(nf, 0);	/* recipients first */
+			assert_true(nr < 2);
+			assert_wse_ok(wse_xml_text_dup(c, 300, &t));
+			assert_string_equal(t, rcpts[nr]);
+			free(t);
+			nr++;
+		} else {
+			assert_true(wse_xml_is(c, WSE_NS_WSE, "Fetch"));
+			assert_true(nf < 2);
+			assert_string_equal(wse_xml_attr(c, NULL, "by"),
+			    rcpts[nf]);
+			assert_string_equal(wse_xml_attr(c, NULL, "at"),
+			    nf == 0 ? at1 : at2);
+			assert_string_equal(wse_xml_attr(c, NULL, "offset"),
+			    nf == 0 ? "0" : "1000");
+			assert_string_equal(wse_xml_attr(c, NULL, "length"),
+			    nf == 0 ? "1000" : "49000");
+			nf++;
+		}
+	}
+	assert_int_equal(nr, 2);
+	assert_int_equal(nf, 2);
+	xmlFreeDoc(doc);
+
+	/* only the owner sees it; unknown ids are not found */
+	assert_wse_status(call_pw("AttachmentLog", "bob@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", NULL),
+	    WSE_ERR_NOT_FOUND);
+	assert_wse_status(call_pw("AttachmentLog", "alice@a.test", "<m:Id>"
+	    "urn:uuid:00000000-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", NULL),
+	    WSE_ERR_NOT_FOUND);
+	assert_wse_status(call_pw("AttachmentLog", "alice@a.test", "", NULL),
+	    WSE_ERR_INVALID);
+	free(data);
+}
+
+static void
+test_revoke(void **state)
+{
+	const size_t len = 3000;
+	uint8_t *data = make_bytes(len, 10);
+	char h[64], ref1[64], ref2[64];
+	xmlDocPtr doc = NULL;
+	xmlNodePtr att;
+	wse_msg *m;
+
+	(void)state;
+	/* one message, two attachments */
+	upload_all("alice@a.test", "one.bin", data, len, 1000, h);
+	m = make_msg("alice@a.test", h);
+	upload_all("alice@a.test", "two.bin", data, len, 1000, h);
+	assert_wse_ok(wse_msg_add_upload(m, h));
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
+	strcpy(ref1, m->od[0].ref);
+	strcpy(ref2, m->od[1].ref);
+	wse_msg_free(&m);
+
+	/* not the owner: not found, nothing revoked */
+	assert_wse_status(call_pw("RevokeAttachment", "bob@b.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", NULL),
+	    WSE_ERR_NOT_FOUND);
+	assert_wse_status(call_pw("RevokeAttachment", "alice@a.test",
+	    "<m:Id>urn:uuid:nope</m:Id>", NULL), WSE_ERR_NOT_FOUND);
+	/* by name: a name no attachment has revokes nothing */
+	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>"
+	    "<m:Name>three.bin</m:Name>", &doc));
+	assert_doc_text(doc, "Revoked", "0");
+	xmlFreeDoc(doc);
+	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>"
+	    "<m:Name>one.bin</m:Name>", &doc));
+	assert_doc_text(doc, "Revoked", "1");
+	xmlFreeDoc(doc);
+	assert_false(file_exists("attachments", ref1));
+	assert_true(file_exists("attachments", ref2));
+	assert_refused("bob@b.test", ref1);
+	/* all the rest */
+	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", &doc));
+	assert_doc_text(doc, "Revoked", "1");
+	xmlFreeDoc(doc);
+	assert_false(file_exists("attachments", ref2));
+	assert_int_equal(count_files("attachments"), 0);
+	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", &doc));
+	assert_doc_text(doc, "Revoked", "0");
+	xmlFreeDoc(doc);
+	/* the log stays */
+	assert_wse_ok(call_pw("AttachmentLog", "alice@a.test", "<m:Id>"
+	    "urn:uuid:6f1c2a4e-1d2b-4c3d-8e4f-5a6b7c8d9e0f</m:Id>", &doc));
+	att = wse_xml_first_elem(xmlDocGetRootElement(doc));
+	assert_string_equal(wse_xml_attr(att, NULL, "revoked"), "true");
+	assert_string_equal(wse_xml_attr(wse_xml_next_elem(att), NULL,
+	    "revoked"), "true");
+	xmlFreeDoc(doc);
+	assert_true(log_has("revoked by alice@a.test"));
+	free(data);
+}
+
+/* ---- expiry of uploads, restart ---- */
+
+static void
+test_upload_expiry(void **state)
+{
+	const size_t len = 2000;
+	uint8_t *data = make_bytes(len, 11);
+	char hc[64], hi[64], hn[64], hex[65];
+	struct up_result r;
+	wse_msg *m;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	upload_all("alice@a.test", "c.bin", data, len, 1000, hc);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "i.bin", len, hex, 0,
+	    data, 10, &r));
+	strcpy(hi, r.handle);
+	set_clock(P.now + UP_LIFETIME - 100);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "n.bin", len, hex, 0,
+	    data, 10, &r));
+	strcpy(hn, r.handle);
+	/* older than upload_lifetime: dropped at the next expiry run */
+	set_clock(P.now + UP_LIFETIME + 60);
+	assert_wse_status(upload_call("alice@a.test", hi, NULL, -1, NULL, -1,
+	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
+	assert_false(file_exists("uploads", hc));
+	assert_false(file_exists("uploads", hi));
+	assert_true(file_exists("uploads", hn));
+	assert_true(log_has("dropped 2 upload(s)"));
+	m = make_msg("alice@a.test", hc);
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	wse_msg_free(&m);
+	/* the younger one goes on */
+	assert_wse_ok(upload_call("alice@a.test", hn, NULL, -1, NULL, 10,
+	    data + 10, len - 10, &r));
+	assert_true(r.complete);
+	free(data);
+}
+
+static void
+test_restart_sweep(void **state)
+{
+	const size_t len = 7000;
+	uint8_t *data = make_bytes(len, 12);
+	struct wse_plugin_stream s;
+	char ref[64], path[8192];
+	int fd;
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	/* files no row accounts for (a crash between link and commit) */
+	snprintf(path, sizeof(path), "%s/attachments/"
+	    "ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ", F.dir);
+	assert_true((fd = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/uploads/junk", F.dir);
+	assert_true((fd = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(fd);
+	restart(default_extra);
+	assert_int_equal(count_files("attachments"), 1);
+	assert_int_equal(count_files("uploads"), 0);
+	assert_true(log_has("stray file"));
+	/* what was recorded survives */
+	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));
+	check_stream(&s, data, len, 0, len);
+	free(data);
+}
+
+/* ---- threads ---- */
+
+struct worker {
+	int id;
+	int ok;
+};
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const size_t len = 100000;
+	uint8_t *data = make_bytes(len, 100 + (unsigned)w->id);
+	char user[64], h[64], hex[65];
+	struct up_result r;
+	struct wse_plugin_stream s;
+	size_t off;
+	wse_msg *m = NULL;
+	char id[64];
+
+	w->ok = 0;
+	snprintf(user, sizeof(user), "user%d@a.test", w->id);
+	snprintf(id, sizeof(id), "urn:uuid:worker-%d", w->id);
+	sha_hex(data, len, hex);
+	if (upload_call(user, NULL, "w.bin", len, hex, 0, data, 10000,
+	    &r) != WSE_OK)
+		goto out;
+	strcpy(h, r.handle);
+	for (off = 10000; off < len; off += 10000)
+		if (upload_call(user, h, NULL, -1, NULL, (long long)off,
+		    data + off, 10000, &r) != WSE_OK)
+			goto out;
+	if (!r.complete || wse_msg_new(&m) != WSE_OK ||
+	    wse_msg_set(m, "from", user) != WSE_OK ||
+	    wse_msg_add_rcpt(m, "bob@b.test", 0) != WSE_OK ||
+	    wse_msg_add_upload(m, h) != WSE_OK ||
+	    plug->submit(F.state, user, id, m) != WSE_OK)
+		goto out;
+	if (fetch("bob@b.test", m->od[0].ref, 0, -1, &s) != WSE_OK)
+		goto out;
+	{
+		uint8_t *got = malloc(len);
+
+		if (got != NULL && pread(s.fd, got, len, 0) == (ssize_t)len &&
+		    memcmp(got, data, len) == 0)
+			w->ok = 1;
+		free(got);
+		close(s.fd);
+	}
+out:
+	wse_msg_free(&m);
+	free(data);
+	return NULL;
+}
+
+/* Two writers of one chunk of one upload. */
+struct racer {
+	const char *handle;
+	const uint8_t *data;
+	wse_status st;
+};
+
+static void *
+racer_main(void *arg)
+{
+	struct racer *r = arg;
+
+	r->st = upload_call("alice@a.test", r->handle, NULL, -1, NULL, 0,
+	    r->data, 3000000, NULL);
+	return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+	struct worker w[6];
+	pthread_t t[6];
+	struct racer rc[2];
+	const size_t len = 3000001;
+	uint8_t *data = make_bytes(len, 13);
+	struct up_result r;
+	char hex[65];
+	int i, nok = 0;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		w[i].id = i;
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]),
+		    0);
+	}
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_true(w[i].ok);
+	}
+
+	/* the same chunk written twice at once: one wins, the other is
+	 * told TempFail (concurrent) or InvalidRequest (after it) */
+	sha_hex(data, len, hex);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "race.bin", len, hex,
+	    0, NULL, 0, &r));
+	for (i = 0; i < 2; i++) {
+		rc[i].handle = r.handle;
+		rc[i].data = data;
+		assert_int_equal(pthread_create(&t[i], NULL, racer_main,
+		    &rc[i]), 0);
+	}
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		if (rc[i].st == WSE_OK)
+			nok++;
+		else
+			assert_true(rc[i].st == WSE_ERR_TEMPFAIL ||
+			    rc[i].st == WSE_ERR_INVALID);
+	}
+	assert_int_equal(nok, 1);
+	assert_wse_ok(upload_call("alice@a.test", r.handle, NULL, -1, NULL,
+	    3000000, data + 3000000, 1, &r));
+	assert_true(r.complete);	/* the digest proves no corruption */
+	free(data);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_init),
+		T(test_request_token),
+		T(test_upload_chunks_resume),
+		T(test_upload_empty_file),
+		T(test_upload_digest_mismatch),
+		T(test_upload_wrong_owner),
+		T(test_upload_limits),
+		T(test_submit_resolves),
+		T(test_submit_refusals),
+		T(test_fetch_ranges),
+		T(test_fetch_refusals),
+		T(test_attachment_log),
+		T(test_revoke),
+		T(test_upload_expiry),
+		T(test_restart_sweep),
+		T(test_threads),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,617 @@
+/*
+ * test_ondemand_server.c - on-demand attachments through wsemaild's own
+ * request path (src/wsemaild/ops.c + plugins.c) with the real ondemand
+ * plugin loaded, a real SQLite store and a PKI minted at test time.
+ * Every request is built and signed here, so the attacks on
+ * FetchAttachment (paper Msg 8) can be exact: a token of another
+ * domain's CA, a non-recipient's token, a signature by a key other than
+ * the token's, a replay, an expired token, a service certificate posing
+ * as a token, a request for another server, an unknown, revoked or
+ * expired reference.
+ */
+#include "testutil.h"
+#include "testpki.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "msg.h"
+#include "wsed.h"
+#include "xml.h"
+
+static testpki P;
+static struct wsed S;
+static pthread_t committer;
+static int64_t clock_now;
+static const uint8_t alice_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
+static uint8_t salt[WSE_SALT_LEN] = { 1, 2, 3 };
+static char od_dir[600];
+
+#define URL "https://mail.a.test:8443/wsemail"
+
+static int64_t
+test_now(void)
+{
+	return clock_now;
+}
+
+static int
+setup(void **state)
+{
+	uint8_t seal[WSE_SEAL_KEY_LEN] = { 7 };
+	char uri[600], text[4096];
+	const char *build = getenv("WSE_BUILD_ROOT");
+	wse_config *cfg = NULL;
+	wse_cert *chain[2];
+
+	(void)state;
+	if (build == NULL || testpki_init(&P, (int64_t)time(NULL)) != WSE_OK)
+		return -1;
+	clock_now = P.now;
+	memset(&S, 0, sizeof(S));
+	S.now = test_now;
+	snprintf(S.domain, sizeof(S.domain), "a.test");
+	snprintf(S.url, sizeof(S.url), URL);
+	wse_limits_default(&S.lim);
+	S.retry_first = 1;
+	S.retry_max = 2;
+	S.lifetime = 60;
+	S.lease = 60;
+	S.reply_ttl = 300;
+	pthread_mutex_init(&S.wake_lock, NULL);
+	pthread_cond_init(&S.wake, NULL);
+	pthread_mutex_init(&S.commit_lock, NULL);
+	pthread_cond_init(&S.commit_work, NULL);
+	pthread_cond_init(&S.commit_done, NULL);
+	S.commit_tail = &S.commit_head;
+	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", P.dir);
+	chain[0] = P.dom[0].svc;
+	chain[1] = P.dom[0].ca;
+	S.trust = P.trust;
+	S.key = P.dom[0].svc_key;
+	if (wse_store_open(uri, seal, &S.store) != WSE_OK ||
+	    wse_store_replay(S.store, &S.replay) != WSE_OK ||
+	    wse_signer_new_cert(S.key, chain, 2, &S.signer) != WSE_OK ||
+	    wse_store_user_add(S.store, "alice@a.test", salt, 600000,
+	    alice_key, P.now) != WSE_OK ||
+	    wse_store_user_add(S.store, "carol@a.test", salt, 600000,
+	    alice_key, P.now) != WSE_OK)
+		return -1;
+	S.chain = calloc(2, sizeof(*S.chain));
+	S.chain[0] = wse_cert_dup(P.dom[0].svc);
+	S.chain[1] = wse_cert_dup(P.dom[0].ca);
+	S.nchain = 2;
+	snprintf(od_dir, sizeof(od_dir), "%s/ondemand", P.dir);
+	snprintf(text, sizeof(text), "domain = a.test\n"
+	    "plugin = %s/plugins/ondemand.so dir=%s ca_cert=%s/a.test/ca.pem "
+	    "ca_key=%s/a.test/ca-key.pem attachment_lifetime=3600\n",
+	    build, od_dir, P.dir, P.dir);
+	if (wse_config_parse(text, strlen(text), "test", &cfg) != WSE_OK ||
+	    wsed_plugins_load(&S, cfg, "test") != 0)
+		return -1;
+	wse_config_free(&cfg);
+	pthread_create(&committer, NULL, wsed_commit_main, &S);
+	wsed_plugins_start(&S);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	wsed_commit_stop(&S);
+	pthread_join(committer, NULL);
+	wsed_plugins_unload(&S);
+	wse_signer_free(&S.signer);
+	wse_replay_free(&S.replay);
+	wse_store_close(&S.store);
+	wse_cert_list_free(&S.chain, S.nchain);
+	testpki_free(&P);
+	xmlCleanupParser();
+	return 0;
+}
+
+/* A request for op with payload to `to`, signed by signer (NULL: not
+ * signed), at the test clock. */
+static wse_buf *
+request_to(const char *to, const char *op, const char *payload,
+    const wse_signer *signer)
+{
+	wse_envelope *env = NULL;
+	wse_buf *b = wse_buf_new(1 << 24);
+	char action[128];
+
+	snprintf(action, sizeof(action), "urn:wsemail:2026/%s", op);
+	assert_wse_ok(wse_env_new(to, action, &env));
+	assert_wse_ok(wse_env_add_body_xml(env, payload, strlen(payload),
+	    &S.lim));
+	if (signer != NULL)
+		assert_wse_ok(wse_wss_sign(env, signer, clock_now, 300));
+	assert_wse_ok(wse_env_serialize(env, b));
+	wse_env_free(&env);
+	return b;
+}
+
+static wse_buf *
+alice_request(const char *op, const char *payload)
+{
+	wse_signer *s = NULL;
+	wse_buf *b;
+
+	assert_wse_ok(wse_signer_new_password("alice@a.test", alice_key, &s));
+	b = request_to(URL, op, payload, s);
+	wse_signer_free(&s);
+	return b;
+}
+
+/*
+ * Run a request.  A file answer: *fd_r gets the descriptor (and *off_r,
+ * *len_r), WSE_OK.  Otherwise the answer must verify as a.test's; the
+ * fault status is returned (WSE_OK for a normal answer, its first Body
+ * child serialised into body_r when given).
+ */
+static wse_status
+call(const wse_buf *req, wse_buf *body_r, int *fd_r, uint64_t *off_r,
+    uint64_t *len_r)
+{
+	wse_buf *out = wse_buf_new(1 << 23);
+	wse_envelope *env = NULL;
+	wse_replay *r = NULL;
+	struct wse_plugin_stream fs;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st = WSE_OK;
+	int http;
+
+	if (fd_r != NULL)
+		*fd_r = -1;
+	wsed_handle_stream(&S, wse_buf_data(req), wse_buf_len(req), NULL, 0,
+	    out, &http, &fs);
+	if (fs.fd >= 0) {
+		assert_int_equal(http, 200);
+		assert_int_equal(wse_buf_len(out), 0);
+		assert_non_null(fd_r);
+		*fd_r = fs.fd;
+		*off_r = fs.offset;
+		*len_r = fs.length;
+		wse_buf_free(&out);
+		return WSE_OK;
+	}
+	assert_wse_ok(wse_replay_memory_new(16, &r));
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &S.lim;
+	o.replay = r;
+	o.now = clock_now;
+	o.trust = P.trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = "a.test";
+	assert_wse_ok(wse_env_parse(wse_buf_data(out), wse_buf_len(out),
+	    &S.lim, &env));
+	assert_wse_ok(wse_wss_verify(env, &o, &v));
+	if (wse_fault_read(v.body, &st, NULL, 0) == WSE_OK)
+		assert_int_equal(http, 500);
+	else {
+		assert_int_equal(http, 200);
+		st = WSE_OK;
+		if (body_r != NULL) {
+			xmlBufferPtr xb = xmlBufferCreate();
+
+			xmlNodeDump(xb, v.body->doc, wse_xml_first_elem(v.body),
+			    0, 0);
+			assert_wse_ok(wse_buf_puts(body_r,
+			    (const char *)xmlBufferContent(xb)));
+			xmlBufferFree(xb);
+		}
+	}
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_replay_free(&r);
+	wse_buf_free(&out);
+	return st;
+}
+
+/* Text between <m:TAG> and </m:TAG> (or of attribute TAG="...") in s. */
+static char *
+extract(const char *s, const char *tag, int attr)
+{
+	char open[80], close[80];
+	const char *a, *b;
+	char *r;
+
+	if (attr)
+		snprintf(open, sizeof(open), " %s=\"", tag);
+	else
+		snprintf(open, sizeof(open), "<m:%s>", tag);
+	snprintf(close, sizeof(close), attr ? "\"" : "</m:%s>", tag);
+	assert_non_null(a = strstr(s, open));
+	a += strlen(open);
+	assert_non_null(b = strstr(a, close));
+	assert_non_null(r = strndup(a, (size_t)(b - a)));
+	return r;
+}
+
+/* ---- the fixture: alice uploads and sends one on-demand file ---- */
+
+static uint8_t file_data[300000];
+static char file_sha[65];
+static char submit_id[WSE_UUID_URN_LEN + 1];
+static char ref[200];
+
+static void
+upload_and_send(void)
+{
+	wse_buf *req, *body = wse_buf_new(1 << 20), *b64 = wse_buf_new(1 << 20);
+	char *payload = malloc(1 << 20), *handle = NULL, *t;
+	uint8_t h[32];
+	size_t off, i, n;
+
+	for (i = 0; i < sizeof(file_data); i++)
+		file_data[i] = (uint8_t)(i * 7 + (i >> 9));
+	assert_wse_ok(wse_sha256(file_data, sizeof(file_data), h));
+	wse_hex(h, sizeof(h), file_sha);
+	/* three calls: 100,000 bytes each */
+	for (off = 0; off < sizeof(file_data); off += n) {
+		n = 100000;
+		wse_buf_reset(b64);
+		assert_wse_ok(wse_base64_encode(file_data + off, n, b64));
+		snprintf(payload, 1 << 20, "<m:UploadAttachment xmlns:m=\""
+		    WSE_NS_WSE "\">%s%s%s<m:Name>report.bin</m:Name>"
+		    "<m:Type>application/octet-stream</m:Type>"
+		    "<m:Size>%zu</m:Size><m:Sha256>%s</m:Sha256>"
+		    "<m:Offset>%zu</m:Offset><m:Data>%s</m:Data>"
+		    "</m:UploadAttachment>", handle ? "<m:Upload>" : "",
+		    handle ? handle : "", handle ? "</m:Upload>" : "",
+		    sizeof(file_data), file_sha, off, wse_buf_str(b64));
+		req = alice_request("UploadAttachment", payload);
+		wse_buf_reset(body);
+		assert_wse_ok(call(req, body, NULL, NULL, NULL));
+		wse_buf_free(&req);
+		if (handle == NULL)
+			handle = extract(wse_buf_str(body), "Upload", 0);
+		t = extract(wse_buf_str(body), "Received", 0);
+		assert_int_equal(strtoull(t, NULL, 10), off + n);
+		free(t);
+	}
+	t = extract(wse_buf_str(body), "Complete", 0);
+	assert_string_equal(t, "true");
+	free(t);
+	snprintf(payload, 1 << 20, "<m:Submit xmlns:m=\"" WSE_NS_WSE "\">"
+	    "<m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To>"
+	    "<m:Cc>carol@a.test</m:Cc><m:Subject>report</m:Subject>"
+	    "<m:OnDemand upload=\"%s\"/></m:Message></m:Submit>", handle);
+	req = alice_request("Submit", payload);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	t = extract(wse_buf_str(body), "Id", 0);
+	snprintf(submit_id, sizeof(submit_id), "%s", t);
+	free(t);
+	/* the upload served one message only (InvalidMessage, which reads
+	 * back as WSE_ERR_PARSE) */
+	req = alice_request("Submit", payload);
+	assert_wse_status(call(req, NULL, NULL, NULL, NULL), WSE_ERR_PARSE);
+	wse_buf_free(&req);
+	/* a client may not name a reference itself, only its uploads */
+	snprintf(payload, 1 << 20, "<m:Submit xmlns:m=\"" WSE_NS_WSE "\">"
+	    "<m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To>"
+	    "<m:OnDemand server=\"" URL "\" ref=\"%s\" name=\"x\" "
+	    "size=\"1\" sha256=\"%s\"/></m:Message></m:Submit>", handle,
+	    file_sha);
+	req = alice_request("Submit", payload);
+	assert_wse_status(call(req, NULL, NULL, NULL, NULL), WSE_ERR_PARSE);
+	wse_buf_free(&req);
+	/* its reference, from the sender's log */
+	snprintf(payload, 1 << 20, "<m:AttachmentLog xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:Id>%s</m:Id></m:AttachmentLog>", submit_id);
+	req = alice_request("AttachmentLog", payload);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	t = extract(wse_buf_str(body), "ref", 1);
+	snprintf(ref, sizeof(ref), "%s", t);
+	free(t);
+	assert_non_null(strstr(wse_buf_str(body), "bob@b.test"));
+	assert_non_null(strstr(wse_buf_str(body), "carol@a.test"));
+	free(handle);
+	free(payload);
+	wse_buf_free(&body);
+	wse_buf_free(&b64);
+}
+
+/* A token for mailbox issued by dom[d]'s CA (policy checks skipped, so
+ * that a CA can be made to vouch for another domain's mailbox), valid
+ * [nb, na]; key_r gets its new key. */
+static wse_cert *
+mint_token(int d, const char *mailbox, int64_t nb, int64_t na,
+    wse_key **key_r)
+{
+	wse_cert_profile prof = { WSE_CERT_TOKEN, mailbox, NULL, 0, nb, na };
+	wse_cert *c = NULL;
+
+	assert_wse_ok(wse_key_generate(key_r));
+	assert_wse_ok(wse_cert_issue(&prof, *key_r, P.dom[d].ca,
+	    P.dom[d].ca_key, &c));
+	return c;
+}
+
+/* A FetchAttachment for ref_ at `to`, signed with sign_key and the
+ * certificate chain {leaf, dom[d].ca}. */
+static wse_buf *
+fetch_req(const char *to, const char *ref_, uint64_t off, const wse_key
+    *sign_key, wse_cert *leaf, int d)
+{
+	wse_signer *s = NULL;
+	wse_buf *b;
+	char payload[512];
+
+	snprintf(payload, sizeof(payload), "<m:FetchAttachment xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Ref>%s</m:Ref><m:Offset>%llu</m:Offset>"
+	    "</m:FetchAttachment>", ref_, (unsigned long long)off);
+	assert_wse_ok(wse_signer_new_cert(sign_key,
+	    (wse_cert *[]){ leaf, P.dom[d].ca }, 2, &s));
+	b = request_to(to, "FetchAttachment", payload, s);
+	wse_signer_free(&s);
+	return b;
+}
+
+/* Replace the base64 DER of cert `from` by that of `to` in req. */
+static void
+swap_cert(wse_buf *req, const wse_cert *from, const wse_cert *to)
+{
+	wse_buf *d1 = wse_buf_new(8192), *d2 = wse_buf_new(8192),
+	    *b1 = wse_buf_new(16384), *b2 = wse_buf_new(16384),
+	    *out = wse_buf_new(1 << 24);
+	const char *s = wse_buf_str(req), *at;
+
+	assert_wse_ok(wse_cert_to_der(from, d1));
+	assert_wse_ok(wse_cert_to_der(to, d2));
+	assert_wse_ok(wse_base64_encode(wse_buf_data(d1), wse_buf_len(d1),
+	    b1));
+	assert_wse_ok(wse_base64_encode(wse_buf_data(d2), wse_buf_len(d2),
+	    b2));
+	assert_non_null(at = strstr(s, wse_buf_str(b1)));
+	assert_wse_ok(wse_buf_put(out, s, (size_t)(at - s)));
+	assert_wse_ok(wse_buf_puts(out, wse_buf_str(b2)));
+	assert_wse_ok(wse_buf_puts(out, at + wse_buf_len(b1)));
+	wse_buf_reset(req);
+	assert_wse_ok(wse_buf_put(req, wse_buf_data(out), wse_buf_len(out)));
+	wse_buf_free(&d1);
+	wse_buf_free(&d2);
+	wse_buf_free(&b1);
+	wse_buf_free(&b2);
+	wse_buf_free(&out);
+}
+
+static void
+check_bytes(int fd, uint64_t off, uint64_t len)
+{
+	uint8_t *buf = malloc(len + 1);
+	ssize_t n;
+
+	assert_non_null(buf);
+	n = pread(fd, buf, len, (off_t)off);
+	assert_int_equal(n, (ssize_t)len);
+	assert_memory_equal(buf, file_data + off, len);
+	free(buf);
+	close(fd);
+}
+
+static void
+test_fetch_flow_and_attacks(void **state)
+{
+	wse_key *bob_key = NULL, *dave_key = NULL, *evil_key = NULL,
+	    *old_key = NULL, *other = NULL;
+	wse_cert *bob = NULL, *dave = NULL, *evil = NULL, *old = NULL;
+	wse_buf *req, *body = wse_buf_new(1 << 20);
+	uint64_t off, len;
+	char payload[512];
+	int fd;
+
+	(void)state;
+	upload_and_send();
+
+	/* Msg 8/9: bob's token (b.test's CA) fetches from a.test. */
+	bob = mint_token(1, "bob@b.test", P.now - 60, P.now + 3600, &bob_key);
+	req = fetch_req(URL, ref, 0, bob_key, bob, 1);
+	assert_wse_ok(call(req, NULL, &fd, &off, &len));
+	assert_int_equal(off, 0);
+	assert_int_equal(len, sizeof(file_data));
+	check_bytes(fd, off, len);
+
+	/* the same signed request again: a replay */
+	assert_wse_status(call(req, NULL, &fd, &off, &len), WSE_ERR_REPLAY);
+	wse_buf_free(&req);
+
+	/* resuming from an offset */
+	req = fetch_req(URL, ref, 123457, bob_key, bob, 1);
+	assert_wse_ok(call(req, NULL, &fd, &off, &len));
+	assert_int_equal(off, 123457);
+	assert_int_equal(len, sizeof(file_data) - 123457);
+	check_bytes(fd, off, len);
+	wse_buf_free(&req);
+
+	/* a.test's own recipient, carol, with a token of a.test's CA */
+	{
+		wse_key *ck = NULL;
+		wse_cert *carol = mint_token(0, "carol@a.test", P.now - 60,
+		    P.now + 3600, &ck);
+
+		req = fetch_req(URL, ref, 0, ck, carol, 0);
+		assert_wse_ok(call(req, NULL, &fd, &off, &len));
+		close(fd);
+		wse_buf_free(&req);
+		wse_cert_free(&carol);
+		wse_key_free(&ck);
+	}
+
+	/* b.test's CA vouching for an a.test mailbox (a recipient!):
+	 * name constraints refuse it - NotAuthorized, nothing streamed */
+	evil = mint_token(1, "carol@a.test", P.now - 60, P.now + 3600,
+	    &evil_key);
+	req = fetch_req(URL, ref, 0, evil_key, evil, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* a valid token of a non-recipient */
+	dave = mint_token(1, "dave@b.test", P.now - 60, P.now + 3600,
+	    &dave_key);
+	req = fetch_req(URL, ref, 0, dave_key, dave, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* bob's token, with a signature by another key: signed with a
+	 * second token of bob's, whose certificate is then swapped for the
+	 * first one in the header */
+	{
+		wse_cert *bob2 = mint_token(1, "bob@b.test", P.now - 60,
+		    P.now + 3600, &other);
+
+		req = fetch_req(URL, ref, 0, other, bob2, 1);
+		swap_cert(req, bob2, bob);
+		assert_wse_status(call(req, NULL, &fd, &off, &len),
+		    WSE_ERR_BAD_SIGNATURE);
+		wse_buf_free(&req);
+		wse_cert_free(&bob2);
+	}
+
+	/* an expired token of the right mailbox: the same NotAuthorized */
+	old = mint_token(1, "bob@b.test", P.now - 7200, P.now - 3600,
+	    &old_key);
+	req = fetch_req(URL, ref, 0, old_key, old, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* an unknown reference: the same NotAuthorized */
+	req = fetch_req(URL, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 0,
+	    bob_key, bob, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* a request addressed to another server */
+	req = fetch_req("https://mail.c.test/wsemail", ref, 0, bob_key, bob, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* b.test's SERVICE certificate is no token */
+	req = fetch_req(URL, ref, 0, P.dom[1].svc_key, P.dom[1].svc, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	/* a password-signed FetchAttachment is refused too */
+	snprintf(payload, sizeof(payload), "<m:FetchAttachment xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Ref>%s</m:Ref></m:FetchAttachment>", ref);
+	req = alice_request("FetchAttachment", payload);
+	assert_int_not_equal(call(req, NULL, &fd, &off, &len), WSE_OK);
+	wse_buf_free(&req);
+
+	/* the sender's log: bob's and carol's fetches, nobody else's */
+	snprintf(payload, sizeof(payload), "<m:AttachmentLog xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:AttachmentLog>", submit_id);
+	req = alice_request("AttachmentLog", payload);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	assert_non_null(strstr(wse_buf_str(body), "by=\"bob@b.test\""));
+	assert_non_null(strstr(wse_buf_str(body), "by=\"carol@a.test\""));
+	assert_null(strstr(wse_buf_str(body), "by=\"dave@b.test\""));
+
+	/* revoked: bob's next fetch is refused like any other */
+	snprintf(payload, sizeof(payload), "<m:RevokeAttachment xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:RevokeAttachment>", submit_id);
+	req = alice_request("RevokeAttachment", payload);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	assert_non_null(strstr(wse_buf_str(body), ">1</m:Revoked>"));
+	req = fetch_req(URL, ref, 0, bob_key, bob, 1);
+	assert_wse_status(call(req, NULL, &fd, &off, &len),
+	    WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+
+	wse_err_clear();
+	wse_cert_free(&bob);
+	wse_cert_free(&dave);
+	wse_cert_free(&evil);
+	wse_cert_free(&old);
+	wse_key_free(&bob_key);
+	wse_key_free(&dave_key);
+	wse_key_free(&evil_key);
+	wse_key_free(&old_key);
+	wse_key_free(&other);
+	wse_buf_free(&body);
+}
+
+/* RequestToken (Msg 6/7): a token for the caller's own mailbox, issued by
+ * its domain CA, that the root vouches for. */
+static void
+test_request_token(void **state)
+{
+	wse_key *k = NULL, *pub = NULL;
+	wse_buf *pem = wse_buf_new(4096), *body = wse_buf_new(1 << 16), *req;
+	char *payload = malloc(8192), *tok, *ca, mbox[300];
+	wse_cert *t = NULL, *c = NULL;
+	wse_cert **list = NULL;
+	size_t n = 0;
+	char path[700];
+	FILE *f;
+
+	(void)state;
+	(void)pub;
+	assert_wse_ok(wse_key_generate(&k));
+	assert_wse_ok(wse_key_public_pem(k, pem));
+	snprintf(payload, 8192, "<m:RequestToken xmlns:m=\"" WSE_NS_WSE "\">"
+	    "<m:PublicKey>%s</m:PublicKey></m:RequestToken>",
+	    wse_buf_str(pem));
+	req = alice_request("RequestToken", payload);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	tok = extract(wse_buf_str(body), "Token", 0);
+	ca = extract(wse_buf_str(body), "Ca", 0);
+	snprintf(path, sizeof(path), "%s/token.pem", P.dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "%s\n%s\n", tok, ca);
+	fclose(f);
+	assert_wse_ok(wse_cert_load_list(path, &list, &n));
+	assert_int_equal(n, 2);
+	t = list[0];
+	c = list[1];
+	assert_true(wse_cert_matches_key(t, k));
+	assert_wse_ok(wse_cert_mailbox(t, mbox, sizeof(mbox)));
+	assert_string_equal(mbox, "alice@a.test");
+	assert_wse_ok(wse_trust_verify(P.trust, t, &c, 1, P.now,
+	    WSE_PURPOSE_TOKEN));
+	assert_true(wse_cert_not_after(t) <= P.now + 3600 + 60);
+	wse_cert_list_free(&list, n);
+	free(tok);
+	free(ca);
+	free(payload);
+	wse_key_free(&k);
+	wse_buf_free(&pem);
+	wse_buf_free(&body);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fetch_flow_and_attacks),
+		cmocka_unit_test(test_request_token),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
