@@ -148,6 +148,9 @@ curl_init_once(void)
 /* ---- server ---- */
 
 /* One accepted connection; owned by its SSL object (ex_data). */
+/* Most bytes libevent reads or writes per socket event. */
+#define IO_SLICE (256u << 10)
+
 struct conn {
 	wse_http_server *srv;
 	wse_http_req *pending;		/* the request awaiting its answer */
@@ -357,6 +360,11 @@ on_new_bev(struct event_base *base, void *arg)
 		return NULL;		/* ssl (and conn) already freed */
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	/* libevent moves at most 16 KiB per socket event by default: a
+	 * large request or a streamed file would cost one loop iteration
+	 * per TLS record. */
+	(void)bufferevent_set_max_single_read(bev, IO_SLICE);
+	(void)bufferevent_set_max_single_write(bev, IO_SLICE);
 	return bev;
 }
 
@@ -520,6 +528,19 @@ stream_abort(wse_http_req *req)
 		(void)shutdown(fd, SHUT_RDWR);
 }
 
+/* Loop thread: the write low-water mark of req's connection. */
+static void
+stream_watermark(wse_http_req *req, size_t low)
+{
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
+
+	if (req->ev != NULL &&
+	    (evcon = evhttp_request_get_connection(req->ev)) != NULL &&
+	    (bev = evhttp_connection_get_bufferevent(evcon)) != NULL)
+		bufferevent_setwatermark(bev, EV_WRITE, low, 0);
+}
+
 /* Loop thread: queue the next slices of a file answer. */
 static void
 stream_more(struct evhttp_connection *evcon, void *arg)
@@ -536,6 +557,7 @@ stream_more(struct evhttp_connection *evcon, void *arg)
 	if (req->sleft == 0) {
 		struct evhttp_request *ev = req->ev;
 
+		stream_watermark(req, 0);
 		if (req->conn != NULL)
 			req->conn->pending = NULL;
 		req->conn = NULL;
@@ -602,6 +624,9 @@ stream_start(wse_http_req *req)
 	}
 	req->streaming = 1;
 	evhttp_send_reply_start(req->ev, 200, "OK");
+	/* Ask for more when a quarter of the queue is left, so the socket
+	 * never waits for the file. */
+	stream_watermark(req, STREAM_QUEUE / 4);
 	stream_more(NULL, req);
 }
 
@@ -1478,6 +1503,8 @@ post(wse_http_client *c, const char *url, const char *connect_addr,
 	    (curl_off_t)0) != CURLE_OK ||
 	    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L) !=
 	    CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_BUFFERSIZE, 512L * 1024) !=
+	    CURLE_OK ||
 	    curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME,
 	    c->timeout_ms / 1000 > 0 ? c->timeout_ms / 1000 : 1L) !=
 	    CURLE_OK)) {
@@ -1528,6 +1555,8 @@ restore:
 		    (curl_off_t)c->max_response);
 		(void)curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 0L);
 		(void)curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, 0L);
+		(void)curl_easy_setopt(c->curl, CURLOPT_BUFFERSIZE,
+		    (long)CURL_MAX_WRITE_SIZE);
 	}
 out:
 	/* A failed call leaves no partial answer in a buffer it found
