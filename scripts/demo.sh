@@ -5,7 +5,9 @@
 # b.test, starts a DNS server (dnsmasq, SRV records) and both servers on
 # loopback, creates users, sends mail both ways (one message to several
 # recipients with an attachment), lists and reads it with the end-to-end
-# verification shown, shows a bounce for an unknown user and a tampered
+# verification shown, sends a file on demand (it stays on the sender's
+# server; the recipient fetches it there with a token from his own
+# server, and the sender sees who fetched it), shows a bounce for an unknown user and a tampered
 # envelope refused, then stops everything it started.  All files live in
 # a temporary directory that is removed at the end.
 # Usage: scripts/demo.sh [BUILD-DIR]      (normally: make demo)
@@ -55,7 +57,7 @@ PIDS+=($!)
 echo "    _wsemail._tcp.a.test SRV 10 10 $PA mail.a.test"
 echo "    _wsemail._tcp.b.test SRV 10 10 $PB mail.b.test"
 
-say "3. Both servers start (HTTPS with mutual TLS between servers, SQLite stores)"
+say "3. Both servers start (HTTPS with mutual TLS between servers, SQLite stores, the on-demand attachment plugin)"
 for d in a.test:"$PA" b.test:"$PB"; do
 	dom=${d%%:*}; port=${d##*:}
 	cat >"$W/$dom.conf" <<EOF
@@ -72,6 +74,7 @@ store = sqlite:$W/$dom.db
 secret_file = $W/$dom.secret
 dns_server = 127.0.0.1:$DNS
 retry_first = 2
+plugin = $build/plugins/ondemand.so dir=$W/ondemand-$dom ca_cert=$W/pki/$dom/ca.pem ca_key=$W/pki/$dom/ca-key.pem
 EOF
 	"$SERVER" "$W/$dom.conf" >"$W/$dom.out" 2>"$W/$dom.log" &
 	PIDS+=($!)
@@ -92,6 +95,9 @@ roots = $W/pki/root/cert.pem
 crl = $W/pki/root/crl.pem
 crl = $W/pki/a.test/crl.pem
 crl = $W/pki/b.test/crl.pem
+connect = mail.a.test 127.0.0.1
+connect = mail.b.test 127.0.0.1
+state_dir = $W/state
 EOF
 done
 C() { local u=$1; shift; "$CLIENT" --config "$W/$u.cconf" "$@"; }
@@ -121,14 +127,33 @@ wait_for alice@a.test "Re: Q3 figures" || die "alice did not receive the reply"
 id=$(C alice@a.test list | grep "Re: Q3" | head -1 | awk '{print $1}')
 C alice@a.test read "$id" | grep -E "Verified|From|Subject" | indent
 
-say "8. A message to a mailbox that does not exist comes back as a non-delivery report"
+say "8. alice sends a 20 MiB file on demand: it stays on a.test; bob fetches it there with a token from b.test"
+head -c 20971520 /dev/urandom >"$W/dataset.bin"
+show "echo 'The data set is on my server.' | wsemail send --to bob@b.test --subject 'Data set' --on-demand dataset.bin -"
+printf 'The data set is on my server.\n' | C alice@a.test send --to bob@b.test \
+	--subject "Data set" --on-demand "$W/dataset.bin" - >"$W/od-send.out" || die "send on demand"
+indent <"$W/od-send.out"
+sid=$(grep -o 'urn:uuid:[0-9a-f-]*' "$W/od-send.out" | head -1)
+wait_for bob@b.test "Data set" || die "bob did not receive the data set message"
+echo "    the Deliver that crossed to b.test: $(grep 'from a.test (alice@a.test)' "$W/b.test.log" | tail -1 | sed 's/.*; //')"
+id=$(C bob@b.test list | grep "Data set" | head -1 | awk '{print $1}')
+show "wsemail read $id"
+C bob@b.test read "$id" | indent
+mkdir -p "$W/bob-files"
+show "wsemail attachment fetch $id --out bob-files"
+C bob@b.test attachment fetch "$id" --out "$W/bob-files" 2>&1 | indent || die "fetch"
+cmp -s "$W/bob-files/dataset.bin" "$W/dataset.bin" && echo "    bob's copy is identical to alice's file"
+show "wsemail attachment log $sid      (alice: who fetched it)"
+C alice@a.test attachment log "$sid" | indent
+
+say "9. A message to a mailbox that does not exist comes back as a non-delivery report"
 show "echo hi | wsemail send --to nobody@b.test --subject 'Are you there?' -"
 printf 'hi\n' | C alice@a.test send --to nobody@b.test --subject "Are you there?" - | indent
 wait_for alice@a.test "Undeliverable" || die "no bounce"
 id=$(C alice@a.test list | grep "Undeliverable" | head -1 | awk '{print $1}')
 C alice@a.test read "$id" | grep -E "Verified|From|Subject|could not|Reason|nobody" | indent
 
-say "9. A forged Deliver (b.test's server claiming to speak for a.test) is refused"
+say "10. A forged Deliver (b.test's server claiming to speak for a.test) is refused"
 cat >"$W/forged.xml" <<'EOF'
 <m:Deliver xmlns:m="urn:wsemail:2026"><m:Origin>a.test</m:Origin><m:OriginId>urn:uuid:6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab</m:OriginId><m:Rcpt>bob@b.test</m:Rcpt><m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Subject>Change of bank details</m:Subject><m:Text>Please pay to account 6666.</m:Text></m:Message></m:Deliver>
 EOF
