@@ -11,6 +11,7 @@
  */
 #include "testutil.h"
 #include "testpki.h"
+#include "testserver.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,11 +30,10 @@
 #include "xml.h"
 
 static testpki P;
-static struct wsed S;
-static pthread_t committer;
+static testserver T;
+#define S (T.s)
+#define alice_key testserver_key
 static int64_t clock_now;
-static const uint8_t alice_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
-static uint8_t salt[WSE_SALT_LEN] = { 1, 2, 3 };
 static char od_dir[600];
 
 #define URL "https://mail.a.test:8443/wsemail"
@@ -47,74 +47,26 @@ test_now(void)
 static int
 setup(void **state)
 {
-	uint8_t seal[WSE_SEAL_KEY_LEN] = { 7 };
-	char uri[600], text[4096];
 	const char *build = getenv("WSE_BUILD_ROOT");
-	wse_config *cfg = NULL;
-	wse_cert *chain[2];
+	char line[4096];
 
 	(void)state;
 	if (build == NULL || testpki_init(&P, (int64_t)time(NULL)) != WSE_OK)
 		return -1;
 	clock_now = P.now;
-	memset(&S, 0, sizeof(S));
-	S.now = test_now;
-	snprintf(S.domain, sizeof(S.domain), "a.test");
-	snprintf(S.url, sizeof(S.url), URL);
-	wse_limits_default(&S.lim);
-	S.retry_first = 1;
-	S.retry_max = 2;
-	S.lifetime = 60;
-	S.lease = 60;
-	S.reply_ttl = 300;
-	pthread_mutex_init(&S.wake_lock, NULL);
-	pthread_cond_init(&S.wake, NULL);
-	pthread_mutex_init(&S.commit_lock, NULL);
-	pthread_cond_init(&S.commit_work, NULL);
-	pthread_cond_init(&S.commit_done, NULL);
-	S.commit_tail = &S.commit_head;
-	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", P.dir);
-	chain[0] = P.dom[0].svc;
-	chain[1] = P.dom[0].ca;
-	S.trust = P.trust;
-	S.key = P.dom[0].svc_key;
-	if (wse_store_open(uri, seal, &S.store) != WSE_OK ||
-	    wse_store_replay(S.store, &S.replay) != WSE_OK ||
-	    wse_signer_new_cert(S.key, chain, 2, &S.signer) != WSE_OK ||
-	    wse_store_user_add(S.store, "alice@a.test", salt, 600000,
-	    alice_key, P.now) != WSE_OK ||
-	    wse_store_user_add(S.store, "carol@a.test", salt, 600000,
-	    alice_key, P.now) != WSE_OK)
-		return -1;
-	S.chain = calloc(2, sizeof(*S.chain));
-	S.chain[0] = wse_cert_dup(P.dom[0].svc);
-	S.chain[1] = wse_cert_dup(P.dom[0].ca);
-	S.nchain = 2;
 	snprintf(od_dir, sizeof(od_dir), "%s/ondemand", P.dir);
-	snprintf(text, sizeof(text), "domain = a.test\n"
+	snprintf(line, sizeof(line), "domain = a.test\n"
 	    "plugin = %s/plugins/ondemand.so dir=%s ca_cert=%s/a.test/ca.pem "
 	    "ca_key=%s/a.test/ca-key.pem attachment_lifetime=3600\n",
 	    build, od_dir, P.dir, P.dir);
-	if (wse_config_parse(text, strlen(text), "test", &cfg) != WSE_OK ||
-	    wsed_plugins_load(&S, cfg, "test") != 0)
-		return -1;
-	wse_config_free(&cfg);
-	pthread_create(&committer, NULL, wsed_commit_main, &S);
-	wsed_plugins_start(&S);
-	return 0;
+	return testserver_init(&T, &P, test_now, line);
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	wsed_commit_stop(&S);
-	pthread_join(committer, NULL);
-	wsed_plugins_unload(&S);
-	wse_signer_free(&S.signer);
-	wse_replay_free(&S.replay);
-	wse_store_close(&S.store);
-	wse_cert_list_free(&S.chain, S.nchain);
+	testserver_free(&T);
 	testpki_free(&P);
 	xmlCleanupParser();
 	return 0;

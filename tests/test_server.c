@@ -8,6 +8,7 @@
  */
 #include "testutil.h"
 #include "testpki.h"
+#include "testserver.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,10 +23,9 @@
 #include "xml.h"
 
 static testpki P;
-static struct wsed S;
-static pthread_t committer;
-static const uint8_t alice_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
-static uint8_t alice_salt[WSE_SALT_LEN] = { 1, 2, 3 };
+static testserver T;
+#define S (T.s)
+#define alice_key testserver_key
 
 static int64_t
 fixed_now(void)
@@ -36,60 +36,17 @@ fixed_now(void)
 static int
 setup(void **state)
 {
-	uint8_t seal[WSE_SEAL_KEY_LEN] = { 7 };
-	char uri[600];
-	wse_cert *chain[2];
-
 	(void)state;
 	if (testpki_init(&P, (int64_t)time(NULL)) != WSE_OK)
 		return -1;
-	memset(&S, 0, sizeof(S));
-	S.now = fixed_now;
-	snprintf(S.domain, sizeof(S.domain), "a.test");
-	snprintf(S.url, sizeof(S.url), "https://mail.a.test:8443/wsemail");
-	wse_limits_default(&S.lim);
-	S.retry_first = 1;
-	S.retry_max = 2;
-	S.lifetime = 60;
-	S.lease = 60;
-	S.reply_ttl = 300;
-	pthread_mutex_init(&S.wake_lock, NULL);
-	pthread_cond_init(&S.wake, NULL);
-	pthread_mutex_init(&S.commit_lock, NULL);
-	pthread_cond_init(&S.commit_work, NULL);
-	pthread_cond_init(&S.commit_done, NULL);
-	S.commit_tail = &S.commit_head;
-	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", P.dir);
-	chain[0] = P.dom[0].svc;
-	chain[1] = P.dom[0].ca;
-	S.trust = P.trust;
-	S.key = P.dom[0].svc_key;
-	if (wse_store_open(uri, seal, &S.store) != WSE_OK ||
-	    wse_store_replay(S.store, &S.replay) != WSE_OK ||
-	    wse_signer_new_cert(S.key, chain, 2, &S.signer) != WSE_OK ||
-	    wse_store_user_add(S.store, "alice@a.test", alice_salt, 600000,
-	    alice_key, P.now) != WSE_OK ||
-	    wse_store_user_add(S.store, "carol@a.test", alice_salt, 600000,
-	    alice_key, P.now) != WSE_OK)
-		return -1;
-	S.chain = calloc(2, sizeof(*S.chain));
-	S.chain[0] = wse_cert_dup(P.dom[0].svc);
-	S.chain[1] = wse_cert_dup(P.dom[0].ca);
-	S.nchain = 2;
-	pthread_create(&committer, NULL, wsed_commit_main, &S);
-	return 0;
+	return testserver_init(&T, &P, fixed_now, NULL);
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	wsed_commit_stop(&S);
-	pthread_join(committer, NULL);
-	wse_signer_free(&S.signer);
-	wse_replay_free(&S.replay);
-	wse_store_close(&S.store);
-	wse_cert_list_free(&S.chain, S.nchain);
+	testserver_free(&T);
 	testpki_free(&P);
 	xmlCleanupParser();
 	return 0;

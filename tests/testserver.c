@@ -1,0 +1,91 @@
+/*
+ * testserver.c - see testserver.h.
+ */
+#include "testserver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+const uint8_t testserver_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
+static uint8_t salt[WSE_SALT_LEN] = { 1, 2, 3 };
+
+int
+testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
+    const char *plugin_line)
+{
+	struct wsed *S = &t->s;
+	uint8_t seal[WSE_SEAL_KEY_LEN] = { 7 };
+	char uri[600];
+	wse_cert *chain[2];
+	wse_config *cfg = NULL;
+
+	memset(t, 0, sizeof(*t));
+	S->now = now_fn;
+	snprintf(S->domain, sizeof(S->domain), "a.test");
+	snprintf(S->url, sizeof(S->url), "https://mail.a.test:8443/wsemail");
+	wse_limits_default(&S->lim);
+	S->retry_first = 1;
+	S->retry_max = 2;
+	S->lifetime = 60;
+	S->lease = 60;
+	S->reply_ttl = 300;
+	pthread_mutex_init(&S->wake_lock, NULL);
+	pthread_cond_init(&S->wake, NULL);
+	pthread_mutex_init(&S->commit_lock, NULL);
+	pthread_cond_init(&S->commit_work, NULL);
+	pthread_cond_init(&S->commit_done, NULL);
+	S->commit_tail = &S->commit_head;
+	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", p->dir);
+	chain[0] = p->dom[0].svc;
+	chain[1] = p->dom[0].ca;
+	S->trust = p->trust;
+	S->key = p->dom[0].svc_key;
+	if (wse_store_open(uri, seal, &S->store) != WSE_OK ||
+	    wse_store_replay(S->store, &S->replay) != WSE_OK ||
+	    wse_signer_new_cert(S->key, chain, 2, &S->signer) != WSE_OK ||
+	    wse_store_user_add(S->store, "alice@a.test", salt, 600000,
+	    testserver_key, p->now) != WSE_OK ||
+	    wse_store_user_add(S->store, "carol@a.test", salt, 600000,
+	    testserver_key, p->now) != WSE_OK)
+		return -1;
+	if ((S->chain = calloc(2, sizeof(*S->chain))) == NULL)
+		return -1;
+	S->chain[0] = wse_cert_dup(p->dom[0].svc);
+	S->chain[1] = wse_cert_dup(p->dom[0].ca);
+	S->nchain = 2;
+	if (plugin_line != NULL) {
+		if (wse_config_parse(plugin_line, strlen(plugin_line), "test",
+		    &cfg) != WSE_OK)
+			return -1;
+		if (wsed_plugins_load(S, cfg, "test") != 0) {
+			wse_config_free(&cfg);
+			return -1;
+		}
+		wse_config_free(&cfg);
+	}
+	if (pthread_create(&t->committer, NULL, wsed_commit_main, S) != 0)
+		return -1;
+	t->committing = 1;
+	wsed_plugins_start(S);
+	return 0;
+}
+
+void
+testserver_free(testserver *t)
+{
+	struct wsed *S = &t->s;
+
+	if (t->committing) {
+		wsed_commit_stop(S);
+		pthread_join(t->committer, NULL);
+		t->committing = 0;
+	}
+	wsed_plugins_unload(S);
+	wse_signer_free(&S->signer);
+	wse_replay_free(&S->replay);
+	wse_store_close(&S->store);
+	wse_cert_list_free(&S->chain, S->nchain);
+}

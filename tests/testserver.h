@@ -1,0 +1,34 @@
+/*
+ * testserver.h - a wsemaild for a.test in process (struct wsed of
+ * src/wsemaild/wsed.h) on a PKI minted at test time: a real SQLite store
+ * and replay cache, the service certificate and signer, the users
+ * alice@a.test and carol@a.test (derived key testserver_key), and the
+ * committer thread.  The tests call wsed_handle on it.
+ */
+#ifndef WSE_TESTSERVER_H
+#define WSE_TESTSERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "testpki.h"
+#include "wsed.h"
+
+extern const uint8_t testserver_key[WSE_DERIVED_KEY_LEN];
+
+typedef struct testserver {
+	struct wsed s;
+	pthread_t committer;
+	int committing;
+} testserver;
+
+/* Set up t for a.test at https://mail.a.test:8443/wsemail with p's
+ * certificates, its store under p->dir, and the clock now_fn.  When
+ * plugin_line is not NULL it is a "plugin = ..." configuration line,
+ * loaded before the committer starts.  0 or -1. */
+int testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
+    const char *plugin_line);
+/* Stop the committer, unload plugins, free everything but p. */
+void testserver_free(testserver *t);
+
+#endif
