@@ -344,7 +344,7 @@ ondemand_slot(wse_msg *m, wse_ondemand **o_r)
 wse_status
 wse_msg_add_upload(wse_msg *m, const char *upload)
 {
-	wse_ondemand *o;
+	wse_ondemand *o = NULL;
 	wse_status st;
 
 	if (!token_ok(upload))
@@ -361,7 +361,7 @@ wse_status
 wse_msg_add_ondemand(wse_msg *m, const char *server, const char *ref,
     const char *name, const char *type, uint64_t size, const char *sha256)
 {
-	wse_ondemand *o;
+	wse_ondemand *o = NULL;
 	wse_status st;
 
 	if ((st = ondemand_slot(m, &o)) != WSE_OK ||

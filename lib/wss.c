@@ -454,6 +454,9 @@ wse_wss_sign(wse_envelope *env, const wse_signer *s, int64_t now,
 	ctx->signKey = key;
 	key = NULL;
 	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+	/* "#id" by a direct Id look-up rather than an XPointer
+	 * evaluation per reference (see check_signature). */
+	ctx->flags = XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
 	if (xmlSecDSigCtxSign(ctx, sig) < 0 ||
 	    ctx->status != xmlSecDSigStatusSucceeded) {
 		st = wse_err(WSE_ERR_CRYPTO, "signing failed: %s",
@@ -1034,8 +1037,18 @@ check_signature(struct vctx *v, const uint8_t *mac_key)
 		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
 		goto out;
 	}
+	/*
+	 * USE_VISA3D_HACK makes xmlsec resolve a "#id" reference with
+	 * xmlGetID (the Ids we registered above, each checked to be the
+	 * covered node) instead of building an XPointer context and
+	 * evaluating xpointer(id('...')) per reference: the same node set
+	 * (the element's subtree without comments), ~40 us less per
+	 * envelope.  Only the exact form "#<expected id>" reaches xmlsec
+	 * (check_structure), so no other URI syntax is involved.
+	 */
 	ctx->flags = XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES |
-	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
+	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS |
+	    XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
 	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
 	/* signKey is set and there is no keys manager: xmlsec never reads
 	 * KeyInfo; should it try, it may not follow RetrievalMethod. */

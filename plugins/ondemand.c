@@ -1892,7 +1892,7 @@ od_init(const struct wse_plugin_host *host, const char *args, void **state_r)
 	struct od *o;
 	char *copy = NULL, *w, *save = NULL, *eq;
 	const char *cert_path = NULL, *key_path = NULL;
-	uint64_t v;
+	uint64_t v = 0;
 	int seen[7] = { 0 };
 	wse_status st;
 	static const char *const keys[] = { "dir", "ca_cert", "ca_key",
