@@ -127,7 +127,7 @@ call(const wse_buf *req, wse_buf *body_r, int *fd_r, uint64_t *off_r,
 	if (fd_r != NULL)
 		*fd_r = -1;
 	wsed_handle_stream(&S, wse_buf_data(req), wse_buf_len(req), NULL, 0,
-	    out, &http, &fs);
+	    NULL, out, &http, &fs);
 	if (fs.fd >= 0) {
 		assert_int_equal(http, 200);
 		assert_int_equal(wse_buf_len(out), 0);

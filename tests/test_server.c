@@ -27,10 +27,12 @@ static testserver T;
 #define S (T.s)
 #define alice_key testserver_key
 
+static int64_t skew;		/* seconds added to the test clock */
+
 static int64_t
 fixed_now(void)
 {
-	return P.now;
+	return P.now + skew;
 }
 
 static int
@@ -74,7 +76,7 @@ request(const char *op, const char *payload, const char *user,
 	else if (svc == -1)
 		assert_wse_ok(wse_signer_new_password(user, key, &s));
 	if (s != NULL)
-		assert_wse_ok(wse_wss_sign(env, s, P.now, 300));
+		assert_wse_ok(wse_wss_sign(env, s, P.now + skew, 300));
 	assert_wse_ok(wse_env_serialize(env, b));
 	wse_signer_free(&s);
 	wse_env_free(&env);
@@ -101,7 +103,7 @@ call(const wse_buf *req, wse_cert *const *peer, size_t npeer, wse_buf *body_r)
 	o.profile = WSE_PROFILE_CERT;
 	o.limits = &S.lim;
 	o.replay = r;
-	o.now = P.now;
+	o.now = P.now + skew;
 	o.trust = P.trust;
 	o.purpose = WSE_PURPOSE_SERVICE;
 	o.expected_domain = "a.test";
@@ -292,6 +294,50 @@ test_deliver_checks(void **state)
 	assert_int_equal(total, 1);
 }
 
+/* Password guessing is slowed down per account and per address: past
+ * the free failures the account is blocked (TempFail, even for the right
+ * password), with a growing wait, and only for a while. */
+static void
+test_guessing_guard(void **state)
+{
+	static const uint8_t wrong[WSE_DERIVED_KEY_LEN] = { 0x66 };
+	const char *list = "<m:ListHeaders xmlns:m=\"urn:wsemail:2026\"/>";
+	wse_buf *req;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 5; i++) {
+		req = request("ListHeaders", list, "carol@a.test", wrong, -1);
+		assert_wse_status(call(req, NULL, 0, NULL),
+		    WSE_ERR_NOT_AUTHORIZED);
+		wse_buf_free(&req);
+	}
+	/* the sixth failure blocks carol for 1 s ... */
+	req = request("ListHeaders", list, "carol@a.test", wrong, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	/* ... even with the right key, answered before any MAC */
+	req = request("ListHeaders", list, "carol@a.test", alice_key, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_TEMPFAIL);
+	wse_buf_free(&req);
+	/* alice is not affected */
+	req = request("ListHeaders", list, "alice@a.test", alice_key, -1);
+	assert_wse_ok(call(req, NULL, 0, NULL));
+	wse_buf_free(&req);
+	/* after the wait carol gets in, and her count is cleared */
+	skew += 2;
+	req = request("ListHeaders", list, "carol@a.test", alice_key, -1);
+	assert_wse_ok(call(req, NULL, 0, NULL));
+	wse_buf_free(&req);
+	req = request("ListHeaders", list, "carol@a.test", wrong, -1);
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	wse_buf_free(&req);
+	req = request("ListHeaders", list, "carol@a.test", alice_key, -1);
+	assert_wse_ok(call(req, NULL, 0, NULL));
+	wse_buf_free(&req);
+	wse_err_clear();
+}
+
 /* alice reads her message; carol cannot read it by its id. */
 static void
 test_mailbox_isolation(void **state)
@@ -361,6 +407,7 @@ main(void)
 		cmocka_unit_test(test_deliver_checks),
 		cmocka_unit_test(test_mailbox_isolation),
 		cmocka_unit_test(test_auth_params),
+		cmocka_unit_test(test_guessing_guard),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

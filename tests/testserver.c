@@ -51,7 +51,8 @@ testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
 	    wse_store_user_add(S->store, "carol@a.test", salt, 600000,
 	    testserver_key, p->now) != WSE_OK)
 		return -1;
-	if ((S->chain = calloc(2, sizeof(*S->chain))) == NULL)
+	if (wsed_guard_new(&S->guard) != WSE_OK ||
+	    (S->chain = calloc(2, sizeof(*S->chain))) == NULL)
 		return -1;
 	S->chain[0] = wse_cert_dup(p->dom[0].svc);
 	S->chain[1] = wse_cert_dup(p->dom[0].ca);
@@ -88,4 +89,5 @@ testserver_free(testserver *t)
 	wse_replay_free(&S->replay);
 	wse_store_close(&S->store);
 	wse_cert_list_free(&S->chain, S->nchain);
+	wsed_guard_free(&S->guard);
 }

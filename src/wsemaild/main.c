@@ -119,8 +119,9 @@ worker_main(void *arg)
 			struct wse_plugin_stream fs;
 
 			wse_buf_reset(out);
-			wsed_handle_stream(s, body, len, peer, npeer, out,
-			    &status, &fs);
+			wsed_handle_stream(s, body, len, peer, npeer,
+			    wse_http_req_peer_addr(w->req), out, &status,
+			    &fs);
 			if (fs.fd >= 0)
 				wse_http_reply_file(w->req, fs.fd, fs.offset,
 				    fs.length, fs.total);
@@ -258,6 +259,10 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 		rc = fail("store");
 		goto out;
 	}
+	if (wsed_guard_new(&s->guard) != WSE_OK) {
+		rc = fail("guard");
+		goto out;
+	}
 	if (wse_router_new(wse_config_get(cfg, "", "dns_server"), 3000,
 	    &s->router) != WSE_OK) {
 		rc = fail("resolver");
@@ -292,6 +297,7 @@ teardown(struct wsed *s)
 	wse_router_free(&s->router);
 	wse_replay_free(&s->replay);
 	wse_store_close(&s->store);
+	wsed_guard_free(&s->guard);
 	wse_trust_free(&s->trust);
 	wse_signer_free(&s->signer);
 	wse_cert_list_free(&s->chain, s->nchain);

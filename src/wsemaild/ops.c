@@ -614,8 +614,8 @@ void
 wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r)
 {
-	wsed_handle_stream(s, body, len, peer, npeer, out, http_status_r,
-	    NULL);
+	wsed_handle_stream(s, body, len, peer, npeer, NULL, out,
+	    http_status_r, NULL);
 }
 
 /* A token operation's refusals that must look alike to the caller
@@ -636,12 +636,32 @@ token_refusal(wse_status st)
 	}
 }
 
+/* The user a password-profile request claims (not yet verified: only for
+ * the guard), or NULL. */
+static char *
+claimed_user(wse_envelope *env)
+{
+	xmlNodePtr sec = wse_env_header_block(env, WSE_NS_WSSE, "Security"),
+	    n, u;
+
+	for (n = sec ? wse_xml_first_elem(sec) : NULL; n;
+	    n = wse_xml_next_elem(n)) {
+		if (!wse_xml_is(n, WSE_NS_WSSE, "UsernameToken"))
+			continue;
+		for (u = wse_xml_first_elem(n); u; u = wse_xml_next_elem(u))
+			if (wse_xml_is(u, WSE_NS_WSSE, "Username"))
+				return text_or_null(u, 255);
+	}
+	return NULL;
+}
+
 void
 wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
-    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r,
-    struct wse_plugin_stream *stream)
+    wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
+    int *http_status_r, struct wse_plugin_stream *stream)
 {
 	unsigned pflags = 0;
+	char *claimed = NULL;
 	wse_envelope *env = NULL, *reply = NULL;
 	wse_verified v;
 	wse_verify_opts o;
@@ -725,8 +745,18 @@ wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
 		o.expected_to = s->url;
 		/* Submit stores the nonce with the queued message. */
 		o.caller_inserts_nonce = strcmp(op, "Submit") == 0;
-		if ((st = wse_wss_verify(env, &o, &v)) != WSE_OK)
+		/* Guessing is slowed down before any cryptography. */
+		claimed = claimed_user(env);
+		if ((st = wsed_guard_check(s->guard, claimed, peer_addr,
+		    o.now)) != WSE_OK)
 			goto fault;
+		if ((st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
+			if (st == WSE_ERR_NOT_AUTHORIZED)
+				wsed_guard_fail(s->guard, claimed, peer_addr,
+				    o.now);
+			goto fault;
+		}
+		wsed_guard_ok(s->guard, v.user, peer_addr, o.now);
 		if (strcmp(op, "Submit") == 0)
 			st = op_submit(s, &v, resp);
 		else if (strcmp(op, "ListHeaders") == 0)
@@ -775,4 +805,5 @@ done:
 	wse_buf_free(&resp);
 	free(action);
 	free(msgid);
+	free(claimed);
 }

@@ -30,6 +30,7 @@
 #define WSED_PLUGINS_MAX 32
 
 struct wsed_plugin;		/* plugins.c */
+struct wsed_guard;		/* guard.c */
 
 struct wsed {
 	char domain[256];
@@ -65,7 +66,24 @@ struct wsed {
 	struct wsed_plugin *plugins;
 	size_t nplugins;
 	atomic_int plugins_serving;	/* host->submit allowed */
+	/* password-guessing guard (guard.c); NULL: none */
+	struct wsed_guard *guard;
 };
+
+/* ---- password-guessing guard (guard.c) ---- */
+
+wse_status wsed_guard_new(struct wsed_guard **g_r);
+void wsed_guard_free(struct wsed_guard **g);
+/* WSE_ERR_TEMPFAIL (with the wait) while user or addr ("IP:PORT") is
+ * blocked; either may be NULL. */
+wse_status wsed_guard_check(struct wsed_guard *g, const char *user,
+    const char *addr, int64_t now);
+/* A failed MAC for user from addr. */
+void wsed_guard_fail(struct wsed_guard *g, const char *user,
+    const char *addr, int64_t now);
+/* A verified request: forget the failures of user and addr. */
+void wsed_guard_ok(struct wsed_guard *g, const char *user, const char *addr,
+    int64_t now);
 
 /* Every built-in operation, NULL-terminated (ops.c: the dispatch in
  * wsed_handle); plugins may not take these names. */
@@ -86,10 +104,11 @@ void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r);
 /* The same; a plugin operation may answer with a file range instead:
  * then stream->fd >= 0 (the caller owns it and sends it with
- * wse_http_reply_file) and out is empty.  stream->fd is -1 otherwise. */
+ * wse_http_reply_file) and out is empty.  stream->fd is -1 otherwise.
+ * peer_addr ("IP:PORT", may be NULL) feeds the password guard. */
 void wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
-    wse_cert *const *peer, size_t npeer, wse_buf *out, int *http_status_r,
-    struct wse_plugin_stream *stream);
+    wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
+    int *http_status_r, struct wse_plugin_stream *stream);
 
 /* Options to verify a message signed by domain's server (certificate
  * profile, service purpose, our trust store, replay cache and clock). */
