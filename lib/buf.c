@@ -22,10 +22,9 @@ struct wse_buf {
 void
 wse_memzero(void *p, size_t len)
 {
-	volatile uint8_t *v = p;
-
-	while (len--)
-		*v++ = 0;
+	/* glibc's explicit_bzero: memset speed, never optimised away. */
+	if (p != NULL && len > 0)
+		explicit_bzero(p, len);
 }
 
 wse_buf *
