@@ -4,10 +4,12 @@
 #                (normal build + ASan/UBSan build)
 #   make bench   run the benchmarks in bench/
 #   make fuzz    build the libFuzzer targets with clang and run each briefly
+#   make verify  run the ProVerif models in docs/proof (needs proverif on
+#                the PATH: docs/proof/README.md says how to build it)
 
 BUILD ?= build
 
-.PHONY: all deps build check demo bench fuzz clean
+.PHONY: all deps build check demo bench fuzz verify clean
 
 all: build
 
@@ -29,6 +31,9 @@ bench: build
 
 fuzz: deps
 	@scripts/fuzz.sh
+
+verify:
+	@scripts/verify.sh
 
 clean:
 	rm -rf build build-asan build-fuzz build.compile.log build-asan.compile.log _demo

@@ -8,7 +8,9 @@
  * no comments in signed content); xmlsec never chooses a key, never
  * follows a URI and never runs a transform outside the allow-list; its
  * verdict is read as ret == 0 && status == succeeded, and the signed nodes
- * are then re-checked by pointer.
+ * are then re-checked by pointer.  The one-element functions at the end
+ * (routed forms) apply the same rules to a single "#id" reference, with
+ * no KeyInfo at all: the caller hands us the certificate.
  */
 #include "wss.h"
 
@@ -1305,4 +1307,396 @@ wse_verified_clear(wse_verified *v)
 	free(v->signer_mailbox);
 	wse_cert_free(&v->signer);
 	memset(v, 0, sizeof(*v));
+}
+
+/* ---- one signed element (routed forms) ----
+ *
+ * The same rules as the envelope signature, for a document that is not
+ * an envelope: the caller names the element that must be signed and the
+ * certificate whose key must have signed it; we check the shape of the
+ * signature before xmlsec sees it, run xmlsec with the allow-list and
+ * our key, and prove that its one reference resolved to that element.
+ */
+
+wse_status
+wse_wss_check_ids(xmlDocPtr doc, unsigned long max_nodes)
+{
+	if (doc == NULL)
+		return wse_err(WSE_ERR_INVALID, "no document");
+	return check_ids_unique(doc, max_nodes);
+}
+
+wse_status
+wse_wss_digest_node(xmlNodePtr elem, uint8_t out[WSE_SHA256_LEN])
+{
+	xmlSecTransformCtxPtr ctx = NULL;
+	xmlSecNodeSetPtr nodes = NULL;
+	xmlSecTransformPtr md;
+	wse_status st;
+
+	if ((st = wse_wss_init()) != WSE_OK)
+		return st;
+	if (elem == NULL || elem->type != XML_ELEMENT_NODE ||
+	    elem->doc == NULL)
+		return wse_err(WSE_ERR_INVALID, "digest: not an element");
+	if ((ctx = xmlSecTransformCtxCreate()) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "digest: no memory");
+		goto out;
+	}
+	if (xmlSecTransformCtxCreateAndAppend(ctx,
+	    xmlSecTransformExclC14NId) == NULL ||
+	    (md = xmlSecTransformCtxCreateAndAppend(ctx,
+	    xmlSecTransformSha256Id)) == NULL) {
+		st = wse_err(WSE_ERR_INTERNAL, "digest: cannot set up: %s",
+		    xmlsec_last);
+		goto out;
+	}
+	md->operation = xmlSecTransformOperationSign;
+	/* The node set of a "#id" reference: the subtree, no comments. */
+	if ((nodes = xmlSecNodeSetGetChildren(elem->doc, elem, 0, 0)) ==
+	    NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "digest: no memory");
+		goto out;
+	}
+	if (xmlSecTransformCtxXmlExecute(ctx, nodes) < 0 ||
+	    ctx->status != xmlSecTransformStatusFinished ||
+	    ctx->result == NULL ||
+	    xmlSecBufferGetSize(ctx->result) != WSE_SHA256_LEN) {
+		st = wse_err(WSE_ERR_CRYPTO, "digest failed: %s", xmlsec_last);
+		goto out;
+	}
+	memcpy(out, xmlSecBufferGetData(ctx->result), WSE_SHA256_LEN);
+	st = WSE_OK;
+out:
+	if (nodes != NULL)
+		xmlSecNodeSetDestroy(nodes);
+	if (ctx != NULL)
+		xmlSecTransformCtxDestroy(ctx);
+	return st;
+}
+
+static wse_status digest_value(const xmlNode *, uint8_t *);
+
+/* 1 when node is elem or inside it. */
+static int
+node_within(const xmlNode *node, const xmlNode *elem)
+{
+	for (; node != NULL; node = node->parent)
+		if (node == elem)
+			return 1;
+	return 0;
+}
+
+wse_status
+wse_wss_sign_node(xmlNodePtr elem, const char *id_prefix,
+    xmlNodePtr sig_parent, const wse_key *key,
+    uint8_t digest_r[WSE_SHA256_LEN])
+{
+	xmlSecDSigCtxPtr ctx = NULL;
+	xmlSecKeyPtr k = NULL;
+	xmlNodePtr sig, ref;
+	char id[48], uri[56];
+	wse_status st;
+
+	if ((st = wse_wss_init()) != WSE_OK)
+		return st;
+	if (elem == NULL || sig_parent == NULL || key == NULL ||
+	    id_prefix == NULL || elem->type != XML_ELEMENT_NODE ||
+	    elem->doc == NULL || sig_parent->doc != elem->doc ||
+	    node_within(sig_parent, elem) ||
+	    strlen(id_prefix) == 0 || strlen(id_prefix) > 24)
+		return wse_err(WSE_ERR_INVALID, "sign: bad arguments");
+	if (wse_xml_attr(elem, WSE_NS_WSU, "Id") != NULL)
+		return wse_err(WSE_ERR_EXISTS,
+		    "sign: the element already has an Id");
+	if (!wse_key_is_private(key))
+		return wse_err(WSE_ERR_INVALID, "signing key is not private");
+	if ((st = check_key_strength(key)) != WSE_OK)
+		return st;
+	if ((st = make_id(id_prefix, id, sizeof(id))) != WSE_OK)
+		return st;
+	(void)snprintf(uri, sizeof(uri), "#%s", id);
+	if (plain_fragment(uri) == NULL)
+		return wse_err(WSE_ERR_INVALID, "sign: bad Id prefix");
+	if ((st = set_wsu_id(elem, id)) != WSE_OK)
+		return st;
+
+	if ((sig = xmlSecTmplSignatureCreateNsPref(elem->doc,
+	    xmlSecTransformExclC14NId,
+	    EVP_PKEY_get_base_id(wse_key_evp(key)) == EVP_PKEY_RSA ?
+	    xmlSecTransformRsaSha256Id : xmlSecTransformEcdsaSha256Id, NULL,
+	    BAD_CAST "ds")) == NULL)
+		goto nomem;
+	if (xmlAddChild(sig_parent, sig) == NULL) {
+		xmlFreeNode(sig);
+		goto nomem;
+	}
+	if ((ref = xmlSecTmplSignatureAddReference(sig,
+	    xmlSecTransformSha256Id, NULL, BAD_CAST uri, NULL)) == NULL ||
+	    xmlSecTmplReferenceAddTransform(ref,
+	    xmlSecTransformExclC14NId) == NULL)
+		goto nomem;
+	if ((st = xmlsec_key_evp(key, &k)) != WSE_OK)
+		goto out;
+	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
+		goto out;
+	}
+	ctx->signKey = k;
+	k = NULL;
+	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+	if (xmlSecDSigCtxSign(ctx, sig) < 0 ||
+	    ctx->status != xmlSecDSigStatusSucceeded) {
+		st = wse_err(WSE_ERR_CRYPTO, "signing failed: %s",
+		    xmlsec_last);
+		goto out;
+	}
+	st = WSE_OK;
+	if (digest_r != NULL) {
+		xmlNodePtr dv = wse_xml_first_elem(ref);
+
+		while (dv != NULL && !wse_xml_is(dv, WSE_NS_DS, "DigestValue"))
+			dv = wse_xml_next_elem(dv);
+		st = dv != NULL ? digest_value(dv, digest_r) :
+		    wse_err(WSE_ERR_INTERNAL, "no DigestValue");
+	}
+	goto out;
+nomem:
+	st = wse_err(WSE_ERR_NOMEM, "cannot build signature template");
+out:
+	if (k != NULL)
+		xmlSecKeyDestroy(k);
+	if (ctx != NULL)
+		xmlSecDSigCtxDestroy(ctx);
+	return st;
+}
+
+/* Shape of a one-reference signature over elem (no cryptography). */
+static wse_status
+check_node_signature(xmlNodePtr sig, const char *elem_id,
+    const wse_limits *lim, xmlNodePtr *digest_value_r)
+{
+	static const char *const c14n_algs[] = { ALG_EXC_C14N, NULL };
+	static const char *const digest_algs[] = { ALG_SHA256, NULL };
+	static const char *const sig_algs[] = { ALG_ECDSA_SHA256,
+	    ALG_RSA_SHA256, NULL };
+	xmlNodePtr si, n, ref, c, tr;
+	const char *id;
+	unsigned nrefs = 0, ntr = 0;
+	wse_status st;
+
+	if (!wse_xml_is(sig, WSE_NS_DS, "Signature"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "no ds:Signature");
+	if (wse_xml_check_no_comments(sig) != WSE_OK)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "comment or PI inside the signature");
+	si = wse_xml_first_elem(sig);
+	if (!wse_xml_is(si, WSE_NS_DS, "SignedInfo"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "no SignedInfo");
+	n = wse_xml_next_elem(si);
+	if (!wse_xml_is(n, WSE_NS_DS, "SignatureValue") ||
+	    wse_xml_first_elem(n) != NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "bad SignatureValue");
+	if (wse_xml_next_elem(n) != NULL)
+		return wse_err(WSE_ERR_UNSUPPORTED, "KeyInfo, ds:Object and "
+		    "other Signature content are not allowed here");
+
+	n = wse_xml_first_elem(si);
+	if (!wse_xml_is(n, WSE_NS_DS, "CanonicalizationMethod"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "no CanonicalizationMethod");
+	if ((st = check_method(n, "canonicalization", c14n_algs, 1)) !=
+	    WSE_OK)
+		return st;
+	n = wse_xml_next_elem(n);
+	if (!wse_xml_is(n, WSE_NS_DS, "SignatureMethod"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "no SignatureMethod");
+	if ((st = check_method(n, "signature method", sig_algs, 0)) !=
+	    WSE_OK)
+		return st;
+	/* Count before any per-reference work. */
+	for (ref = wse_xml_next_elem(n); ref; ref = wse_xml_next_elem(ref))
+		if (++nrefs > lim->max_references)
+			return wse_err(WSE_ERR_TOO_LARGE,
+			    "more than %u references", lim->max_references);
+	if (nrefs != 1)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "signature has %u references, expected exactly one",
+		    nrefs);
+	ref = wse_xml_next_elem(n);
+	if (!wse_xml_is(ref, WSE_NS_DS, "Reference"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "unexpected %s in SignedInfo", (const char *)ref->name);
+	if ((id = plain_fragment(wse_xml_attr(ref, NULL, "URI"))) == NULL)
+		return wse_err(WSE_ERR_UNSUPPORTED,
+		    "reference URI is not a local \"#id\"");
+	if (strcmp(id, elem_id) != 0)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "reference #%.64s is not to the element that must be "
+		    "signed", id);
+	/* Exactly one transform, exclusive C14N without a PrefixList: the
+	 * digest is then SHA-256 of the element's exclusive C14N, the very
+	 * value wse_wss_digest_node computes. */
+	c = wse_xml_first_elem(ref);
+	if (!wse_xml_is(c, WSE_NS_DS, "Transforms"))
+		return wse_err(WSE_ERR_UNSUPPORTED,
+		    "the reference must name its transform");
+	for (tr = wse_xml_first_elem(c); tr; tr = wse_xml_next_elem(tr)) {
+		if (!wse_xml_is(tr, WSE_NS_DS, "Transform"))
+			return wse_err(WSE_ERR_UNSUPPORTED, "bad Transforms");
+		if (++ntr > lim->max_transforms)
+			return wse_err(WSE_ERR_TOO_LARGE,
+			    "more than %u transforms", lim->max_transforms);
+		if ((st = check_method(tr, "transform", c14n_algs, 0)) !=
+		    WSE_OK)
+			return st;
+	}
+	if (ntr != 1)
+		return wse_err(WSE_ERR_UNSUPPORTED,
+		    "exactly one exclusive C14N transform is required");
+	c = wse_xml_next_elem(c);
+	if (!wse_xml_is(c, WSE_NS_DS, "DigestMethod"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "no DigestMethod");
+	if ((st = check_method(c, "digest method", digest_algs, 0)) != WSE_OK)
+		return st;
+	c = wse_xml_next_elem(c);
+	if (!wse_xml_is(c, WSE_NS_DS, "DigestValue") ||
+	    wse_xml_next_elem(c) != NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "bad Reference");
+	*digest_value_r = c;
+	return WSE_OK;
+}
+
+/* The 32 bytes of a (verified or just computed) ds:DigestValue. */
+static wse_status
+digest_value(const xmlNode *dv, uint8_t *out)
+{
+	wse_buf *txt = NULL, *bin = NULL;
+	wse_status st;
+
+	if ((txt = wse_buf_new(128)) == NULL ||
+	    (bin = wse_buf_new(64)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if (wse_xml_text(dv, txt) != WSE_OK ||
+	    wse_base64_decode(wse_buf_str(txt), wse_buf_len(txt), bin) !=
+	    WSE_OK || wse_buf_len(bin) != WSE_SHA256_LEN) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE, "bad DigestValue");
+		goto out;
+	}
+	memcpy(out, wse_buf_data(bin), WSE_SHA256_LEN);
+	st = WSE_OK;
+out:
+	wse_buf_free(&txt);
+	wse_buf_free(&bin);
+	return st;
+}
+
+wse_status
+wse_wss_verify_node(xmlNodePtr sig, xmlNodePtr elem, const wse_cert *signer,
+    const wse_limits *lim, uint8_t digest_r[WSE_SHA256_LEN])
+{
+	xmlSecDSigCtxPtr ctx = NULL;
+	xmlSecDSigReferenceCtxPtr r;
+	xmlSecKeyPtr key = NULL;
+	xmlDocPtr doc;
+	xmlAttrPtr a;
+	xmlNodePtr dv = NULL;
+	wse_key *pub = NULL;
+	const char *id, *rid;
+	char uri[72];
+	wse_status st;
+
+	if ((st = wse_wss_init()) != WSE_OK)
+		return st;
+	if (sig == NULL || elem == NULL || signer == NULL || lim == NULL ||
+	    elem->type != XML_ELEMENT_NODE || (doc = elem->doc) == NULL ||
+	    sig->doc != doc)
+		return wse_err(WSE_ERR_INVALID, "verify: bad arguments");
+	if (node_within(sig, elem) || node_within(elem, sig))
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "signature and signed element are nested");
+	/* The element's own Id, in the exact form we follow. */
+	(void)snprintf(uri, sizeof(uri), "#%.64s",
+	    (id = wse_xml_attr(elem, WSE_NS_WSU, "Id")) ? id : "");
+	if (id == NULL || strlen(id) > 63 || plain_fragment(uri) == NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "the element is not signed (no usable wsu:Id)");
+	if (wse_xml_check_no_comments(elem) != WSE_OK)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "comment or PI inside the signed element");
+	if ((st = check_node_signature(sig, id, lim, &dv)) != WSE_OK)
+		return st;
+
+	/* Register exactly this Id (unique: the caller checked). */
+	a = xmlHasNsProp(elem, BAD_CAST "Id", BAD_CAST WSE_NS_WSU);
+	if (a == NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "lost Id");
+	if (xmlGetID(doc, BAD_CAST id) == NULL &&
+	    xmlAddID(NULL, doc, BAD_CAST id, a) == NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "cannot register Id %.64s", id);
+	if (xmlGetID(doc, BAD_CAST id) != a)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "Id %.64s names another node", id);
+
+	if ((st = wse_cert_public_key(signer, &pub)) != WSE_OK ||
+	    (st = check_key_strength(pub)) != WSE_OK ||
+	    (st = xmlsec_key_evp(pub, &key)) != WSE_OK)
+		goto out;
+	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
+		goto out;
+	}
+	ctx->flags = XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES |
+	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
+	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+	ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+	ctx->signKey = key;
+	key = NULL;
+	if (xmlSecDSigCtxEnableReferenceTransform(ctx,
+	    xmlSecTransformExclC14NId) < 0 ||
+	    xmlSecDSigCtxEnableReferenceTransform(ctx,
+	    xmlSecTransformSha256Id) < 0 ||
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformExclC14NId) < 0 ||
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformEcdsaSha256Id) < 0 ||
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformRsaSha256Id) < 0) {
+		st = wse_err(WSE_ERR_INTERNAL, "cannot set allow-list");
+		goto out;
+	}
+	xmlsec_last[0] = '\0';
+	if (xmlSecDSigCtxVerify(ctx, sig) < 0) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "signature could not be processed: %s", xmlsec_last);
+		goto out;
+	}
+	if (ctx->status != xmlSecDSigStatusSucceeded) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "signature does not verify");
+		goto out;
+	}
+	/* xmlsec says valid: prove it signed the element we will read. */
+	if (xmlSecPtrListGetSize(&ctx->signedInfoReferences) != 1 ||
+	    (r = xmlSecPtrListGetItem(&ctx->signedInfoReferences, 0)) ==
+	    NULL || r->status != xmlSecDSigStatusSucceeded ||
+	    (rid = plain_fragment((const char *)r->uri)) == NULL ||
+	    strcmp(rid, id) != 0 ||
+	    (a = xmlGetID(doc, BAD_CAST id)) == NULL || a->parent != elem) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "the signature's reference resolved to another node");
+		goto out;
+	}
+	/* The DigestValue is now proven: SHA-256 of elem's exclusive C14N. */
+	st = digest_r != NULL ? digest_value(dv, digest_r) : WSE_OK;
+out:
+	if (key != NULL)
+		xmlSecKeyDestroy(key);
+	if (ctx != NULL)
+		xmlSecDSigCtxDestroy(ctx);
+	wse_key_free(&pub);
+	return st;
 }

@@ -147,4 +147,56 @@ wse_status wse_wss_verify(wse_envelope *env, const wse_verify_opts *opts,
 /* Free what *v owns and zero it. */
 void wse_verified_clear(wse_verified *v);
 
+/* ---- one signed element (routed forms, docs/forms.md) ---- */
+
+/*
+ * Every attribute named Id/ID/id in any namespace (xml:id included) of
+ * doc must carry a distinct value: WSE_ERR_BAD_SIGNATURE names the first
+ * duplicate, WSE_ERR_TOO_LARGE past max_nodes elements.  Run it over a
+ * whole untrusted document before wse_wss_verify_node.
+ */
+wse_status wse_wss_check_ids(xmlDocPtr doc, unsigned long max_nodes);
+
+/*
+ * SHA-256 of the exclusive C14N (without comments) of the subtree at
+ * elem: exactly what a Reference "#id" to elem digests.
+ */
+wse_status wse_wss_digest_node(xmlNodePtr elem,
+    uint8_t out[WSE_SHA256_LEN]);
+
+/*
+ * Sign one element: elem gets wsu:Id="<id_prefix>-<16 hex>" (it must
+ * have none yet) and a ds:Signature is appended as the last child of
+ * sig_parent (which must not be inside elem): exclusive C14N, one
+ * Reference "#id" with the exclusive C14N transform and SHA-256,
+ * ECDSA-SHA256 (RSA-SHA256 for RSA keys), and no KeyInfo: the verifier
+ * takes the key from a certificate it has chosen, never from the
+ * signature.  key must be private, EC P-256 or RSA >= 2048 bits.
+ * digest_r (may be NULL) gets the Reference's digest, i.e.
+ * wse_wss_digest_node(elem).
+ */
+wse_status wse_wss_sign_node(xmlNodePtr elem, const char *id_prefix,
+    xmlNodePtr sig_parent, const wse_key *key,
+    uint8_t digest_r[WSE_SHA256_LEN]);
+
+/*
+ * Verify the ds:Signature sig over elem with the public key of signer
+ * (the caller chose the certificate and checks its chain itself).
+ * Before xmlsec runs: sig holds exactly SignedInfo and SignatureValue
+ * (no KeyInfo, no Object); SignedInfo holds exclusive C14N, ECDSA- or
+ * RSA-SHA256, and exactly one Reference whose URI is "#" + elem's wsu:Id,
+ * with exactly one transform, exclusive C14N without InclusiveNamespaces,
+ * and SHA-256; no comment or PI in elem or sig; the key is P-256 or
+ * RSA >= 2048 bits.  The verdict is ret == 0 && status == succeeded, and
+ * then the one processed reference must have resolved to elem itself.
+ * The caller must have run wse_wss_check_ids over the document.  On
+ * success digest_r (may be NULL) gets the verified Reference digest,
+ * equal to wse_wss_digest_node(elem) without a second C14N pass.
+ * WSE_OK, or WSE_ERR_BAD_SIGNATURE / WSE_ERR_UNSUPPORTED /
+ * WSE_ERR_TOO_LARGE with the reason on the error stack.
+ */
+wse_status wse_wss_verify_node(xmlNodePtr sig, xmlNodePtr elem,
+    const wse_cert *signer, const wse_limits *lim,
+    uint8_t digest_r[WSE_SHA256_LEN]);
+
 #endif

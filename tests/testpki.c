@@ -15,7 +15,8 @@
 
 #define DAY 86400
 
-static const char *const domain_names[2] = { "a.test", "b.test" };
+static const char *const domain_names[3] = { "a.test", "b.test",
+    "c.test" };
 
 /* Write len bytes to path (test fixture files; not atomic). */
 static wse_status
@@ -128,7 +129,7 @@ testpki_init(testpki *p, int64_t now)
 	    p->root, p->root_crl)) != WSE_OK)
 		goto fail;
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		struct testpki_domain *d = &p->dom[i];
 
 		d->name = domain_names[i];
@@ -172,7 +173,7 @@ testpki_free(testpki *p)
 	if (p == NULL)
 		return;
 	wse_trust_free(&p->trust);
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		wse_cert_free(&p->dom[i].svc);
 		wse_key_free(&p->dom[i].svc_key);
 		wse_crl_free(&p->dom[i].crl);
@@ -204,7 +205,8 @@ testpki_trust(const testpki *p, int with_root_crl, int with_a_crl,
 	    (with_a_crl &&
 	    (st = wse_trust_add_crl(t, p->dom[0].crl)) != WSE_OK) ||
 	    (with_b_crl &&
-	    (st = wse_trust_add_crl(t, p->dom[1].crl)) != WSE_OK)) {
+	    (st = wse_trust_add_crl(t, p->dom[1].crl)) != WSE_OK) ||
+	    (st = wse_trust_add_crl(t, p->dom[2].crl)) != WSE_OK) {
 		wse_trust_free(&t);
 		return st;
 	}
@@ -224,7 +226,7 @@ testpki_service(const testpki *p, int d, const char *domain,
 
 	*key_r = NULL;
 	*cert_r = NULL;
-	if (d < -1 || d > 1)
+	if (d < -1 || d > 2)
 		return wse_err(WSE_ERR_INVALID, "testpki: no domain %d", d);
 	memset(&pr, 0, sizeof(pr));
 	pr.kind = WSE_CERT_SERVICE;

@@ -2,10 +2,11 @@
  * testpki.h - a complete PKI minted at test time (no key is ever committed).
  *
  * testpki_init creates, in memory and under a fresh temporary directory:
- * a root CA; domain CAs for "a.test" and "b.test" (issued by the root);
+ * a root CA; domain CAs for "a.test", "b.test" and "c.test" (issued by
+ * the root);
  * a service certificate for each domain (dNSName the domain itself plus
  * "mail.<domain>"); an empty CRL for the root and for each domain CA; and a
- * trust store holding the root and all three CRLs.  Every certificate is
+ * trust store holding the root and all four CRLs.  Every certificate is
  * valid from now - 3600 to now + 30 days; CRLs from now - 3600 to
  * now + 7 days.  It also writes the files in the wse_ca_* directory layout
  * of pki.h under p->dir, so that command-line tools can use them.
@@ -18,7 +19,7 @@
 #include "pki.h"
 
 struct testpki_domain {
-	const char *name;	/* "a.test" / "b.test" */
+	const char *name;	/* "a.test" / "b.test" / "c.test" */
 	wse_key *ca_key;
 	wse_cert *ca;
 	wse_crl *crl;
@@ -32,8 +33,9 @@ typedef struct testpki {
 	wse_key *root_key;
 	wse_cert *root;
 	wse_crl *root_crl;
-	struct testpki_domain dom[2];	/* [0] a.test, [1] b.test */
-	wse_trust *trust;	/* root + root CRL + both domain CRLs */
+	struct testpki_domain dom[3];	/* [0] a.test, [1] b.test,
+					 * [2] c.test (routed forms) */
+	wse_trust *trust;	/* root + root CRL + every domain CRL */
 } testpki;
 
 /* Build everything above at time now. */
@@ -43,7 +45,8 @@ wse_status testpki_init(testpki *p, int64_t now);
 void testpki_free(testpki *p);
 
 /* New trust store with the root and only the CRLs whose flags are set
- * (root CRL, a.test CRL, b.test CRL): to test missing CRLs. */
+ * (root CRL, a.test CRL, b.test CRL): to test missing CRLs.  c.test's
+ * CRL is always added. */
 wse_status testpki_trust(const testpki *p, int with_root_crl,
     int with_a_crl, int with_b_crl, wse_trust **trust_r);
 

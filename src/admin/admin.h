@@ -51,6 +51,7 @@ struct admin_cmd {
 /* The command groups, each terminated by an entry with group == NULL. */
 extern const struct admin_cmd admin_pki_cmds[];
 extern const struct admin_cmd admin_envelope_cmds[];
+extern const struct admin_cmd admin_plugin_cmds[];	/* cmd_plugin.c */
 
 /* ---- option parsing (wsemail-admin.c) ---- */
 

@@ -43,6 +43,7 @@ static const struct admin_cmd *const admin_groups[] = {
 	admin_envelope_cmds,
 	admin_user_cmds,
 	admin_queue_cmds,
+	admin_plugin_cmds,
 	NULL,
 };
 
