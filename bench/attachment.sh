@@ -71,40 +71,16 @@ print(next((o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "bu
 	"$B/meson-info/intro-buildoptions.json" 2>/dev/null)
 [ "$bt" = release ] || echo "attachment.sh: note: $B is a '${bt:-?}' build, not release; figures will be low" >&2
 
-T=attachment
-. "$ROOT/tests/lib.sh"		# W, PIDS, fail, t_* fixtures, C; cleanup on exit
+T=attachment.sh
+. "$ROOT/tests/lib.sh"		# W, PIDS, fail, forget, t_* fixtures, C, now,
+				# calc, median; cleanup on exit
 PLUGIN=$B/plugins/ondemand.so
 [ -f "$PLUGIN" ] || fail "$PLUGIN is missing: ninja -C $B"
 
-# Cleanup: the watchdog, then every PID (bounded: SIGKILL after 5 s),
-# then tests/lib.sh's own (waits, removes $W).
-b_cleanup() {
-	trap - EXIT INT TERM
-	[ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null && wait "$WATCHDOG" 2>/dev/null
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null
-	done
-	t_cleanup
-}
-trap b_cleanup EXIT
+# Cleanup is tests/lib.sh's: the watchdog, every PID (SIGKILL after 5 s), $W.
 trap 'echo "attachment.sh: interrupted" >&2; exit 3' INT TERM
-bash -c 'sleep "$1" & s=$!; trap "kill $s; exit 0" TERM; wait $s &&
-	{ echo "attachment.sh: time limit ($1 s) reached" >&2; kill -TERM "$2"; }' _ "$MAX_SECONDS" $$ &
-WATCHDOG=$!
+t_watchdog "$MAX_SECONDS"
 
-forget() {
-	local p q keep=()
-	for p in "${PIDS[@]}"; do
-		for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
-		keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
-median() { [ $# -eq 0 ] && { echo "-"; return; }; printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END { if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2 }'; }
 mb() { calc "$1 / 1e6" "${2:-1}"; }		# bytes -> MB
 # the byte count of the newest "deliver ID ...; N bytes" line of b.test
 deliver_bytes() {  # submission-id

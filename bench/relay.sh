@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Relay throughput: N messages of SIZE bytes from users of a.test to
 # mailboxes at b.test, C concurrent clients, through two wsemaild servers
-# on loopback (PKI, dnsmasq with SRV records, configs as in
-# tests/mail_two_domains.sh) -- and the same workload through two Postfix
+# on loopback (PKI, dnsmasq with SRV records, servers and users from
+# tests/lib.sh) -- and the same workload through two Postfix
 # instances (A relays to B over SMTP on loopback, B delivers to Maildirs).
 #
 # Usage: bench/relay.sh [BUILD_DIR]        (default: build-bench)
@@ -60,21 +60,16 @@ print(next((o["value"] for o in json.load(open(sys.argv[1])) if o["name"] == "bu
 	"$B/meson-info/intro-buildoptions.json" 2>/dev/null)
 [ "$bt" = release ] || echo "relay.sh: note: $B is a '${bt:-?}' build, not release; figures will be low" >&2
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/wse-relay.XXXXXX")
+T=relay.sh
+. "$ROOT/tests/lib.sh"	# W, PIDS, fail, forget, t_* fixtures, now, calc, median
 chmod 755 "$W"		# Postfix's unprivileged daemons walk below it
-PIDS=()
 PF_DIRS=()
 cleanup() {
 	trap - EXIT INT TERM
-	[ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null
+	[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
+	WATCHDOG=""
 	for d in "${PF_DIRS[@]}"; do
 		postfix -c "$d" stop >/dev/null 2>&1
-	done
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
 	done
 	# A Postfix master that did not stop: by the PID it recorded.
 	for d in "${PF_DIRS[@]}"; do
@@ -82,34 +77,12 @@ cleanup() {
 		mp=$(tr -d ' ' <"$d/queue/pid/master.pid")
 		[ -n "$mp" ] && kill -0 "$mp" 2>/dev/null && kill "$mp" 2>/dev/null
 	done
-	rm -rf "$W"
+	t_cleanup	# every PID (SIGKILL after 5 s), then $W
 }
 trap cleanup EXIT
 trap 'echo "relay.sh: interrupted" >&2; exit 3' INT TERM
-# The whole run is bounded.
-bash -c 'sleep "$1" & s=$!; trap "kill $s; exit 0" TERM; wait $s &&
-	{ echo "relay.sh: time limit ($1 s) reached" >&2; kill -TERM "$2"; }' _ "$MAX_SECONDS" $$ &
-WATCHDOG=$!
+t_watchdog "$MAX_SECONDS"	# the whole run is bounded
 
-# Forget PIDs that were waited for (so that cleanup never signals a
-# recycled PID).
-forget() {
-	local p q keep=()
-	for p in "${PIDS[@]}"; do
-		for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
-		keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-fail() {
-	echo "relay.sh: FAIL: $*" >&2
-	for f in "$W"/*.log "$W"/r*/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -15 "$f" >&2; }; done
-	exit 1
-}
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
-median() { [ $# -eq 0 ] && { echo "-"; return; }; printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END { if (NR % 2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2 }'; }
 # Wait until the command prints a number >= want; WAIT_AT gets the time
 # it did (WAIT_N the last count).  Runs in this shell, not in a $(...),
 # so that the time limit's signal is acted on at once.  While waiting,
@@ -130,7 +103,6 @@ wait_count() {  # want seconds command...
 		sleep 0.05
 	done
 }
-peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
 # "busy total" jiffies of the whole machine (all cores).
 sys_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
@@ -141,58 +113,17 @@ echo "   (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 # ======================================================================
 # WSEmail: PKI and DNS once; fresh servers, stores and users each round
 # ======================================================================
-PA=$(free_port); PB=$(free_port); DNS=$(free_port)
-export WSEMAIL_PASSWORD=correct-horse-battery
-A() { timeout 60 "$ADMIN" --pki "$W/pki" "$@" >/dev/null || fail "wsemail-admin $*"; }
-A ca init --cn "Bench Root"
-A domain issue a.test
-A domain issue b.test
-A service issue a.test --host mail.a.test
-A service issue b.test --host mail.b.test
-
-timeout "$MAX_SECONDS" /usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts \
-	--listen-address=127.0.0.1 --bind-interfaces --port="$DNS" \
-	--local=/test/ --pid-file="$W/dnsmasq.pid" \
-	--srv-host=_wsemail._tcp.a.test,mail.a.test,"$PA",10,10 \
-	--srv-host=_wsemail._tcp.b.test,mail.b.test,"$PB",10,10 \
-	--host-record=mail.a.test,127.0.0.1 \
-	--host-record=mail.b.test,127.0.0.1 \
-	>"$W/dns.log" 2>&1 &
-PIDS+=($!)
-
-conf() {  # dir domain port
-	cat >"$1/$2.conf" <<EOF
-domain = $2
-url = https://mail.$2:$3/wsemail
-listen = 127.0.0.1:$3
-cert_chain = $W/pki/$2/chain.pem
-key = $W/pki/$2/service-key.pem
-roots = $W/pki/root/cert.pem
-crl = $W/pki/root/crl.pem
-crl = $W/pki/a.test/crl.pem
-crl = $W/pki/b.test/crl.pem
-store = sqlite:$1/$2.db
-secret_file = $1/$2.secret
-dns_server = 127.0.0.1:$DNS
-retry_first = 5
+PA=$(free_port); PB=$(free_port)
+t_pki a.test b.test
+t_dns a.test="$PA" b.test="$PB"
+# the servers' settings; their files are in $W (stores removed each round)
+settings="retry_first = 5
 retry_max = 60
+lifetime =
 threads = $THREADS
 ${DELIVERY_THREADS:+delivery_threads = $DELIVERY_THREADS}
 [limits]
-max_message_bytes = 1048576
-EOF
-}
-start() {  # dir domain -> LAST_PID
-	"$SERVER" "$1/$2.conf" >"$1/$2.out" 2>>"$1/$2.log" &
-	LAST_PID=$!
-	PIDS+=("$LAST_PID")
-	for _ in $(seq 100); do
-		grep -q ready "$1/$2.out" 2>/dev/null && return 0
-		kill -0 "$LAST_PID" 2>/dev/null || fail "$2 server died"
-		sleep 0.1
-	done
-	fail "$2 server did not start"
-}
+max_message_bytes = 1048576"
 
 # One round of ours; appends to the WS_* arrays.
 WS_RATE=(); WS_P50=(); WS_P99=(); WS_ACK=(); WS_DRAIN=(); WS_RSS_A=(); WS_RSS_B=()
@@ -201,21 +132,15 @@ run_wsemail() {  # round
 	local R=$W/r$1 APID BPID from="" to="" i load first done_at secs
 	local ta0 tb0 ta1 tb1 hz dups qleft commits PERFPIDS=() s0 s1 busy
 	mkdir -p "$R"
-	conf "$R" a.test "$PA"
-	conf "$R" b.test "$PB"
-	start "$R" a.test; APID=$LAST_PID
-	start "$R" b.test; BPID=$LAST_PID
-	for i in $(seq "$SENDERS"); do
-		timeout 60 "$ADMIN" --config "$R/a.test.conf" user add "user$i@a.test" >/dev/null ||
-			fail "user add"
-		from="$from${from:+,}user$i@a.test"
-	done
-	for i in $(seq "$RCPTS"); do
-		timeout 60 "$ADMIN" --config "$R/b.test.conf" user add "box$i@b.test" >/dev/null ||
-			fail "user add"
-		to="$to${to:+,}box$i@b.test"
-	done
-	stored() { sqlite3 "$R/b.test.db" 'SELECT count(*) FROM messages'; }
+	t_conf a.test "$PA" "$settings"
+	t_conf b.test "$PB" "$settings"
+	t_start a.test; APID=$LAST_PID
+	t_start b.test; BPID=$LAST_PID
+	for i in $(seq "$SENDERS"); do from="$from${from:+,}user$i@a.test"; done
+	for i in $(seq "$RCPTS"); do to="$to${to:+,}box$i@b.test"; done
+	t_users a.test ${from//,/ }
+	t_users b.test ${to//,/ }
+	stored() { sqlite3 "$W/b.test.db" 'SELECT count(*) FROM messages'; }
 	[ "$(stored)" = 0 ] || fail "b.test's store is not empty"
 
 	echo "relay.sh: round $1: WSEmail..." >&2
@@ -272,18 +197,17 @@ run_wsemail() {  # round
 	if [ -n "$WATCH_AT" ] && [ "${WATCH_N:-$N}" -lt "$N" ]; then
 		WS_DRAIN+=("$(calc "($N - $WATCH_N) / ($done_at - $WATCH_AT)")")
 	fi
-	WS_RSS_A+=("$(peak_rss "$APID")")
-	WS_RSS_B+=("$(peak_rss "$BPID")")
+	WS_RSS_A+=("$(peak_rss_kib "$APID")")
+	WS_RSS_B+=("$(peak_rss_kib "$BPID")")
 	hz=$(getconf CLK_TCK)
-	dups=$(sqlite3 "$R/b.test.db" 'SELECT count(*) FROM (SELECT origin_id FROM messages GROUP BY origin_id HAVING count(*) > 1)')
-	qleft=$(sqlite3 "$R/a.test.db" 'SELECT count(*) FROM queue')
-	kill "$APID" "$BPID" 2>/dev/null; wait "$APID" "$BPID" 2>/dev/null
-	forget "$APID" "$BPID"
-	commits=$(grep -o '[0-9]* submissions in [0-9]* transactions' "$R/a.test.log" | tail -1)
+	dups=$(sqlite3 "$W/b.test.db" 'SELECT count(*) FROM (SELECT origin_id FROM messages GROUP BY origin_id HAVING count(*) > 1)')
+	qleft=$(sqlite3 "$W/a.test.db" 'SELECT count(*) FROM queue')
+	t_stop "$APID"; t_stop "$BPID"
+	commits=$(grep -o '[0-9]* submissions in [0-9]* transactions' "$W/a.test.log" | tail -1)
 	[ "$dups" = 0 ] || fail "round $1: duplicate deliveries at b.test"
 	WS_NOTES+=("round $1: $secs s, ${WS_RATE[-1]} msgs/s; $(get failed) failed submits; server CPU a.test $(calc "($ta1 - $ta0) / $hz") s, b.test $(calc "($tb1 - $tb0) / $hz") s; machine ${busy}% busy; a.test: ${commits:-?}; queue left $qleft")
 	unset WATCH_PID
-	rm -f "$R"/*.db "$R"/*.db-*
+	rm -f "$W"/*.db "$W"/*.db-*
 }
 
 # ======================================================================

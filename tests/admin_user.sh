@@ -6,67 +6,26 @@
 # (and never created), and the queue can be listed, flushed and emptied.
 # Environment: WSE_BUILD_ROOT (the meson build directory).
 set -u
-
-build=${WSE_BUILD_ROOT:?WSE_BUILD_ROOT is not set}
-admin="$build/src/wsemail-admin"
-if [ ! -x "$admin" ]; then
-	echo "admin_user: $admin is missing" >&2
-	exit 1
-fi
-command -v sqlite3 >/dev/null || { echo "admin_user: no sqlite3" >&2; exit 1; }
-
-unset WSEMAIL_PASSWORD WSEMAIL_CONFIG
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/admin_user.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-out="$tmp/out"
-conf="$tmp/wsemaild.conf"
-db="$tmp/s.db"
-passed=0
-failed=0
-
-pass() { passed=$((passed + 1)); }
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $*" >&2
-	[ -s "$out" ] && sed 's/^/    /' "$out" >&2
-}
-
-# run DESCRIPTION WANTED-STATUS COMMAND...: exit status must match
-run() {
-	local what=$1 want=$2 rc
-	shift 2
-	"$@" >"$out" 2>&1 </dev/null
-	rc=$?
-	if [ "$rc" -eq "$want" ]; then pass; else fail "$what (exit $rc, wanted $want)"; fi
-}
-
-# output_has / output_lacks DESCRIPTION TEXT: about the last command's output
-output_has() {
-	if grep -qF -- "$2" "$out"; then pass; else fail "$1: no '$2' in the output"; fi
-}
-output_lacks() {
-	if grep -qF -- "$2" "$out"; then fail "$1: '$2' in the output"; else pass; fi
-}
-
-# check DESCRIPTION COMMAND...: the command must succeed
-check() {
-	local what=$1
-	shift
-	if "$@"; then pass; else fail "$what"; fi
-}
+T=admin_user
+B=${WSE_BUILD_ROOT:?WSE_BUILD_ROOT is not set}
+. "$(dirname "$0")/lib.sh"
+command -v sqlite3 >/dev/null || fail "no sqlite3"
+unset WSEMAIL_PASSWORD
+conf="$W/wsemaild.conf"
+db="$W/s.db"
 
 sql() { sqlite3 -batch "$db" "$@"; }
 
 # setsid: no controlling terminal, so a missing password source fails
 # instead of prompting.
-wa() { setsid -w "$admin" --config "$conf" "$@"; }
-wa_pw() { local pw=$1; shift; WSEMAIL_PASSWORD=$pw setsid -w "$admin" --config "$conf" "$@"; }
+wa() { setsid -w "$ADMIN" --config "$conf" "$@"; }
+wa_pw() { local pw=$1; shift; WSEMAIL_PASSWORD=$pw setsid -w "$ADMIN" --config "$conf" "$@"; }
 
-head -c 32 /dev/urandom >"$tmp/secret" && chmod 600 "$tmp/secret" || exit 1
+head -c 32 /dev/urandom >"$W/secret" && chmod 600 "$W/secret" || exit 1
 cat >"$conf" <<EOF
 # minimal server configuration: what the user and queue commands read
 store = sqlite:$db
-secret_file = $tmp/secret
+secret_file = $W/secret
 domain = a.test
 
 [limits]
@@ -78,42 +37,42 @@ pw2='staple-9-Xylophone'
 
 # --- add ---
 run "user add" 0 wa_pw "$pw1" user add Alice@A.test
-output_has "user add" "added alice@a.test"
-output_has "user add" "600000 iterations"
+has "user add" "added alice@a.test"
+has "user add" "600000 iterations"
 run "duplicate user add" 1 wa_pw "$pw1" user add alice@a.test
-output_has "duplicate user add" "user alice@a.test exists"
+has "duplicate user add" "user alice@a.test exists"
 run "bad address" 1 wa_pw "$pw1" user add 'not an address'
-output_has "bad address" "not a mailbox address"
+has "bad address" "not a mailbox address"
 run "address without domain" 1 wa_pw "$pw1" user add bob
-output_has "address without domain" "not a mailbox address"
+has "address without domain" "not a mailbox address"
 run "address of another domain" 1 wa_pw "$pw1" user add bob@b.test
-output_has "address of another domain" "not in the domain a.test"
+has "address of another domain" "not in the domain a.test"
 run "short password" 1 wa_pw 'short7!' user add bob@a.test
-output_has "short password" "too short"
+has "short password" "too short"
 run "short multi-byte password" 1 wa_pw 'ééééééé' user add bob@a.test
-output_has "short multi-byte password" "too short"
+has "short multi-byte password" "too short"
 run "no password source" 1 wa user add bob@a.test
-output_has "no password source" "no terminal"
+has "no password source" "no terminal"
 
 # --password-file: first line only, CRLF tolerated
-printf '%s\r\nsecond line\n' "$pw2" >"$tmp/pwfile"
-run "user add --password-file" 0 wa user add carol@a.test --password-file "$tmp/pwfile"
-output_has "user add --password-file" "added carol@a.test"
-run "password from both sources" 1 wa_pw "$pw1" user add dave@a.test --password-file "$tmp/pwfile"
-output_has "password from both sources" "use one"
-run "missing password file" 1 wa user add dave@a.test --password-file "$tmp/nope"
-output_has "missing password file" "cannot open the password file"
+printf '%s\r\nsecond line\n' "$pw2" >"$W/pwfile"
+run "user add --password-file" 0 wa user add carol@a.test --password-file "$W/pwfile"
+has "user add --password-file" "added carol@a.test"
+run "password from both sources" 1 wa_pw "$pw1" user add dave@a.test --password-file "$W/pwfile"
+has "password from both sources" "use one"
+run "missing password file" 1 wa user add dave@a.test --password-file "$W/nope"
+has "missing password file" "cannot open the password file"
 
 # --- list ---
 run "user list" 0 wa user list
-output_has "user list" "alice@a.test"
-output_has "user list" "carol@a.test"
-output_has "user list" "600000"
-output_has "user list" "$(date -u +%Y-%m-%d)"
-output_lacks "user list: refused names" "bob@"
+has "user list" "alice@a.test"
+has "user list" "carol@a.test"
+has "user list" "600000"
+has "user list" "$(date -u +%Y-%m-%d)"
+lacks "user list: refused names" "bob@"
 # $WSEMAIL_CONFIG names the configuration when --config is absent
-run "WSEMAIL_CONFIG" 0 env WSEMAIL_CONFIG="$conf" "$admin" user list
-output_has "WSEMAIL_CONFIG" "alice@a.test"
+run "WSEMAIL_CONFIG" 0 env WSEMAIL_CONFIG="$conf" "$ADMIN" user list
+has "WSEMAIL_CONFIG" "alice@a.test"
 
 # --- nothing of the password in the database ---
 check "a row per user" [ "$(sql "SELECT count(*) FROM users")" = 2 ]
@@ -121,7 +80,7 @@ check "stored cost" [ "$(sql "SELECT iterations FROM users WHERE name='alice@a.t
 for f in "$db" "$db-wal" "$db-shm"; do
 	[ -e "$f" ] || continue
 	if grep -qaF -- "$pw1" "$f" || grep -qaF -- "$pw2" "$f"; then
-		fail "a password is in $(basename "$f")"
+		nok "a password is in $(basename "$f")"
 	else
 		pass
 	fi
@@ -132,7 +91,7 @@ salt1=$(sql "SELECT hex(salt) FROM users WHERE name='alice@a.test'")
 key1=$(sql "SELECT hex(sealed_key) FROM users WHERE name='alice@a.test'")
 check "salt is 16 bytes" [ "${#salt1}" -eq 32 ]
 run "user passwd" 0 wa_pw "$pw2" user passwd alice@a.test
-output_has "user passwd" "changed the password of alice@a.test"
+has "user passwd" "changed the password of alice@a.test"
 salt2=$(sql "SELECT hex(salt) FROM users WHERE name='alice@a.test'")
 key2=$(sql "SELECT hex(sealed_key) FROM users WHERE name='alice@a.test'")
 check "new salt is 16 bytes" [ "${#salt2}" -eq 32 ]
@@ -140,57 +99,57 @@ check "passwd changes the salt" [ "$salt1" != "$salt2" ]
 check "a sealed key is stored" [ -n "$key1" ]
 check "passwd changes the sealed key" [ "$key1" != "$key2" ]
 run "passwd with a short password" 1 wa_pw 'short' user passwd alice@a.test
-output_has "passwd with a short password" "too short"
+has "passwd with a short password" "too short"
 check "refused passwd keeps the salt" [ "$(sql "SELECT hex(salt) FROM users WHERE name='alice@a.test'")" = "$salt2" ]
 run "passwd of no such user" 1 wa_pw "$pw2" user passwd nobody@a.test
-output_has "passwd of no such user" "no such user nobody@a.test"
+has "passwd of no such user" "no such user nobody@a.test"
 
 # --- del ---
 run "user del" 0 wa user del alice@a.test
-output_has "user del" "deleted alice@a.test"
+has "user del" "deleted alice@a.test"
 run "user del again" 1 wa user del alice@a.test
-output_has "user del again" "no such user alice@a.test"
+has "user del again" "no such user alice@a.test"
 run "user list after del" 0 wa user list
-output_lacks "user list after del" "alice@a.test"
-output_has "user list after del" "carol@a.test"
+lacks "user list after del" "alice@a.test"
+has "user list after del" "carol@a.test"
 run "user del other domain" 1 wa user del carol@b.test
-output_has "user del other domain" "not in the domain"
+has "user del other domain" "not in the domain"
 
 # --- the server secret ---
-mv "$tmp/secret" "$tmp/secret.saved"
+mv "$W/secret" "$W/secret.saved"
 run "missing secret file" 1 wa user list
-output_has "missing secret file" "cannot read the server secret"
-check "the secret is not created" [ ! -e "$tmp/secret" ]
+has "missing secret file" "cannot read the server secret"
+check "the secret is not created" [ ! -e "$W/secret" ]
 run "missing secret file (queue)" 1 wa queue list
-output_has "missing secret file (queue)" "cannot read the server secret"
-head -c 32 /dev/urandom >"$tmp/secret"
+has "missing secret file (queue)" "cannot read the server secret"
+head -c 32 /dev/urandom >"$W/secret"
 run "wrong secret" 1 wa user list
-output_has "wrong secret" "store unavailable"
-output_has "wrong secret" "seal key"
-head -c 31 /dev/urandom >"$tmp/secret"
+has "wrong secret" "store unavailable"
+has "wrong secret" "seal key"
+head -c 31 /dev/urandom >"$W/secret"
 run "short secret" 1 wa user list
-output_has "short secret" "cannot read the server secret"
-mv "$tmp/secret.saved" "$tmp/secret"
+has "short secret" "cannot read the server secret"
+mv "$W/secret.saved" "$W/secret"
 
 # --- the configuration ---
-run "missing configuration" 1 "$admin" --config "$tmp/none.conf" user list
-output_has "missing configuration" "none.conf"
-grep -v '^domain' "$conf" >"$tmp/nodomain.conf"
-run "configuration without domain" 1 "$admin" --config "$tmp/nodomain.conf" user list
-output_has "configuration without domain" '"domain" is required'
-sed 's/^pbkdf2_iterations.*/pbkdf2_iterations = 1000/' "$conf" >"$tmp/weak.conf"
-run "cost below the minimum" 1 env WSEMAIL_PASSWORD="$pw1" "$admin" --config "$tmp/weak.conf" user add erin@a.test
-output_has "cost below the minimum" "below pbkdf2_min_iterations"
-run "--config needs a value" 2 "$admin" user list --config
+run "missing configuration" 1 "$ADMIN" --config "$W/none.conf" user list
+has "missing configuration" "none.conf"
+grep -v '^domain' "$conf" >"$W/nodomain.conf"
+run "configuration without domain" 1 "$ADMIN" --config "$W/nodomain.conf" user list
+has "configuration without domain" '"domain" is required'
+sed 's/^pbkdf2_iterations.*/pbkdf2_iterations = 1000/' "$conf" >"$W/weak.conf"
+run "cost below the minimum" 1 env WSEMAIL_PASSWORD="$pw1" "$ADMIN" --config "$W/weak.conf" user add erin@a.test
+has "cost below the minimum" "below pbkdf2_min_iterations"
+run "--config needs a value" 2 "$ADMIN" user list --config
 
 # --- queue ---
 run "queue list (empty)" 0 wa queue list
-output_has "queue list (empty)" "queue is empty"
+has "queue list (empty)" "queue is empty"
 run "queue flush (empty)" 0 wa queue flush
 run "queue flush of no such item" 1 wa queue flush 42
-output_has "queue flush of no such item" "no queue item 42"
+has "queue flush of no such item" "no queue item 42"
 run "queue delete of no such item" 1 wa queue delete 42
-output_has "queue delete of no such item" "no queue item 42"
+has "queue delete of no such item" "no queue item 42"
 run "queue delete needs an id" 2 wa queue delete
 run "queue delete of a non-number" 2 wa queue delete 12x
 
@@ -204,19 +163,19 @@ if sql "INSERT INTO payloads(id, data) VALUES (7, x'00');
     INSERT INTO queue_rcpts(queue_id, mailbox) VALUES (7, 'bob@b.test');"; then
 	pass
 	run "queue list" 0 wa queue list
-	output_has "queue list" "b.test"
-	output_has "queue list" "carol@a.test"
-	output_has "queue list" "refused?[31m"
-	output_lacks "queue list" "$(printf '\033')"
+	has "queue list" "b.test"
+	has "queue list" "carol@a.test"
+	has "queue list" "refused?[31m"
+	lacks "queue list" "$(printf '\033')"
 	run "queue flush ID" 0 wa queue flush 7
-	output_has "queue flush ID" "queue item 7 is due now"
+	has "queue flush ID" "queue item 7 is due now"
 	check "flush makes it due" [ "$(sql "SELECT next_attempt <= $(($(date +%s) + 1)) FROM queue WHERE id = 7")" = 1 ]
 	run "queue delete ID" 0 wa queue delete 7
-	output_has "queue delete ID" "deleted queue item 7"
+	has "queue delete ID" "deleted queue item 7"
 	run "queue list after delete" 0 wa queue list
-	output_has "queue list after delete" "queue is empty"
+	has "queue list after delete" "queue is empty"
 else
-	fail "cannot insert a queue item (has the store schema changed?)"
+	nok "cannot insert a queue item (has the store schema changed?)"
 fi
 
 # --- the password asked on a terminal (no echo, asked twice) ---
@@ -224,7 +183,7 @@ fi
 # answer the two prompts; prints the terminal's output, exits with the
 # program's status.
 tty_add() {
-	python3 - "$admin" "$conf" "$@" <<'PY'
+	python3 - "$ADMIN" "$conf" "$@" <<'PY'
 import os, pty, select, signal, sys, time
 admin, conf, addr, first, second = sys.argv[1:6]
 pid, fd = pty.fork()
@@ -267,26 +226,22 @@ PY
 }
 if command -v python3 >/dev/null; then
 	run "password on the terminal" 0 tty_add tty@a.test "$pw1" "$pw1"
-	output_has "password on the terminal" "Repeat the password"
-	output_has "password on the terminal" "added tty@a.test"
-	output_lacks "password on the terminal: no echo" "$pw1"
+	has "password on the terminal" "Repeat the password"
+	has "password on the terminal" "added tty@a.test"
+	lacks "password on the terminal: no echo" "$pw1"
 	run "passwords that differ" 1 tty_add tty2@a.test "$pw1" "$pw2"
-	output_has "passwords that differ" "do not match"
+	has "passwords that differ" "do not match"
 	run "user list after the terminal" 0 wa user list
-	output_has "user list after the terminal" "tty@a.test"
-	output_lacks "user list after the terminal" "tty2@a.test"
+	has "user list after the terminal" "tty@a.test"
+	lacks "user list after the terminal" "tty2@a.test"
 else
 	echo "admin_user: no python3, terminal checks skipped" >&2
 fi
 
 # --- help ---
-run "help lists user and queue" 0 "$admin" --help
-output_has "help lists user and queue" "user add"
-output_has "help lists user and queue" "queue flush"
-output_has "help lists user and queue" "--config CONF"
+run "help lists user and queue" 0 "$ADMIN" --help
+has "help lists user and queue" "user add"
+has "help lists user and queue" "queue flush"
+has "help lists user and queue" "--config CONF"
 
-if [ "$failed" -ne 0 ]; then
-	echo "admin_user: $failed of $((passed + failed)) checks failed" >&2
-	exit 1
-fi
-echo "admin_user: $passed checks passed"
+finish

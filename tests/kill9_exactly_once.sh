@@ -16,114 +16,44 @@
 # src/wsemail-admin), dnsmasq, sqlite3.  Bounded well under 3 minutes;
 # every process it starts is stopped by PID on exit.
 set -uo pipefail
-
+T=kill9_exactly_once
 B=${WSE_BUILD_ROOT:?}
-ADMIN=$B/src/wsemail-admin
-SERVER=$B/src/wsemaild
+. "$(dirname "$0")/lib.sh"
 LOAD=$B/bench/relay_load
 N=${N:-1000}
-W=$(mktemp -d "${TMPDIR:-/tmp}/wse-kill9.XXXXXX")
-PIDS=()
-checks=0
 T0=$(date +%s)
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-fail() {
-	echo "kill9_exactly_once: FAIL: $*" >&2
-	for f in "$W"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-	exit 1
-}
-ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 elapsed() { echo $(( $(date +%s) - T0 )); }
-for x in "$ADMIN" "$SERVER" "$LOAD"; do
-	[ -x "$x" ] || fail "$x is not built"
-done
+[ -x "$LOAD" ] || fail "$LOAD is not built"
 command -v sqlite3 >/dev/null || fail "the sqlite3 command-line tool is needed"
 
-PA=$(free_port); PB=$(free_port); DNS=$(free_port)
-export WSEMAIL_PASSWORD=correct-horse-battery
-
-# ---- PKI ----
-A() { timeout 30 "$ADMIN" --pki "$W/pki" "$@" >/dev/null || fail "wsemail-admin $*"; }
-A ca init --cn "Test Root"
-A domain issue a.test
-A domain issue b.test
-A service issue a.test --host mail.a.test
-A service issue b.test --host mail.b.test
-
-# ---- DNS ----
-timeout 170 /usr/sbin/dnsmasq --no-daemon --no-resolv --no-hosts \
-	--listen-address=127.0.0.1 --bind-interfaces --port="$DNS" \
-	--local=/test/ --pid-file="$W/dnsmasq.pid" \
-	--srv-host=_wsemail._tcp.a.test,mail.a.test,"$PA",10,10 \
-	--srv-host=_wsemail._tcp.b.test,mail.b.test,"$PB",10,10 \
-	--host-record=mail.a.test,127.0.0.1 \
-	--host-record=mail.b.test,127.0.0.1 \
-	>"$W/dns.log" 2>&1 &
-PIDS+=($!)
-
+PA=$(free_port); PB=$(free_port)
+t_pki a.test b.test
+t_dns a.test="$PA" b.test="$PB"
 # lease = 5: an item leased by a server that is then killed comes back
 # after 5 s instead of the default 300 s (the crash-recovery path under
 # test); lifetime long enough that nothing bounces.
-conf() {  # domain port
-	cat >"$W/$1.conf" <<EOF
-domain = $1
-url = https://mail.$1:$2/wsemail
-listen = 127.0.0.1:$2
-cert_chain = $W/pki/$1/chain.pem
-key = $W/pki/$1/service-key.pem
-roots = $W/pki/root/cert.pem
-crl = $W/pki/root/crl.pem
-crl = $W/pki/a.test/crl.pem
-crl = $W/pki/b.test/crl.pem
-store = sqlite:$W/$1.db
-secret_file = $W/$1.secret
-dns_server = 127.0.0.1:$DNS
-retry_first = 1
-retry_max = 2
-lease = 5
+settings='lease = 5
 lifetime = 3600
 threads = 8
 [limits]
-max_message_bytes = 1048576
-EOF
-}
-conf a.test "$PA"
-conf b.test "$PB"
+max_message_bytes = 1048576'
+t_conf a.test "$PA" "$settings"
+t_conf b.test "$PB" "$settings"
 
-# Start a domain's server; sets LAST_PID.
-start() {
-	"$SERVER" "$W/$1.conf" >"$W/$1.out" 2>>"$W/$1.log" &
-	LAST_PID=$!
-	PIDS+=("$LAST_PID")
-	for _ in $(seq 100); do
-		grep -q ready "$W/$1.out" 2>/dev/null && return 0
-		kill -0 "$LAST_PID" 2>/dev/null || fail "$1 server died"
-		sleep 0.1
-	done
-	fail "$1 server did not start"
-}
 crash() {  # domain pid
-	local p keep=()
 	kill -9 "$2" 2>/dev/null || fail "$1 server was not running"
 	wait "$2" 2>/dev/null
-	for p in "${PIDS[@]}"; do [ "$p" = "$2" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")	# never signal a recycled PID at cleanup
+	forget "$2"	# never signal a recycled PID at cleanup
 	echo "# $(elapsed) s: kill -9 $1 (pid $2) after $(acked) acknowledged" >&2
 }
-start a.test; APID=$LAST_PID
-start b.test; BPID=$LAST_PID
+t_start a.test; APID=$LAST_PID
+t_start b.test; BPID=$LAST_PID
 ok "two servers and a DNS server started"
 
 from=""; to=""
 for i in 1 2 3 4; do
-	timeout 30 "$ADMIN" --config "$W/a.test.conf" user add "sender$i@a.test" >/dev/null || fail "user add"
-	timeout 30 "$ADMIN" --config "$W/b.test.conf" user add "rcpt$i@b.test" >/dev/null || fail "user add"
+	t_users a.test "sender$i@a.test"
+	t_users b.test "rcpt$i@b.test"
 	from="$from${from:+,}sender$i@a.test"
 	to="$to${to:+,}rcpt$i@b.test"
 done
@@ -159,7 +89,7 @@ wait_stored() {  # base more seconds
 wait_acked $((N / 5)) 60
 crash a.test "$APID"
 sleep 0.5
-start a.test; APID=$LAST_PID
+t_start a.test; APID=$LAST_PID
 # 2. b.test dies; a.test defers and builds a backlog; b.test comes back,
 #    and a.test is killed while it is draining the backlog (a Deliver in
 #    flight or stored but not yet marked done; items leased).
@@ -167,29 +97,27 @@ wait_acked $((N * 7 / 20)) 60
 crash b.test "$BPID"
 sleep 3
 base=$(stored)
-start b.test; BPID=$LAST_PID
+t_start b.test; BPID=$LAST_PID
 wait_stored "$base" 20 30
 crash a.test "$APID"
 sleep 0.3
-start a.test; APID=$LAST_PID
+t_start a.test; APID=$LAST_PID
 # 3. Again a backlog, and this time b.test is killed while a.test drains
 #    it (a Deliver stored whose answer never arrives).
 wait_acked $((N * 3 / 5)) 60
 crash b.test "$BPID"
 sleep 3
 base=$(stored)
-start b.test; BPID=$LAST_PID
+t_start b.test; BPID=$LAST_PID
 wait_stored "$base" 20 30
 crash b.test "$BPID"
 sleep 1
-start b.test; BPID=$LAST_PID
+t_start b.test; BPID=$LAST_PID
 ok "kill -9 and restart while the load ran: a.test twice (once mid-drain), b.test three times (once mid-drain)"
 
 wait "$LOADPID"
 rc=$?
-keep=()
-for p in "${PIDS[@]}"; do [ "$p" = "$LOADPID" ] || keep+=("$p"); done
-PIDS=("${keep[@]}")
+forget "$LOADPID"
 load=$(cat "$W/load.out")
 [ "$rc" = 0 ] || fail "load generator: exit $rc: $load $(tail -3 "$W/load.log")"
 nack=$(acked)
@@ -236,4 +164,4 @@ ok "b.test: one de-duplication record per stored message ($recs)"
 kill -0 "$APID" && kill -0 "$BPID" || fail "a server died"
 ok "both servers still running after $(elapsed) s"
 
-echo "kill9_exactly_once: $checks checks passed"
+finish

@@ -16,82 +16,31 @@
 # Needs: WSE_BUILD_ROOT (meson sets it).  Every process it starts is
 # stopped by PID on exit.
 set -uo pipefail
-
+T=plugins_server
 B=${WSE_BUILD_ROOT:?}
-ADMIN=$B/src/wsemail-admin
-SERVER=$B/src/wsemaild
-CLIENT=$B/src/wsemail
+. "$(dirname "$0")/lib.sh"
 CALL=$B/tests/plugin_call
 PLUG=$B/plugins
-for p in "$ADMIN" "$SERVER" "$CLIENT" "$CALL" "$PLUG/autoreply.so" \
-    "$PLUG/serverinfo.so" "$PLUG/quarantine.so" "$B/tests/badabi.so" \
-    "$B/tests/clash.so"; do
-	[ -e "$p" ] || { echo "plugins_server: $p is missing" >&2; exit 1; }
+for p in "$CALL" "$PLUG/autoreply.so" "$PLUG/serverinfo.so" \
+    "$PLUG/quarantine.so" "$B/tests/badabi.so" "$B/tests/clash.so"; do
+	[ -e "$p" ] || fail "$p is missing"
 done
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-unset WSEMAIL_CONFIG
-
-W=$(mktemp -d "${TMPDIR:-/tmp}/wse-plugins.XXXXXX")
-PIDS=()
-checks=0
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-fail() {
-	echo "plugins_server: FAIL: $*" >&2
-	for f in "$W"/*.log "$W"/*.err; do
-		[ -s "$f" ] && { echo "--- $f" >&2; tail -25 "$f" >&2; }
-	done
-	exit 1
-}
-ok() { checks=$((checks + 1)); echo "ok $checks - $*"; }
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 PA=$(free_port)
 URL="https://mail.a.test:$PA/wsemail"
-export WSEMAIL_PASSWORD=correct-horse-battery
-
-# ---- PKI ----
-A() { timeout 30 "$ADMIN" --pki "$W/pki" "$@" >/dev/null || fail "wsemail-admin $*"; }
-A ca init --cn "Test Root"
-A domain issue a.test
-A service issue a.test --host mail.a.test
-
-conf() {  # file, then plugin lines
-	local f=$1
-	shift
-	{
-		cat <<EOF
-domain = a.test
-url = $URL
-listen = 127.0.0.1:$PA
-cert_chain = $W/pki/a.test/chain.pem
-key = $W/pki/a.test/service-key.pem
-roots = $W/pki/root/cert.pem
-crl = $W/pki/root/crl.pem
-crl = $W/pki/a.test/crl.pem
-store = sqlite:$W/a.db
-secret_file = $W/a.secret
-retry_first = 1
-retry_max = 2
-threads = 4
-EOF
-		for l in "$@"; do echo "plugin = $l"; done
-		printf '[limits]\nmax_message_bytes = 1048576\n'
-	} >"$f"
+t_pki a.test
+conf() {  # plugin lines...: a.test.conf with these plugins
+	local l p=""
+	for l in "$@"; do p+="plugin = $l"$'\n'; done
+	t_conf a.test "$PA" "$p[limits]
+max_message_bytes = 1048576"
 }
-conf "$W/a.conf" \
-	"$PLUG/quarantine.so [SPAM]" \
+conf "$PLUG/quarantine.so [SPAM]" \
 	"$PLUG/autoreply.so bob@a.test=On holiday until Monday; alice@a.test=Out of office" \
 	"$PLUG/serverinfo.so"
 
 # ---- wsemaild -t loads, initialises and unloads them ----
-timeout 30 "$SERVER" -t "$W/a.conf" >"$W/t.out" 2>"$W/t.err" ||
+timeout 30 "$SERVER" -t "$W/a.test.conf" >"$W/t.out" 2>"$W/t.err" ||
 	fail "wsemaild -t refused the plugins: $(cat "$W/t.err")"
 grep -q "configuration of a.test is valid" "$W/t.out" || fail "-t: $(cat "$W/t.out")"
 for p in quarantine autoreply serverinfo; do
@@ -100,46 +49,23 @@ for p in quarantine autoreply serverinfo; do
 done
 ok "wsemaild -t loads, initialises and unloads the three plugins"
 
-"$SERVER" "$W/a.conf" >"$W/a.out" 2>"$W/a.log" &
-SPID=$!
-PIDS+=("$SPID")
-for _ in $(seq 150); do
-	grep -q ready "$W/a.out" 2>/dev/null && break
-	kill -0 "$SPID" 2>/dev/null || fail "server died"
-	sleep 0.1
-done
-grep -q ready "$W/a.out" || fail "server did not start"
-grep -q "plugin quarantine loaded from $PLUG/quarantine.so (message hook, no submit hook; operations: none)" "$W/a.log" &&
-	grep -q "plugin autoreply loaded from $PLUG/autoreply.so (message hook, no submit hook; operations: none)" "$W/a.log" &&
-	grep -q "plugin serverinfo loaded from $PLUG/serverinfo.so (no message hook, no submit hook; operations: ServerInfo)" "$W/a.log" ||
+t_start a.test; SPID=$LAST_PID
+grep -q "plugin quarantine loaded from $PLUG/quarantine.so (message hook, no submit hook; operations: none)" "$W/a.test.log" &&
+	grep -q "plugin autoreply loaded from $PLUG/autoreply.so (message hook, no submit hook; operations: none)" "$W/a.test.log" &&
+	grep -q "plugin serverinfo loaded from $PLUG/serverinfo.so (no message hook, no submit hook; operations: ServerInfo)" "$W/a.test.log" ||
 	fail "load lines missing"
-grep -q "plugin autoreply: answering for 2 address(es)" "$W/a.log" || fail "autoreply init log"
+grep -q "plugin autoreply: answering for 2 address(es)" "$W/a.test.log" || fail "autoreply init log"
 ok "server started with its plugins (one log line each)"
 
-for u in alice@a.test bob@a.test carol@a.test dave@a.test; do
-	timeout 60 "$ADMIN" --config "$W/a.conf" user add "$u" >/dev/null || fail "user add $u"
-	cat >"$W/$u.cconf" <<EOF
-server = $URL
-connect = 127.0.0.1
-address = $u
-roots = $W/pki/root/cert.pem
-EOF
-done
-C() { local u=$1; shift; timeout 60 "$CLIENT" --config "$W/$u.cconf" "$@"; }
+t_users a.test alice@a.test bob@a.test carol@a.test dave@a.test
+for u in alice@a.test bob@a.test carol@a.test dave@a.test; do t_client "$u"; done
 P() { timeout 60 "$CALL" --server "$URL" --connect 127.0.0.1 --roots "$W/pki/root/cert.pem" "$@"; }
 count() {  # user pattern
 	C "$1" list 2>/dev/null | grep -c -- "$2"
 }
-wait_for() {  # user pattern seconds
-	for _ in $(seq $(($3 * 5))); do
-		C "$1" list 2>/dev/null | grep -q -- "$2" && return 0
-		sleep 0.2
-	done
-	return 1
-}
 wait_log() {  # pattern seconds
 	for _ in $(seq $(($2 * 10))); do
-		grep -q -- "$1" "$W/a.log" && return 0
+		grep -q -- "$1" "$W/a.test.log" && return 0
 		sleep 0.1
 	done
 	return 1
@@ -189,14 +115,14 @@ wait_for alice@a.test "Auto: lunch" 15 || fail "no auto-reply to alice"
 sleep 2
 n=$(count bob@a.test "Auto:")
 [ "$n" = 0 ] || fail "alice's autoreply answered bob's auto-reply ($n)"
-n=$(grep -c "plugin autoreply: replied" "$W/a.log")
+n=$(grep -c "plugin autoreply: replied" "$W/a.test.log")
 [ "$n" = 2 ] || fail "$n replies logged, want 2"
 ok "no loop: alice's autoreply does not answer bob's auto-reply"
 
 printf 'x\n' | C alice@a.test send --to nobody@a.test --subject "to nobody" - >/dev/null || fail "send to nobody"
 wait_for alice@a.test "Undeliverable: to nobody" 15 || fail "no bounce to alice"
 sleep 2
-n=$(grep -c "plugin autoreply: replied" "$W/a.log")
+n=$(grep -c "plugin autoreply: replied" "$W/a.test.log")
 [ "$n" = 2 ] || fail "autoreply answered a non-delivery report"
 ok "autoreply never answers a non-delivery report"
 
@@ -204,7 +130,7 @@ ok "autoreply never answers a non-delivery report"
 printf 'buy\n' | C dave@a.test send --to bob@a.test --cc carol@a.test --subject "[SPAM] cheap watches" - >/dev/null ||
 	fail "dave send spam"
 wait_log "plugin quarantine: refused .* (dave@a.test) for bob@a.test,carol@a.test" 15 || fail "quarantine did not log"
-grep -q "plugin quarantine took .* for bob@a.test" "$W/a.log" || fail "no 'took' line"
+grep -q "plugin quarantine took .* for bob@a.test" "$W/a.test.log" || fail "no 'took' line"
 wait_log "deliver .* (dave@a.test): 2 accepted (2 taken by plugins), 0 rejected" 5 || fail "deliver line"
 printf 'hi\n' | C dave@a.test send --to bob@a.test --subject "not spam" - >/dev/null || fail "dave send"
 wait_for bob@a.test "not spam" 15 || fail "bob did not get dave's normal message"
@@ -217,12 +143,11 @@ sleep 1
 ok "quarantine takes the message for every recipient: nothing stored, no report, autoreply not called"
 
 # ---- clean shutdown ----
-kill -TERM "$SPID"
-wait "$SPID"
+t_stop "$SPID"
 rc=$?
 [ "$rc" = 0 ] || fail "server exit status $rc after SIGTERM"
 for p in serverinfo autoreply quarantine; do
-	grep -q "plugin $p unloaded" "$W/a.log" || fail "$p not unloaded"
+	grep -q "plugin $p unloaded" "$W/a.test.log" || fail "$p not unloaded"
 done
 ok "SIGTERM: plugins deinitialised and unloaded, exit status 0"
 
@@ -230,8 +155,8 @@ ok "SIGTERM: plugins deinitialised and unloaded, exit status 0"
 refuse() {  # what pattern plugin-lines...
 	local what=$1 pat=$2
 	shift 2
-	conf "$W/bad.conf" "$@"
-	timeout 30 "$SERVER" "$W/bad.conf" >"$W/bad.out" 2>"$W/bad.err"
+	conf "$@"
+	timeout 30 "$SERVER" "$W/a.test.conf" >"$W/bad.out" 2>"$W/bad.err"
 	local rc=$?
 	[ "$rc" = 1 ] || fail "$what: exit status $rc, want 1"
 	grep -q ready "$W/bad.out" && fail "$what: server became ready"
@@ -255,4 +180,4 @@ refuse "failing init" "autoreply: x@b.test is not an address of a.test" \
 	"$PLUG/autoreply.so x@b.test=hello"
 ok "a plugin whose init fails stops the start with its reason"
 
-echo "plugins_server: $checks checks passed"
+finish
