@@ -95,6 +95,7 @@ typedef struct wse_msg_meta {
 
 #define WSE_MSG_REPORT	0x1u	/* a non-delivery report */
 #define WSE_MSG_INSTANT	0x2u	/* an instant message stored as mail */
+#define WSE_MSG_ONDEMAND 0x4u	/* carries on-demand attachments */
 
 /*
  * Store one delivered message for mailboxes[0..n-1] in one transaction,

@@ -66,11 +66,13 @@ dbytes=$(grep "from a.test (alice@a.test): 1 accepted" "$W/b.test.log" | tail -1
 ok "the Deliver to b.test carried the reference only ($dbytes bytes for a 3 MiB file)"
 
 id=$(first_id bob@b.test "report")
+C bob@b.test list | grep "report" | grep -q "^ *$id N@ " ||
+	fail "list does not mark the on-demand message: $(C bob@b.test list)"
 C bob@b.test read "$id" >"$W/read1.txt" || fail "bob read: $(cat "$W/read1.txt")"
 grep -q "VALID" "$W/read1.txt" && ! grep -q "NOT VALID" "$W/read1.txt" || fail "no VALID verdict: $(cat "$W/read1.txt")"
 grep -q "report.bin" "$W/read1.txt" && grep -q "3145728" "$W/read1.txt" &&
 	grep -q "mail.a.test" "$W/read1.txt" || fail "on-demand attachment not shown: $(cat "$W/read1.txt")"
-ok "bob reads it verified end to end, with report.bin, its size and where it lives"
+ok "bob's list marks the message (@); read shows it verified end to end, with report.bin, its size and where it lives"
 
 mkdir -p "$W/bob"
 C bob@b.test attachment fetch "$id" report.bin --out "$W/bob" >"$W/fetch1.out" 2>&1 ||

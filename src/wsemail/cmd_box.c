@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store.h"		/* WSE_MSG_* flags */
 #include "xml.h"
 #include "wsemail.h"
 
@@ -21,6 +22,7 @@ list_row(const xmlNode *h)
 {
 	const char *id = wse_xml_attr(h, NULL, "id");
 	const char *unread = wse_xml_attr(h, NULL, "unread");
+	const char *flags = wse_xml_attr(h, NULL, "flags");
 	char *from = cli_child_text(h, "From", WSE_ADDR_MAX + 1);
 	char *subject = cli_child_text(h, "Subject", 4 * WSE_MSG_SUBJECT_MAX);
 	char *received = cli_child_text(h, "Received", 64);
@@ -32,8 +34,9 @@ list_row(const xmlNode *h)
 	if (id == NULL || cli_number(id, 1, INT64_MAX, &n) != 0)
 		id = "?";
 	printf("%*s ", W_ID, id);
-	printf("%s ", unread != NULL && strcmp(unread, "true") == 0 ? "N" :
-	    " ");
+	printf("%s%s ", unread != NULL && strcmp(unread, "true") == 0 ? "N" :
+	    " ", flags != NULL && cli_number(flags, 0, 0xffff, &n) == 0 &&
+	    (n & WSE_MSG_ONDEMAND) ? "@" : " ");
 	term_cell(stdout, received ? received : "", W_DATE);
 	fputc(' ', stdout);
 	term_cell(stdout, from ? from : "", W_FROM);

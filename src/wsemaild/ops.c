@@ -527,6 +527,8 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 	    m->subject ? m->subject : "");
 	if (strncmp(m->from, "mailer-daemon@", 14) == 0)
 		meta.flags |= WSE_MSG_REPORT;
+	if (m->nod > 0)
+		meta.flags |= WSE_MSG_ONDEMAND;
 	st = wse_store_deliver(s->store, origin, origin_id, acc, na, &meta,
 	    original, len, replay_id, replay_expires, s->now());
 	if (st == WSE_ERR_EXISTS) {
