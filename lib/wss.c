@@ -693,6 +693,28 @@ out:
 	return st;
 }
 
+
+/* The end of a ds:Reference from its DigestMethod: SHA-256, then the
+ * DigestValue, then nothing (*dv_r, when not NULL, gets the value). */
+static wse_status
+check_digest_tail(xmlNodePtr c, xmlNodePtr *dv_r)
+{
+	static const char *const digest_algs[] = { ALG_SHA256, NULL };
+	wse_status st;
+
+	if (!wse_xml_is(c, WSE_NS_DS, "DigestMethod"))
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "no DigestMethod");
+	if ((st = check_method(c, "digest method", digest_algs, 0)) != WSE_OK)
+		return st;
+	c = wse_xml_next_elem(c);
+	if (!wse_xml_is(c, WSE_NS_DS, "DigestValue") ||
+	    wse_xml_next_elem(c) != NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "bad Reference");
+	if (dv_r != NULL)
+		*dv_r = c;
+	return WSE_OK;
+}
+
 /* Structure of Security, Signature, SignedInfo, KeyInfo and the covered
  * nodes: everything that can be refused without cryptography. */
 static wse_status
@@ -700,7 +722,6 @@ check_structure(struct vctx *v)
 {
 	const wse_limits *lim = v->o->limits;
 	static const char *const c14n_algs[] = { ALG_EXC_C14N, NULL };
-	static const char *const digest_algs[] = { ALG_SHA256, NULL };
 	static const char *const cert_algs[] = { ALG_ECDSA_SHA256,
 	    ALG_RSA_SHA256, NULL };
 	static const char *const pw_algs[] = { ALG_HMAC_SHA256, NULL };
@@ -904,15 +925,8 @@ check_structure(struct vctx *v)
 			}
 			c = wse_xml_next_elem(c);
 		}
-		if (!wse_xml_is(c, WSE_NS_DS, "DigestMethod"))
-			return wse_err(WSE_ERR_BAD_SIGNATURE, "no DigestMethod");
-		if ((st = check_method(c, "digest method", digest_algs, 0)) !=
-		    WSE_OK)
+		if ((st = check_digest_tail(c, NULL)) != WSE_OK)
 			return st;
-		c = wse_xml_next_elem(c);
-		if (!wse_xml_is(c, WSE_NS_DS, "DigestValue") ||
-		    wse_xml_next_elem(c) != NULL)
-			return wse_err(WSE_ERR_BAD_SIGNATURE, "bad Reference");
 	}
 	return WSE_OK;
 }
@@ -1477,7 +1491,6 @@ check_node_signature(xmlNodePtr sig, const char *elem_id,
     const wse_limits *lim, xmlNodePtr *digest_value_r)
 {
 	static const char *const c14n_algs[] = { ALG_EXC_C14N, NULL };
-	static const char *const digest_algs[] = { ALG_SHA256, NULL };
 	static const char *const sig_algs[] = { ALG_ECDSA_SHA256,
 	    ALG_RSA_SHA256, NULL };
 	xmlNodePtr si, n, ref, c, tr;
@@ -1554,17 +1567,7 @@ check_node_signature(xmlNodePtr sig, const char *elem_id,
 	if (ntr != 1)
 		return wse_err(WSE_ERR_UNSUPPORTED,
 		    "exactly one exclusive C14N transform is required");
-	c = wse_xml_next_elem(c);
-	if (!wse_xml_is(c, WSE_NS_DS, "DigestMethod"))
-		return wse_err(WSE_ERR_BAD_SIGNATURE, "no DigestMethod");
-	if ((st = check_method(c, "digest method", digest_algs, 0)) != WSE_OK)
-		return st;
-	c = wse_xml_next_elem(c);
-	if (!wse_xml_is(c, WSE_NS_DS, "DigestValue") ||
-	    wse_xml_next_elem(c) != NULL)
-		return wse_err(WSE_ERR_BAD_SIGNATURE, "bad Reference");
-	*digest_value_r = c;
-	return WSE_OK;
+	return check_digest_tail(wse_xml_next_elem(c), digest_value_r);
 }
 
 /* The 32 bytes of a (verified or just computed) ds:DigestValue. */
