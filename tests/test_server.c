@@ -89,44 +89,12 @@ static wse_status
 call(const wse_buf *req, wse_cert *const *peer, size_t npeer, wse_buf *body_r)
 {
 	wse_buf *out = wse_buf_new(1 << 23);
-	wse_envelope *env = NULL;
-	wse_replay *r = NULL;
-	wse_verified v;
-	wse_verify_opts o;
-	wse_status st = WSE_OK;
+	wse_status st;
 	int http;
 
 	wsed_handle(&S, wse_buf_data(req), wse_buf_len(req), peer, npeer, out,
 	    &http);
-	assert_wse_ok(wse_replay_memory_new(16, &r));
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &S.lim;
-	o.replay = r;
-	o.now = P.now + skew;
-	o.trust = P.trust;
-	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = "a.test";
-	assert_wse_ok(wse_env_parse(wse_buf_data(out), wse_buf_len(out),
-	    &S.lim, &env));
-	assert_wse_ok(wse_wss_verify(env, &o, &v));
-	if (wse_fault_read(v.body, &st, NULL, 0) == WSE_OK)
-		assert_int_equal(http, 500);
-	else {
-		assert_int_equal(http, 200);
-		st = WSE_OK;
-		if (body_r != NULL) {
-			xmlBufferPtr xb = xmlBufferCreate();
-			xmlNodeDump(xb, v.body->doc, wse_xml_first_elem(v.body),
-			    0, 0);
-			assert_wse_ok(wse_buf_puts(body_r,
-			    (const char *)xmlBufferContent(xb)));
-			xmlBufferFree(xb);
-		}
-	}
-	wse_verified_clear(&v);
-	wse_env_free(&env);
-	wse_replay_free(&r);
+	st = testserver_answer(&T, &P, P.now + skew, out, http, body_r);
 	wse_buf_free(&out);
 	return st;
 }

@@ -1,13 +1,17 @@
 /*
  * testserver.c - see testserver.h.
  */
+#include "testutil.h"
 #include "testserver.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libxml/tree.h>
+
 #include "config.h"
+#include "xml.h"
 
 const uint8_t testserver_key[WSE_DERIVED_KEY_LEN] = { 0xa1, 0x1c, 0xe };
 static uint8_t salt[WSE_SALT_LEN] = { 1, 2, 3 };
@@ -90,4 +94,47 @@ testserver_free(testserver *t)
 	wse_store_close(&S->store);
 	wse_cert_list_free(&S->chain, S->nchain);
 	wsed_guard_free(&S->guard);
+}
+
+wse_status
+testserver_answer(testserver *t, testpki *p, int64_t now, const wse_buf *out,
+    int http, wse_buf *body_r)
+{
+	wse_envelope *env = NULL;
+	wse_replay *r = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st = WSE_OK;
+
+	assert_wse_ok(wse_replay_memory_new(16, &r));
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &t->s.lim;
+	o.replay = r;
+	o.now = now;
+	o.trust = p->trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = "a.test";
+	assert_wse_ok(wse_env_parse(wse_buf_data(out), wse_buf_len(out),
+	    &t->s.lim, &env));
+	assert_wse_ok(wse_wss_verify(env, &o, &v));
+	if (wse_fault_read(v.body, &st, NULL, 0) == WSE_OK)
+		assert_int_equal(http, 500);
+	else {
+		assert_int_equal(http, 200);
+		st = WSE_OK;
+		if (body_r != NULL) {
+			xmlBufferPtr xb = xmlBufferCreate();
+
+			xmlNodeDump(xb, v.body->doc, wse_xml_first_elem(v.body),
+			    0, 0);
+			assert_wse_ok(wse_buf_puts(body_r,
+			    (const char *)xmlBufferContent(xb)));
+			xmlBufferFree(xb);
+		}
+	}
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_replay_free(&r);
+	return st;
 }

@@ -28,6 +28,13 @@ typedef struct testserver {
  * loaded before the committer starts.  0 or -1. */
 int testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
     const char *plugin_line);
+/* Check an answer of t's (out, with HTTP status http) as a client
+ * would: it must verify as a.test's at time now (fresh replay cache).
+ * Returns the Fault's status, or WSE_OK for a normal answer, whose first
+ * Body child is then serialised into body_r (when not NULL).  Frees
+ * nothing of out.  Fails the test on anything else. */
+wse_status testserver_answer(testserver *t, testpki *p, int64_t now,
+    const wse_buf *out, int http, wse_buf *body_r);
 /* Stop the committer, unload plugins, free everything but p. */
 void testserver_free(testserver *t);
 
