@@ -219,6 +219,124 @@ xmlsec_key_hmac(const uint8_t key[WSE_DERIVED_KEY_LEN], xmlSecKeyPtr *k_r)
 	return WSE_OK;
 }
 
+/*
+ * Run xmlsec's signing on the template sig with key (always consumed).
+ * "#id" references are resolved by a direct Id look-up rather than an
+ * XPointer evaluation per reference (see xmlsec_verify).
+ */
+static wse_status
+xmlsec_sign(xmlSecKeyPtr key, xmlNodePtr sig)
+{
+	xmlSecDSigCtxPtr ctx;
+	wse_status st = WSE_OK;
+
+	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
+		xmlSecKeyDestroy(key);
+		return wse_err(WSE_ERR_NOMEM, "cannot create signature "
+		    "context");
+	}
+	ctx->signKey = key;
+	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+	ctx->flags = XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
+	xmlsec_last[0] = '\0';
+	if (xmlSecDSigCtxSign(ctx, sig) < 0 ||
+	    ctx->status != xmlSecDSigStatusSucceeded)
+		st = wse_err(WSE_ERR_CRYPTO, "signing failed: %s",
+		    xmlsec_last);
+	xmlSecDSigCtxDestroy(ctx);
+	return st;
+}
+
+/*
+ * The one call of xmlSecDSigCtxVerify (SECURITY-NOTES 1, 2, 3, 6): verify
+ * sig with key (always consumed; chosen by us, never read from KeyInfo),
+ * same-document references only, the algorithm allow-list (exclusive
+ * C14N, SHA-256, and ECDSA/RSA-SHA256 or, when hmac, HMAC-SHA256); the
+ * verdict is ret == 0 && status == succeeded.  On WSE_OK *ctx_r is the
+ * context, with the references it processed, for the caller to prove
+ * they name the nodes it will read; the caller destroys it.
+ *
+ * USE_VISA3D_HACK makes xmlsec resolve a "#id" reference with xmlGetID
+ * (the Ids the caller registered, each checked to be the covered node)
+ * instead of building an XPointer context and evaluating
+ * xpointer(id('...')) per reference: the same node set (the element's
+ * subtree without comments), ~40 us less per envelope.  Callers let
+ * only the exact form "#<expected id>" reach xmlsec, so no other URI
+ * syntax is involved.
+ */
+static wse_status
+xmlsec_verify(xmlSecKeyPtr key, int hmac, xmlNodePtr sig,
+    xmlSecDSigCtxPtr *ctx_r)
+{
+	xmlSecDSigCtxPtr ctx;
+	wse_status st;
+
+	*ctx_r = NULL;
+	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
+		xmlSecKeyDestroy(key);
+		return wse_err(WSE_ERR_NOMEM, "cannot create signature "
+		    "context");
+	}
+	ctx->flags = XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES |
+	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS |
+	    XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
+	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
+	/* signKey is set and there is no keys manager: xmlsec never reads
+	 * KeyInfo; should it try, it may not follow RetrievalMethod. */
+	ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+	ctx->signKey = key;
+	if (xmlSecDSigCtxEnableReferenceTransform(ctx,
+	    xmlSecTransformExclC14NId) < 0 ||
+	    xmlSecDSigCtxEnableReferenceTransform(ctx,
+	    xmlSecTransformSha256Id) < 0 ||
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformExclC14NId) < 0 ||
+	    (!hmac ?
+	    (xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformEcdsaSha256Id) < 0 ||
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformRsaSha256Id) < 0) :
+	    xmlSecDSigCtxEnableSignatureTransform(ctx,
+	    xmlSecTransformHmacSha256Id) < 0)) {
+		st = wse_err(WSE_ERR_INTERNAL, "cannot set allow-list");
+		goto fail;
+	}
+	xmlsec_last[0] = '\0';
+	if (xmlSecDSigCtxVerify(ctx, sig) < 0) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "signature could not be processed: %s", xmlsec_last);
+		goto fail;
+	}
+	if (ctx->status != xmlSecDSigStatusSucceeded) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE, "signature does not verify");
+		goto fail;
+	}
+	*ctx_r = ctx;
+	return WSE_OK;
+fail:
+	xmlSecDSigCtxDestroy(ctx);
+	return st;
+}
+
+/* Register the wsu:Id id of elem as an Id of its document, once, and
+ * check it names elem (SECURITY-NOTES 4: never xmlSecAddIDs). */
+static wse_status
+register_id(xmlNodePtr elem, const char *id)
+{
+	xmlAttrPtr a = xmlHasNsProp(elem, BAD_CAST "Id", BAD_CAST WSE_NS_WSU);
+
+	if (a == NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE, "lost Id");
+	if (xmlGetID(elem->doc, BAD_CAST id) == NULL &&
+	    xmlAddID(NULL, elem->doc, BAD_CAST id, a) == NULL)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "cannot register Id %.64s", id);
+	if (xmlGetID(elem->doc, BAD_CAST id) != a)
+		return wse_err(WSE_ERR_BAD_SIGNATURE,
+		    "Id %.64s names another node", id);
+	return WSE_OK;
+}
+
 /* ---- signers ---- */
 
 wse_status
@@ -449,23 +567,8 @@ wse_wss_sign(wse_envelope *env, const wse_signer *s, int64_t now,
 	    xmlsec_key_hmac(s->mac_key, &key);
 	if (st != WSE_OK)
 		goto out;
-	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
-		goto out;
-	}
-	ctx->signKey = key;
+	st = xmlsec_sign(key, sig);
 	key = NULL;
-	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
-	/* "#id" by a direct Id look-up rather than an XPointer
-	 * evaluation per reference (see check_signature). */
-	ctx->flags = XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
-	if (xmlSecDSigCtxSign(ctx, sig) < 0 ||
-	    ctx->status != xmlSecDSigStatusSucceeded) {
-		st = wse_err(WSE_ERR_CRYPTO, "signing failed: %s",
-		    xmlsec_last);
-		goto out;
-	}
-	st = WSE_OK;
 	goto out;
 nomem:
 	st = wse_err(WSE_ERR_NOMEM, "cannot build signature template");
@@ -1023,22 +1126,10 @@ check_signature(struct vctx *v, const uint8_t *mac_key)
 	int c, seen[C__N] = { 0 };
 
 	/* Register exactly the covered Ids (unique: checked before). */
-	for (c = 0; c < C__N; c++) {
-		xmlAttrPtr a;
-
-		if (v->cover[c] == NULL)
-			continue;
-		a = xmlHasNsProp(v->cover[c], BAD_CAST "Id", BAD_CAST WSE_NS_WSU);
-		if (a == NULL)
-			return wse_err(WSE_ERR_BAD_SIGNATURE, "lost Id");
-		if (xmlGetID(doc, BAD_CAST v->cover_id[c]) == NULL &&
-		    xmlAddID(NULL, doc, BAD_CAST v->cover_id[c], a) == NULL)
-			return wse_err(WSE_ERR_BAD_SIGNATURE,
-			    "cannot register Id %.64s", v->cover_id[c]);
-		if (xmlGetID(doc, BAD_CAST v->cover_id[c]) != a)
-			return wse_err(WSE_ERR_BAD_SIGNATURE,
-			    "Id %.64s names another node", v->cover_id[c]);
-	}
+	for (c = 0; c < C__N; c++)
+		if (v->cover[c] != NULL &&
+		    (st = register_id(v->cover[c], v->cover_id[c])) != WSE_OK)
+			return st;
 
 	if (v->o->profile == WSE_PROFILE_CERT) {
 		if ((st = wse_cert_public_key(v->signer, &pub)) != WSE_OK ||
@@ -1049,54 +1140,11 @@ check_signature(struct vctx *v, const uint8_t *mac_key)
 		st = xmlsec_key_hmac(mac_key, &key);
 	if (st != WSE_OK)
 		goto out;
-	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
-		goto out;
-	}
-	/*
-	 * USE_VISA3D_HACK makes xmlsec resolve a "#id" reference with
-	 * xmlGetID (the Ids we registered above, each checked to be the
-	 * covered node) instead of building an XPointer context and
-	 * evaluating xpointer(id('...')) per reference: the same node set
-	 * (the element's subtree without comments), ~40 us less per
-	 * envelope.  Only the exact form "#<expected id>" reaches xmlsec
-	 * (check_structure), so no other URI syntax is involved.
-	 */
-	ctx->flags = XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES |
-	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS |
-	    XMLSEC_DSIG_FLAGS_USE_VISA3D_HACK;
-	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
-	/* signKey is set and there is no keys manager: xmlsec never reads
-	 * KeyInfo; should it try, it may not follow RetrievalMethod. */
-	ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
-	ctx->signKey = key;
+	st = xmlsec_verify(key, v->o->profile != WSE_PROFILE_CERT, v->sig,
+	    &ctx);
 	key = NULL;
-	if (xmlSecDSigCtxEnableReferenceTransform(ctx,
-	    xmlSecTransformExclC14NId) < 0 ||
-	    xmlSecDSigCtxEnableReferenceTransform(ctx,
-	    xmlSecTransformSha256Id) < 0 ||
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformExclC14NId) < 0 ||
-	    (v->o->profile == WSE_PROFILE_CERT ?
-	    (xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformEcdsaSha256Id) < 0 ||
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformRsaSha256Id) < 0) :
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformHmacSha256Id) < 0)) {
-		st = wse_err(WSE_ERR_INTERNAL, "cannot set allow-list");
+	if (st != WSE_OK)
 		goto out;
-	}
-	xmlsec_last[0] = '\0';
-	if (xmlSecDSigCtxVerify(ctx, v->sig) < 0) {
-		st = wse_err(WSE_ERR_BAD_SIGNATURE,
-		    "signature could not be processed: %s", xmlsec_last);
-		goto out;
-	}
-	if (ctx->status != xmlSecDSigStatusSucceeded) {
-		st = wse_err(WSE_ERR_BAD_SIGNATURE, "signature does not verify");
-		goto out;
-	}
 	/* xmlsec says valid: now prove it signed what we will read. */
 	nrefs = xmlSecPtrListGetSize(&ctx->signedInfoReferences);
 	if ((int)nrefs != v->ncover) {
@@ -1452,20 +1500,10 @@ wse_wss_sign_node(xmlNodePtr elem, const char *id_prefix,
 		goto nomem;
 	if ((st = xmlsec_key_evp(key, &k)) != WSE_OK)
 		goto out;
-	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
-		goto out;
-	}
-	ctx->signKey = k;
+	st = xmlsec_sign(k, sig);
 	k = NULL;
-	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
-	if (xmlSecDSigCtxSign(ctx, sig) < 0 ||
-	    ctx->status != xmlSecDSigStatusSucceeded) {
-		st = wse_err(WSE_ERR_CRYPTO, "signing failed: %s",
-		    xmlsec_last);
+	if (st != WSE_OK)
 		goto out;
-	}
-	st = WSE_OK;
 	if (digest_r != NULL) {
 		xmlNodePtr dv = wse_xml_first_elem(ref);
 
@@ -1633,55 +1671,17 @@ wse_wss_verify_node(xmlNodePtr sig, xmlNodePtr elem, const wse_cert *signer,
 		return st;
 
 	/* Register exactly this Id (unique: the caller checked). */
-	a = xmlHasNsProp(elem, BAD_CAST "Id", BAD_CAST WSE_NS_WSU);
-	if (a == NULL)
-		return wse_err(WSE_ERR_BAD_SIGNATURE, "lost Id");
-	if (xmlGetID(doc, BAD_CAST id) == NULL &&
-	    xmlAddID(NULL, doc, BAD_CAST id, a) == NULL)
-		return wse_err(WSE_ERR_BAD_SIGNATURE,
-		    "cannot register Id %.64s", id);
-	if (xmlGetID(doc, BAD_CAST id) != a)
-		return wse_err(WSE_ERR_BAD_SIGNATURE,
-		    "Id %.64s names another node", id);
+	if ((st = register_id(elem, id)) != WSE_OK)
+		return st;
 
 	if ((st = wse_cert_public_key(signer, &pub)) != WSE_OK ||
 	    (st = check_key_strength(pub)) != WSE_OK ||
 	    (st = xmlsec_key_evp(pub, &key)) != WSE_OK)
 		goto out;
-	if ((ctx = xmlSecDSigCtxCreate(NULL)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot create signature context");
-		goto out;
-	}
-	ctx->flags = XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES |
-	    XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
-	ctx->enabledReferenceUris = xmlSecTransformUriTypeSameDocument;
-	ctx->keyInfoReadCtx.maxRetrievalMethodLevel = 0;
-	ctx->signKey = key;
+	st = xmlsec_verify(key, 0, sig, &ctx);
 	key = NULL;
-	if (xmlSecDSigCtxEnableReferenceTransform(ctx,
-	    xmlSecTransformExclC14NId) < 0 ||
-	    xmlSecDSigCtxEnableReferenceTransform(ctx,
-	    xmlSecTransformSha256Id) < 0 ||
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformExclC14NId) < 0 ||
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformEcdsaSha256Id) < 0 ||
-	    xmlSecDSigCtxEnableSignatureTransform(ctx,
-	    xmlSecTransformRsaSha256Id) < 0) {
-		st = wse_err(WSE_ERR_INTERNAL, "cannot set allow-list");
+	if (st != WSE_OK)
 		goto out;
-	}
-	xmlsec_last[0] = '\0';
-	if (xmlSecDSigCtxVerify(ctx, sig) < 0) {
-		st = wse_err(WSE_ERR_BAD_SIGNATURE,
-		    "signature could not be processed: %s", xmlsec_last);
-		goto out;
-	}
-	if (ctx->status != xmlSecDSigStatusSucceeded) {
-		st = wse_err(WSE_ERR_BAD_SIGNATURE,
-		    "signature does not verify");
-		goto out;
-	}
 	/* xmlsec says valid: prove it signed the element we will read. */
 	if (xmlSecPtrListGetSize(&ctx->signedInfoReferences) != 1 ||
 	    (r = xmlSecPtrListGetItem(&ctx->signedInfoReferences, 0)) ==
