@@ -56,21 +56,6 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* After a message already begun on stderr: ": <error stack>\n". */
-static int
-fail_tail(void)
-{
-	char msg[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
-
-	if (wse_err_count() > 0) {
-		fputs(": ", stderr);
-		term_put(stderr, wse_err_format(msg, sizeof(msg)), 0, 0);
-	}
-	fputc('\n', stderr);
-	wse_err_clear();
-	return CLI_EXIT_FAIL;
-}
-
 /*
  * One FetchAttachment exchange from p->have to the end.  CLI_EXIT_OK when
  * bytes were streamed to the end of the answer (p->have tells how far
@@ -136,14 +121,14 @@ fetch_call(struct cli *c, const struct cli_token *t, const char *domain,
 		*again = 1;
 		fprintf(stderr, "%s: %s: the transfer broke off at byte %llu",
 		    CLI_PROG, p->name, (unsigned long long)p->have);
-		rc = fail_tail();
+		rc = cli_fail_tail();
 		goto out;
 	}
 	if (st != WSE_OK) {
 		*again = st == WSE_ERR_TEMPFAIL;
 		fprintf(stderr, "%s: %s: cannot reach ", CLI_PROG, p->name);
 		term_put(stderr, o->server, 0, 200);
-		rc = fail_tail();
+		rc = cli_fail_tail();
 		goto out;
 	}
 	/* Not the bytes: a (signed) Fault, or something we cannot use. */
@@ -184,7 +169,7 @@ fetch_one(struct cli *c, const struct cli_token *t, const char *domain,
 	if (cli_part_open(&p, dfd, o->name, o->size) != 0) {
 		fprintf(stderr, "%s: %s/", CLI_PROG, dir);
 		term_put(stderr, o->name, 0, 100);
-		return fail_tail();
+		return cli_fail_tail();
 	}
 	if (p.have > 0)
 		printf("%s: resuming at byte %llu of %llu\n", p.name,

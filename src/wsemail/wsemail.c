@@ -137,13 +137,20 @@ cmd_help(const struct cli_cmd *cmd, const char *config, int argc,
 int
 cli_fail(const char *fmt, ...)
 {
-	char msg[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
 	va_list ap;
 
 	fprintf(stderr, "%s: ", CLI_PROG);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+	return cli_fail_tail();
+}
+
+int
+cli_fail_tail(void)
+{
+	char msg[WSE_ERR_DEPTH * (WSE_ERR_MSGLEN + 2)];
+
 	if (wse_err_count() > 0) {
 		/* The stack may quote what the network sent. */
 		fputs(": ", stderr);

@@ -254,6 +254,9 @@ void cli_part_close(struct cli_part *p);
 /* "wsemail: WHAT: <error stack>" (or just WHAT when the stack is empty)
  * on stderr; clears the stack; returns CLI_EXIT_FAIL. */
 int cli_fail(const char *what, ...) __attribute__((format(printf, 1, 2)));
+/* End a message already begun on stderr the same way: ": <error stack>"
+ * when there is one, a newline; clears the stack; CLI_EXIT_FAIL. */
+int cli_fail_tail(void);
 
 struct cli_cmd;
 
