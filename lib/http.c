@@ -511,20 +511,29 @@ on_request(struct evhttp_request *ev, void *arg)
 
 static void stream_more(struct evhttp_connection *evcon, void *arg);
 
+/* Loop thread: the bufferevent under req's connection, NULL once it is
+ * gone. */
+static struct bufferevent *
+req_bev(wse_http_req *req)
+{
+	struct evhttp_connection *evcon;
+
+	if (req->ev == NULL ||
+	    (evcon = evhttp_request_get_connection(req->ev)) == NULL)
+		return NULL;
+	return evhttp_connection_get_bufferevent(evcon);
+}
+
 /* Loop thread: end a file answer that cannot go on (the file could not
  * be read): close the connection under it, so the client sees a short
  * transfer at once; on_conn_close then frees req. */
 static void
 stream_abort(wse_http_req *req)
 {
-	struct evhttp_connection *evcon;
-	struct bufferevent *bev;
+	struct bufferevent *bev = req_bev(req);
 	evutil_socket_t fd;
 
-	if (req->ev != NULL &&
-	    (evcon = evhttp_request_get_connection(req->ev)) != NULL &&
-	    (bev = evhttp_connection_get_bufferevent(evcon)) != NULL &&
-	    (fd = bufferevent_getfd(bev)) >= 0)
+	if (bev != NULL && (fd = bufferevent_getfd(bev)) >= 0)
 		(void)shutdown(fd, SHUT_RDWR);
 }
 
@@ -532,12 +541,9 @@ stream_abort(wse_http_req *req)
 static void
 stream_watermark(wse_http_req *req, size_t low)
 {
-	struct evhttp_connection *evcon;
-	struct bufferevent *bev;
+	struct bufferevent *bev = req_bev(req);
 
-	if (req->ev != NULL &&
-	    (evcon = evhttp_request_get_connection(req->ev)) != NULL &&
-	    (bev = evhttp_connection_get_bufferevent(evcon)) != NULL)
+	if (bev != NULL)
 		bufferevent_setwatermark(bev, EV_WRITE, low, 0);
 }
 
