@@ -455,7 +455,6 @@ wse_wss_sign(wse_envelope *env, const wse_signer *s, int64_t now,
     int64_t ttl)
 {
 	xmlNodePtr sec, ts, sig = NULL, ref, ki, str, r, cover[C__N] = { 0 };
-	xmlSecDSigCtxPtr ctx = NULL;
 	xmlSecKeyPtr key = NULL;
 	wse_status st;
 	char ids[C__N][40], tok_id[40], uri[48], tbuf[21];
@@ -575,8 +574,6 @@ nomem:
 out:
 	if (key != NULL)
 		xmlSecKeyDestroy(key);
-	if (ctx != NULL)
-		xmlSecDSigCtxDestroy(ctx);
 	return st;
 }
 
@@ -1454,7 +1451,6 @@ wse_wss_sign_node(xmlNodePtr elem, const char *id_prefix,
     xmlNodePtr sig_parent, const wse_key *key,
     uint8_t digest_r[WSE_SHA256_LEN])
 {
-	xmlSecDSigCtxPtr ctx = NULL;
 	xmlSecKeyPtr k = NULL;
 	xmlNodePtr sig, ref;
 	char id[48], uri[56];
@@ -1518,8 +1514,6 @@ nomem:
 out:
 	if (k != NULL)
 		xmlSecKeyDestroy(k);
-	if (ctx != NULL)
-		xmlSecDSigCtxDestroy(ctx);
 	return st;
 }
 
