@@ -1589,6 +1589,90 @@ wse_http_post(wse_http_client *c, const char *url, const char *connect_addr,
 }
 
 wse_status
+wse_http_get(wse_http_client *c, const char *url, const char *connect_addr,
+    size_t max, wse_buf *resp, long *status_r)
+{
+	struct sink sink;
+	struct curl_slist *connect_to = NULL;
+	char *entry = NULL;
+	size_t start;
+	long code = 0;
+	CURLcode rc;
+	wse_status st;
+
+	if (status_r != NULL)
+		*status_r = 0;
+	if (c == NULL || url == NULL || resp == NULL)
+		return wse_err(WSE_ERR_INVALID, "http get: bad arguments");
+	/* curl is limited to https already; say so before connecting. */
+	if (strncasecmp(url, "https://", 8) != 0)
+		return wse_err(WSE_ERR_INVALID, "GET %.200s: not an https URL",
+		    url);
+	if (max == 0)
+		max = c->max_response;
+	memset(&sink, 0, sizeof(sink));
+	start = wse_buf_len(resp);
+	sink.out = resp;
+	sink.max = max;
+	if (connect_addr != NULL) {
+		if ((st = connect_to_entry(connect_addr, &entry)) != WSE_OK)
+			goto out;
+		if ((connect_to = curl_slist_append(NULL, entry)) == NULL) {
+			st = wse_err(WSE_ERR_NOMEM, "no memory");
+			goto out;
+		}
+	}
+	c->errbuf[0] = '\0';
+	/* A Content-Length over max stops the transfer before the body
+	 * (MAXFILESIZE); a body without one is cut by on_body. */
+	if (curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_CONNECT_TO, connect_to) !=
+	    CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)max) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink) != CURLE_OK) {
+		st = wse_err(WSE_ERR_INTERNAL, "cannot configure curl");
+		goto restore;
+	}
+	rc = curl_easy_perform(c->curl);
+	if (rc == CURLE_WRITE_ERROR && sink.st != WSE_OK) {
+		st = wse_err(sink.st, "GET %.200s: the response does not fit "
+		    "the buffer (%zu bytes)", url, wse_buf_max(resp));
+		goto restore;
+	}
+	if ((rc == CURLE_WRITE_ERROR && sink.over) ||
+	    rc == CURLE_FILESIZE_EXCEEDED) {
+		st = wse_err(WSE_ERR_TOO_LARGE, "GET %.200s: response over %zu "
+		    "bytes", url, max);
+		goto restore;
+	}
+	if (rc != CURLE_OK) {
+		st = wse_err(curl_status(rc), "GET %.200s: %s%s%s", url,
+		    curl_easy_strerror(rc), c->errbuf[0] != '\0' ? ": " : "",
+		    c->errbuf);
+		goto restore;
+	}
+	(void)curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (status_r != NULL)
+		*status_r = code;
+	st = WSE_OK;
+restore:
+	/* Back to the POST the handle is configured for. */
+	(void)curl_easy_setopt(c->curl, CURLOPT_CONNECT_TO, NULL);
+	(void)curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, NULL);
+	(void)curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
+	    (curl_off_t)c->max_response);
+	(void)curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+out:
+	if (st != WSE_OK && start == 0 && wse_buf_len(resp) > 0)
+		wse_buf_reset(resp);
+	curl_slist_free_all(connect_to);
+	free(entry);
+	return st;
+}
+
+wse_status
 wse_http_post_stream(wse_http_client *c, const char *url,
     const char *connect_addr, const char *content_type, const void *body,
     size_t len, wse_http_sink fn, void *fn_arg, wse_buf *resp,

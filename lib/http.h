@@ -123,6 +123,18 @@ wse_status wse_http_post(wse_http_client *c, const char *url,
     size_t len, wse_buf *resp, long *status_r);
 
 /*
+ * GET url ("https://HOST:PORT/path", nothing else), with the same TLS
+ * checks, connect_addr handling and timeouts as wse_http_post; no
+ * redirect is followed (a 3xx is returned as its status).  Appends the
+ * response body, at most max bytes (0: the client's max_response), to
+ * resp; a larger body fails with WSE_ERR_TOO_LARGE as soon as it is
+ * announced or passes max, never holding more than max bytes.  A failed
+ * call leaves a resp it found empty empty.  Statuses as wse_http_post.
+ */
+wse_status wse_http_get(wse_http_client *c, const char *url,
+    const char *connect_addr, size_t max, wse_buf *resp, long *status_r);
+
+/*
  * Receives a streamed response body a piece at a time; return 0 to go
  * on, -1 to abort the transfer (wse_http_post_stream then fails with the
  * status the sink pushed with wse_err, or WSE_ERR_IO).

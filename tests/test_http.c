@@ -1491,6 +1491,149 @@ test_odd_servers(void **state)
 	wse_buf_free(&resp);
 }
 
+/* GET: the same client, TLS checks and limits as POST; the body bounded
+ * by the caller's max; no redirect followed; https only. */
+static void
+test_get(void **state)
+{
+	struct fx fx;
+	struct rawsrv rs;
+	wse_http_client *c = NULL;
+	wse_buf *resp = wse_buf_new(1 << 20), *small = wse_buf_new(100);
+	wse_http_client_opts co;
+	char url[128], redirect[256], *chunked;
+	size_t n;
+	long status = 0;
+	int i;
+
+	(void)state;
+	fx_start(&fx, MODE_ECHO);
+	client_opts(&co, 0);
+	assert_wse_ok(wse_http_client_new(&co, &c));
+	snprintf(url, sizeof(url), "https://a.test:%u/plugins/expense.lua",
+	    (unsigned)wse_http_server_port(fx.srv));
+	assert_wse_ok(wse_http_get(c, url, "127.0.0.1", 0, resp, &status));
+	assert_int_equal(status, 200);
+	assert_string_equal(wse_buf_str(resp), "<wsdl/>");
+	pthread_mutex_lock(&fx.lock);
+	assert_string_equal(fx.method, "GET");
+	assert_string_equal(fx.path, "/plugins/expense.lua");
+	assert_false(fx.has_query);
+	assert_int_equal(fx.body_len, 0);
+	pthread_mutex_unlock(&fx.lock);
+
+	/* The handle goes back to POST, and GET after POST is a GET. */
+	wse_buf_reset(resp);
+	assert_wse_ok(post(c, &fx, "<after-get/>", resp, &status));
+	assert_string_equal(wse_buf_str(resp), "<after-get/>");
+	pthread_mutex_lock(&fx.lock);
+	assert_string_equal(fx.method, "POST");
+	pthread_mutex_unlock(&fx.lock);
+	wse_buf_reset(resp);
+	assert_wse_ok(wse_http_get(c, url, "127.0.0.1", 7, resp, &status));
+	assert_string_equal(wse_buf_str(resp), "<wsdl/>");	/* = max */
+	pthread_mutex_lock(&fx.lock);
+	assert_string_equal(fx.method, "GET");
+	pthread_mutex_unlock(&fx.lock);
+
+	/* Over max: refused, nothing kept; over the caller's buffer too. */
+	wse_buf_reset(resp);
+	assert_wse_status(wse_http_get(c, url, "127.0.0.1", 6, resp,
+	    &status), WSE_ERR_TOO_LARGE);
+	assert_non_null(strstr(wse_err_last(), "over 6 bytes"));
+	wse_err_clear();
+	assert_int_equal(wse_buf_len(resp), 0);
+	pthread_mutex_lock(&fx.lock);
+	fx.mode = MODE_BIG;
+	fx.big_len = 200;
+	pthread_mutex_unlock(&fx.lock);
+	assert_wse_status(wse_http_get(c, url, "127.0.0.1", 1000, small,
+	    &status), WSE_ERR_TOO_LARGE);
+	wse_err_clear();
+	assert_int_equal(wse_buf_len(small), 0);
+	/* max above the client's max_response is the caller's choice. */
+	pthread_mutex_lock(&fx.lock);
+	fx.big_len = 2 * 1024 * 1024;
+	pthread_mutex_unlock(&fx.lock);
+	wse_buf_free(&resp);
+	resp = wse_buf_new(4 << 20);
+	assert_wse_status(wse_http_get(c, url, "127.0.0.1", 0, resp,
+	    &status), WSE_ERR_TOO_LARGE);
+	wse_err_clear();
+	assert_wse_ok(wse_http_get(c, url, "127.0.0.1", 2 * 1024 * 1024,
+	    resp, &status));
+	assert_int_equal(wse_buf_len(resp), 2 * 1024 * 1024);
+	/* ... and POST keeps max_response afterwards. */
+	wse_buf_reset(resp);
+	assert_wse_status(post(c, &fx, "<x/>", resp, &status),
+	    WSE_ERR_TOO_LARGE);
+	wse_err_clear();
+
+	/* The server's name is checked as for POST. */
+	snprintf(url, sizeof(url), "https://b.test:%u/plugins/x",
+	    (unsigned)wse_http_server_port(fx.srv));
+	assert_wse_status(wse_http_get(c, url, "127.0.0.1", 0, resp,
+	    &status), WSE_ERR_UNTRUSTED);
+	wse_err_clear();
+	fx_stop(&fx);
+
+	/* https only; bad arguments. */
+	assert_wse_status(wse_http_get(c, "http://a.test/x", "127.0.0.1", 0,
+	    resp, &status), WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "not an https URL"));
+	assert_wse_status(wse_http_get(c, "file:///etc/passwd", NULL, 0,
+	    resp, &status), WSE_ERR_INVALID);
+	assert_wse_status(wse_http_get(NULL, url, NULL, 0, resp, &status),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_http_get(c, NULL, NULL, 0, resp, &status),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_http_get(c, url, "not-an-ip", 0, resp,
+	    &status), WSE_ERR_INVALID);
+	wse_err_clear();
+
+	/* A redirect is handed back, not followed. */
+	rawsrv_listen(&rs);
+	snprintf(redirect, sizeof(redirect), "HTTP/1.1 302 Found\r\n"
+	    "Location: https://a.test:%u/elsewhere\r\nContent-Length: 0\r\n"
+	    "\r\n", (unsigned)rs.port);
+	rawsrv_go(&rs, redirect, strlen(redirect));
+	snprintf(url, sizeof(url), "https://a.test:%u/plugins/x",
+	    (unsigned)rs.port);
+	wse_buf_reset(resp);
+	assert_wse_ok(wse_http_get(c, url, "127.0.0.1", 0, resp, &status));
+	assert_int_equal(status, 302);
+	rawsrv_stop(&rs);
+	assert_int_equal(rs.accepted, 1);
+
+	/* Chunked, no length announced: cut off at max. */
+	assert_non_null(chunked = malloc(64 * 1024));
+	n = (size_t)snprintf(chunked, 256, "HTTP/1.1 200 OK\r\n"
+	    "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (i = 0; i < 5; i++) {
+		n += (size_t)snprintf(chunked + n, 16, "1000\r\n");
+		memset(chunked + n, 'c', 4096);
+		n += 4096;
+		memcpy(chunked + n, "\r\n", 2);
+		n += 2;
+	}
+	memcpy(chunked + n, "0\r\n\r\n", 5);
+	n += 5;
+	rawsrv_start(&rs, chunked, n);
+	snprintf(url, sizeof(url), "https://a.test:%u/plugins/x",
+	    (unsigned)rs.port);
+	assert_wse_status(wse_http_get(c, url, "127.0.0.1", 10000, resp,
+	    &status), WSE_ERR_TOO_LARGE);
+	assert_non_null(strstr(wse_err_last(), "over 10000 bytes"));
+	wse_err_clear();
+	assert_int_equal(wse_buf_len(resp), 0);
+	rawsrv_stop(&rs);
+	free(chunked);
+
+	wse_http_client_free(&c);
+	wse_buf_free(&small);
+	wse_buf_free(&resp);
+}
+
 static void
 test_closed_port(void **state)
 {
@@ -1822,6 +1965,7 @@ main(void)
 		cmocka_unit_test(test_stop),
 		cmocka_unit_test(test_response_too_large),
 		cmocka_unit_test(test_odd_servers),
+		cmocka_unit_test(test_get),
 		cmocka_unit_test(test_closed_port),
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_bad_arguments),

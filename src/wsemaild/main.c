@@ -11,13 +11,19 @@
  * section.  It never needs the root's private key.  The plugins its
  * configuration names ("plugin = PATH [ARGS]", lib/plugin.h) run inside
  * it with all of its rights: they are trusted like the configuration.
+ * With "publish_dir = DIR" it also serves the files of DIR (signed form
+ * type plugins, docs/forms.md) at GET /plugins/NAME: only plain names,
+ * only regular files, never through a symbolic link, at most 1 MiB.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <libxml/parser.h>
 
@@ -37,10 +43,91 @@ on_signal(int sig)
 		wse_http_server_stop(the_server);
 }
 
+/* publish_dir, opened once: files are opened relative to it. */
+static int publish_fd = -1;
+
+#define PUBLISH_PREFIX		"/plugins/"
+#define PUBLISH_NAME_MAX	128
+#define PUBLISH_FILE_MAX	(1 << 20)
+
 static int64_t
 clock_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+/* ---- published files: GET /plugins/NAME ---- */
+
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,127} without "..": a name in publish_dir,
+ * never a path. */
+static int
+publish_name_ok(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n == 0 || n > PUBLISH_NAME_MAX || strstr(name, "..") != NULL)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') ||
+		    (i > 0 && (c == '.' || c == '_' || c == '-'))))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Answer with the file publish_dir/name, or 404.  Read whole on the loop
+ * thread: a local file of at most 1 MiB.  O_NONBLOCK keeps a FIFO from
+ * blocking the open; O_NOFOLLOW refuses a symbolic link.
+ */
+static void
+serve_published(wse_http_req *req, const char *name)
+{
+	struct stat sb;
+	const char *ctype;
+	size_t got = 0, n;
+	ssize_t r;
+	char *data = NULL;
+	int fd = -1;
+
+	if (publish_fd < 0 || !publish_name_ok(name))
+		goto notfound;
+	if ((fd = openat(publish_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK | O_NOCTTY)) < 0 || fstat(fd, &sb) != 0 ||
+	    !S_ISREG(sb.st_mode) || sb.st_size > PUBLISH_FILE_MAX)
+		goto notfound;
+	n = (size_t)sb.st_size;
+	if ((data = malloc(n + 1)) == NULL) {
+		close(fd);
+		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
+		return;
+	}
+	/* One byte more than fstat said, to notice a file that grew. */
+	while (got <= n && (r = read(fd, data + got, n + 1 - got)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			goto notfound;
+		}
+		got += (size_t)r;
+	}
+	if (got != n)
+		goto notfound;	/* changed under us: the next GET is fine */
+	close(fd);
+	n = strlen(name);
+	ctype = n > 4 && strcmp(name + n - 4, ".lua") == 0 ?
+	    "text/plain; charset=utf-8" : "application/octet-stream";
+	wse_http_reply(req, 200, ctype, data, got);
+	free(data);
+	return;
+notfound:
+	if (fd >= 0)
+		close(fd);
+	free(data);
+	wse_http_reply(req, 404, "text/plain", "not found\n", 10);
 }
 
 /* ---- work queue: the loop thread hands requests to worker threads ---- */
@@ -68,7 +155,12 @@ on_request(void *arg, wse_http_req *req)
 
 	(void)arg;
 	if (strcmp(wse_http_req_method(req), "GET") == 0) {
-		if (q != NULL && strcmp(q, "wsdl") == 0)
+		const char *path = wse_http_req_path(req);
+
+		if (q == NULL && strncmp(path, PUBLISH_PREFIX,
+		    strlen(PUBLISH_PREFIX)) == 0)
+			serve_published(req, path + strlen(PUBLISH_PREFIX));
+		else if (q != NULL && strcmp(q, "wsdl") == 0)
 			wse_http_reply(req, 200, "text/xml",
 			    wse_buf_data(wq.wsdl), wse_buf_len(wq.wsdl));
 		else
@@ -280,6 +372,15 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 			goto out;
 		}
 	}
+	if ((v = wse_config_get(cfg, "", "publish_dir")) != NULL) {
+		errno = 0;
+		if (*v == '\0' || (publish_fd = open(v, O_RDONLY | O_DIRECTORY |
+		    O_CLOEXEC)) < 0) {
+			fprintf(stderr, "wsemaild: %s: publish_dir %s: %s\n",
+			    path, v, *v == '\0' ? "empty" : strerror(errno));
+			goto out;
+		}
+	}
 	if (wsed_plugins_load(s, cfg, path) != 0)
 		goto out;
 	rc = 0;
@@ -390,6 +491,8 @@ main(int argc, char **argv)
 out:
 	wse_http_server_free(&the_server);
 	wse_buf_free(&wq.wsdl);
+	if (publish_fd >= 0)
+		close(publish_fd);
 	free((char *)ho.listen);
 	teardown(&s);
 	xmlCleanupParser();
