@@ -241,6 +241,25 @@ out_has "read forged" "pay 900 EUR"
 out_lacks "read forged" ": VALID"
 err_has "read forged" "did not verify"
 
+# --- routed forms: command-line errors, messages without a form ---
+run "form without a sub-command" 2 as_user bob form
+run "form: unknown sub-command" 2 as_user bob form frobnicate
+run "form show without an id" 2 as_user bob form show
+run "form show: not a message id" 2 as_user bob form show abc
+run "form submit: not https" 2 as_user bob form submit http://a.test/x.lua
+run "form submit: bad --sha256" 2 as_user bob form submit \
+    https://a.test/x.lua --sha256 xyz
+run "form delegate: not a mailbox" 2 as_user bob form delegate 1 nobody
+run "form export: no file" 2 as_user bob form export 1
+run "form show: unknown message" 1 as_user bob form show 999999
+err_has "form show: unknown message" "NotFound"
+run "form approve: no form in it" 1 as_user bob form approve "$pay_id"
+err_has "form approve: no form in it" "carries no form"
+run "form list" 0 as_user bob form list
+out_has "form list" "0 forms"
+run "form verify: not a form" 1 as_user bob form verify --file "$W/body.txt"
+out_has "form verify: not a form" "INVALID"
+
 # --- nothing went wrong on the server ---
 t_stop "$server_pid"
 if grep -qE "Sanitizer|runtime error" "$W/a.test.log"; then

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "formtype.h"
 #include "wsemail.h"
 
 /* A few common types by extension; everything else is octets. */
@@ -25,6 +26,7 @@ static const struct {
 	{ "gz", "application/gzip" }, { "png", "image/png" },
 	{ "jpg", "image/jpeg" }, { "jpeg", "image/jpeg" },
 	{ "gif", "image/gif" }, { "svg", "image/svg+xml" },
+	{ "form", WSE_FORM_MEDIA_TYPE },	/* a routed form, as it is */
 };
 
 const char *

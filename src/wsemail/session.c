@@ -39,7 +39,7 @@
 /* Every key the main section may hold. */
 static const char *const known_keys[] = {
 	"server", "connect", "address", "roots", "crl", "password_file",
-	"state_dir", NULL,
+	"state_dir", "publisher", "form_cache", "form_param", NULL,
 };
 
 static const char *

@@ -84,6 +84,12 @@ static const struct cli_cmd commands[] = {
 	    "revoke" },
 	{ "token", cmd_token, "[--new]",
 	    "show (or renew) the token certificate used for fetching" },
+	{ "form", cmd_form,
+	    "submit URL --field NAME=VALUE... | list | show ID | "
+	    "approve ID | reject ID | delegate ID TO | verify ID | "
+	    "export ID FILE",
+	    "routed forms: submit, list, show, decide, verify "
+	    "(\"form --help\": the options)" },
 	{ "help", cmd_help, "", "this text" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -119,7 +125,11 @@ print_help(FILE *f)
 	    "$WSEMAIL_PASSWORD,\npassword_file or a prompt.  \"read\" exits "
 	    "with status 1 when the message does\nnot verify.  --on-demand "
 	    "files stay on your server; their recipients fetch\nthem with "
-	    "\"wsemail attachment fetch\".\n");
+	    "\"wsemail attachment fetch\".\n\nforms: publisher (repeatable: "
+	    "PEM certificates of the form-type publishers\nyou trust), "
+	    "form_cache (default: state_dir/forms), form_param (repeatable:"
+	    "\nKEY=VALUE for the type's check).  Forms verify only with CRLs "
+	    "(crl lines).\n");
 }
 
 static int

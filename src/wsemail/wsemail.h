@@ -1,9 +1,10 @@
 /*
  * wsemail.h - shared parts of the wsemail client: the session with the
  * user's own server (session.c), the commands (cmd_send.c, cmd_read.c,
- * cmd_box.c, cmd_attach.c), the option parser (wsemail.c), safe terminal
- * output and the password prompt (term.c), token certificates (token.c),
- * on-demand uploads (upload.c) and resumable downloads (part.c).
+ * cmd_box.c, cmd_attach.c, cmd_form.c), the option parser (wsemail.c),
+ * safe terminal output and the password prompt (term.c), token
+ * certificates (token.c), on-demand uploads (upload.c) and resumable
+ * downloads (part.c).
  *
  * Handlers return a CLI_EXIT_* status and print their own results to
  * stdout; every failure is reported once, on stderr, as "wsemail: ...",
@@ -314,6 +315,9 @@ int cmd_delete(const struct cli_cmd *cmd, const char *config, int argc,
 int cmd_attachment(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
 int cmd_token(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+/* "wsemail form ...": routed forms (cmd_form.c). */
+int cmd_form(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
 /* The MIME type guessed from a file name's extension (cmd_send.c). */
 const char *cli_guess_type(const char *name);
