@@ -6,9 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-ninja -C "$build" bench/bench_wss >/dev/null
+ninja -C "$build" bench/bench_wss bench/bench_form >/dev/null
 echo "== WS-Security sign/verify cost ($(nproc) cores, $(date -u +%F)) =="
 "$build/bench/bench_wss" "${BENCH_N:-2000}"
+echo
+echo "== Routed forms: the final party verifies a form with 20 approvals =="
+"$build/bench/bench_form" 200 20
 if [ "${ATTACHMENT:-1}" = 1 ]; then
 	ninja -C "$build" src/wsemaild src/wsemail src/wsemail-admin plugins/ondemand.so >/dev/null
 	echo
