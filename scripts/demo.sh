@@ -7,8 +7,11 @@
 # recipients with an attachment), lists and reads it with the end-to-end
 # verification shown, sends a file on demand (it stays on the sender's
 # server; the recipient fetches it there with a token from his own
-# server, and the sender sees who fetched it), shows a bounce for an unknown user and a tampered
-# envelope refused, then stops everything it started.  All files live in
+# server, and the sender sees who fetched it), routes an expense claim
+# across both domains (the paper's routed forms: a router inserts the
+# approvers, one delegates, the final party verifies every signature and
+# accepts), shows a bounce for an unknown user and a tampered envelope
+# refused, then stops everything it started.  All files live in
 # a temporary directory that is removed at the end.
 # Usage: scripts/demo.sh [BUILD-DIR]      (normally: make demo)
 set -uo pipefail
@@ -36,6 +39,13 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 export WSEMAIL_PASSWORD=demo-password-123
 
 PA=$(free_port); PB=$(free_port); DNS=$(free_port)
+# the expense claim form type, signed by its publisher, served by a.test
+mkdir -p "$W/publish"
+"$ADMIN" plugin keygen --cn "Acme Forms" --out-key "$W/acme-key.pem" \
+	--out-cert "$W/acme.pem" >/dev/null || die "plugin keygen"
+cp examples/forms/expense.lua "$W/publish/"
+"$ADMIN" plugin sign "$W/publish/expense.lua" --name expense --version 1.0 \
+	--key "$W/acme-key.pem" --cert "$W/acme.pem" >/dev/null || die "plugin sign"
 
 say "1. A root CA, a domain CA for a.test and for b.test, and each server's certificate"
 for c in "ca init --cn WSEmail-Demo-Root" "domain issue a.test" "domain issue b.test" \
@@ -57,7 +67,7 @@ PIDS+=($!)
 echo "    _wsemail._tcp.a.test SRV 10 10 $PA mail.a.test"
 echo "    _wsemail._tcp.b.test SRV 10 10 $PB mail.b.test"
 
-say "3. Both servers start (HTTPS with mutual TLS between servers, SQLite stores, the on-demand attachment plugin)"
+say "3. Both servers start (HTTPS with mutual TLS between servers, SQLite stores, the on-demand attachment and forms plugins)"
 for d in a.test:"$PA" b.test:"$PB"; do
 	dom=${d%%:*}; port=${d##*:}
 	cat >"$W/$dom.conf" <<EOF
@@ -75,6 +85,8 @@ secret_file = $W/$dom.secret
 dns_server = 127.0.0.1:$DNS
 retry_first = 2
 plugin = $build/plugins/ondemand.so dir=$W/ondemand-$dom ca_cert=$W/pki/$dom/ca.pem ca_key=$W/pki/$dom/ca-key.pem
+plugin = $build/plugins/forms.so dir=$W/forms-$dom cert=$W/pki/$dom/chain.pem key=$W/pki/$dom/service-key.pem ca=$W/pki/$dom/ca.pem roots=$W/pki/root/cert.pem crl=$W/pki/root/crl.pem crl=$W/pki/a.test/crl.pem crl=$W/pki/b.test/crl.pem publisher=$W/acme.pem fetch_connect=127.0.0.1 retry=2 param.finance=bob@b.test param.threshold=1000
+publish_dir = $W/publish
 EOF
 	"$SERVER" "$W/$dom.conf" >"$W/$dom.out" 2>"$W/$dom.log" &
 	PIDS+=($!)
@@ -84,6 +96,9 @@ EOF
 done
 
 say "4. Users (passwords become PBKDF2-derived keys, sealed at rest)"
+for u in forms@a.test forms@b.test; do	# each domain's forms service
+	"$ADMIN" --config "$W/${u#*@}.conf" user add "$u" >/dev/null || die "user add $u"
+done
 for u in alice@a.test carol@a.test bob@b.test dave@b.test; do
 	show "wsemail-admin --config ${u#*@}.conf user add $u"
 	"$ADMIN" --config "$W/${u#*@}.conf" user add "$u" >/dev/null || die "user add $u"
@@ -98,6 +113,8 @@ crl = $W/pki/b.test/crl.pem
 connect = mail.a.test 127.0.0.1
 connect = mail.b.test 127.0.0.1
 state_dir = $W/state
+publisher = $W/acme.pem
+form_param = finance=bob@b.test
 EOF
 done
 C() { local u=$1; shift; "$CLIENT" --config "$W/$u.cconf" "$@"; }
@@ -146,14 +163,42 @@ cmp -s "$W/bob-files/dataset.bin" "$W/dataset.bin" && echo "    bob's copy is id
 show "wsemail attachment log $sid      (alice: who fetched it)"
 C alice@a.test attachment log "$sid" | indent
 
-say "9. A message to a mailbox that does not exist comes back as a non-delivery report"
+say "9. A routed form: carol's expense claim; router a.test inserts her manager and finance; bob delegates; b.test verifies and accepts"
+url="https://mail.a.test:$PA/plugins/expense.lua"
+show "wsemail form submit $url --field amount=2500.00 ... --route a.test --final b.test"
+C carol@a.test form submit "$url" --field amount=2500.00 --field currency=EUR \
+	--field "purpose=Conference travel" --field date=2026-11-20 \
+	--field manager=alice@a.test --route a.test --final b.test >"$W/form.out" || die "form submit"
+indent <"$W/form.out"
+fid=$(grep -o 'urn:uuid:[0-9a-f-]*' "$W/form.out" | head -1)
+short=${fid#urn:uuid:}; short=${short:0:8}
+form_id() { wait_for "$1" "$short" || die "$1 did not get the form"; C "$1" list | grep -- "$short" | head -1 | awk '{print $1}'; }
+id=$(form_id alice@a.test)
+echo "    a.test (router): $(grep -o 'inserted.*' "$W/a.test.log" | tail -1)"
+show "wsemail form list      (alice)"
+C alice@a.test form list | indent
+show "wsemail form approve $id --note 'fine'      (alice)"
+C alice@a.test form approve "$id" --note "fine" | indent || die "alice approve"
+id=$(form_id bob@b.test)
+show "wsemail form delegate $id dave@b.test      (bob)"
+C bob@b.test form delegate "$id" dave@b.test | indent || die "bob delegate"
+id=$(form_id dave@b.test)
+show "wsemail form approve $id      (dave, for bob)"
+C dave@b.test form approve "$id" | indent || die "dave approve"
+wait_for carol@a.test "$short.*approved" || die "carol was not told"
+echo "    b.test (final party): $(grep -o 'form urn.*accepted.*' "$W/b.test.log" | tail -1)"
+id=$(C carol@a.test list | grep -- "$short.*approved" | head -1 | awk '{print $1}')
+show "wsemail form verify $id      (carol checks every signature herself)"
+C carol@a.test form verify "$id" | indent
+
+say "10. A message to a mailbox that does not exist comes back as a non-delivery report"
 show "echo hi | wsemail send --to nobody@b.test --subject 'Are you there?' -"
 printf 'hi\n' | C alice@a.test send --to nobody@b.test --subject "Are you there?" - | indent
 wait_for alice@a.test "Undeliverable" || die "no bounce"
 id=$(C alice@a.test list | grep "Undeliverable" | head -1 | awk '{print $1}')
 C alice@a.test read "$id" | grep -E "Verified|From|Subject|could not|Reason|nobody" | indent
 
-say "10. A forged Deliver (b.test's server claiming to speak for a.test) is refused"
+say "11. A forged Deliver (b.test's server claiming to speak for a.test) is refused"
 cat >"$W/forged.xml" <<'EOF'
 <m:Deliver xmlns:m="urn:wsemail:2026"><m:Origin>a.test</m:Origin><m:OriginId>urn:uuid:6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab</m:OriginId><m:Rcpt>bob@b.test</m:Rcpt><m:Message><m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Subject>Change of bank details</m:Subject><m:Text>Please pay to account 6666.</m:Text></m:Message></m:Deliver>
 EOF
