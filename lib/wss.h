@@ -37,6 +37,15 @@
 /* Process-wide set-up of xmlsec (idempotent, thread-safe). */
 wse_status wse_wss_init(void);
 
+/*
+ * Tests and benchmarks only: with on != 0, signing and verification on
+ * the calling thread let libxml2's C14N walk the whole document for each
+ * Reference (as before the subtree walk, docs/performance.md); the bytes
+ * digested and every check are the same either way.  Returns the
+ * previous setting (0 by default).
+ */
+int wse_wss_whole_document_c14n(int on);
+
 typedef enum wse_profile {
 	WSE_PROFILE_CERT,
 	WSE_PROFILE_PASSWORD,
