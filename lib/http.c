@@ -154,6 +154,7 @@ curl_init_once(void)
 struct conn {
 	wse_http_server *srv;
 	wse_http_req *pending;		/* the request awaiting its answer */
+	struct event *watch;		/* the peer's socket while pending */
 	int refused;			/* over max_connections */
 };
 
@@ -164,6 +165,9 @@ struct wse_http_req {
 	struct conn *conn;
 	/* under srv->lock */
 	wse_http_req *qnext;
+	void (*closefn)(void *);	/* wse_http_req_on_close */
+	void *closearg;
+	int gone;			/* the connection went first */
 	/* read-only after creation: what the handler sees */
 	const char *method;
 	char *path;
@@ -269,6 +273,8 @@ conn_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 		return;
 	if (!conn->refused && conn->srv->nconns > 0)
 		conn->srv->nconns--;
+	if (conn->watch != NULL)
+		event_free(conn->watch);
 	if (conn->pending != NULL) {
 		/* Not reached: the close callback runs first.  Never touch
 		 * the evhttp request again. */
@@ -284,10 +290,18 @@ on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
 	struct conn *conn = arg;
 	wse_http_req *req = conn->pending;
+	wse_http_server *srv;
+	void (*fn)(void *);
+	void *fnarg;
 
 	(void)evcon;
+	if (conn->watch != NULL) {
+		event_free(conn->watch);
+		conn->watch = NULL;
+	}
 	if (req == NULL)
 		return;
+	srv = req->srv;
 	conn->pending = NULL;
 	req->conn = NULL;
 	/* evhttp frees the requests still attached to the connection; one
@@ -297,8 +311,20 @@ on_conn_close(struct evhttp_connection *evcon, void *arg)
 	req->ev = NULL;
 	/* A file answer in progress is ours alone: nothing else will
 	 * touch it once its connection is gone. */
-	if (req->streaming)
+	if (req->streaming) {
 		req_release(req);
+		return;
+	}
+	/* Tell whoever waits to answer it (a held request); req may be
+	 * answered, and freed, from inside fn: not touched after it. */
+	pthread_mutex_lock(&srv->lock);
+	req->gone = 1;
+	fn = req->closefn;
+	fnarg = req->closearg;
+	req->closefn = NULL;
+	pthread_mutex_unlock(&srv->lock);
+	if (fn != NULL)
+		fn(fnarg);
 }
 
 /* TLS: refuse connections over the limit before any real work; tune the
@@ -458,6 +484,49 @@ req_fill(wse_http_req *req, struct evhttp_request *ev,
 	return 0;
 }
 
+/*
+ * While a request waits for its answer, evhttp reads nothing from its
+ * connection, so it would not notice the client going away until the
+ * answer is written - which, for a request held for an event (a long
+ * poll), may be a minute later.  The socket is watched instead: a client
+ * that sends anything (a TLS close_notify, a FIN, a reset; a pipelined
+ * request, which this server does not serve) while its request is
+ * pending has its connection closed, and the close callback tells
+ * whoever holds the request.
+ */
+static void
+on_peer_input(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *conn = arg;
+	struct evhttp_connection *evcon;
+
+	(void)fd; (void)what;
+	if (conn->watch != NULL) {
+		event_free(conn->watch);
+		conn->watch = NULL;
+	}
+	if (conn->pending == NULL || conn->pending->ev == NULL ||
+	    conn->pending->streaming ||
+	    (evcon = evhttp_request_get_connection(conn->pending->ev)) ==
+	    NULL)
+		return;
+	evhttp_connection_free(evcon);
+}
+
+static void
+watch_peer(wse_http_server *srv, struct conn *conn, struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd < 0 || conn->watch != NULL)
+		return;
+	if ((conn->watch = event_new(srv->base, fd, EV_READ, on_peer_input,
+	    conn)) != NULL && event_add(conn->watch, NULL) != 0) {
+		event_free(conn->watch);
+		conn->watch = NULL;
+	}
+}
+
 /* evhttp: a complete request (GET or POST, body within the limit). */
 static void
 on_request(struct evhttp_request *ev, void *arg)
@@ -501,6 +570,7 @@ on_request(struct evhttp_request *ev, void *arg)
 	req->conn = conn;
 	conn->pending = req;
 	evhttp_connection_set_closecb(evcon, on_conn_close, conn);
+	watch_peer(srv, conn, bev);
 	srv->handler(srv->arg, req);
 }
 
@@ -647,6 +717,10 @@ send_now(wse_http_req *req)
 
 	if (ev == NULL)
 		goto out;
+	if (req->conn != NULL && req->conn->watch != NULL) {
+		event_free(req->conn->watch);
+		req->conn->watch = NULL;
+	}
 	if (req->sfd >= 0) {
 		stream_start(req);
 		return;
@@ -1099,6 +1173,23 @@ wse_http_req_peer_addr(const wse_http_req *req)
 
 static void enqueue(wse_http_req *req);
 
+int
+wse_http_req_on_close(wse_http_req *req, void (*fn)(void *arg), void *arg)
+{
+	int r = 0;
+
+	if (req == NULL)
+		return 0;
+	pthread_mutex_lock(&req->srv->lock);
+	if (!req->gone) {
+		req->closefn = fn;
+		req->closearg = fn != NULL ? arg : NULL;
+		r = 1;
+	}
+	pthread_mutex_unlock(&req->srv->lock);
+	return r;
+}
+
 void
 wse_http_reply(wse_http_req *req, int status, const char *content_type,
     const void *body, size_t len)
@@ -1153,6 +1244,7 @@ enqueue(wse_http_req *req)
 	int dead, on_loop;
 
 	pthread_mutex_lock(&srv->lock);
+	req->closefn = NULL;		/* answered: no longer waiting */
 	dead = srv->dead;
 	on_loop = srv->in_loop && pthread_equal(srv->loop_thread,
 	    pthread_self());

@@ -71,6 +71,21 @@ wse_cert *const *wse_http_req_peer_chain(const wse_http_req *req,
 const char *wse_http_req_peer_addr(const wse_http_req *req);
 
 /*
+ * Be told when req's connection goes away before req is answered (the
+ * client closed it, it timed out, or the server is being freed): fn(arg)
+ * is then called once, on the loop thread (or the thread freeing the
+ * server); req must still be answered afterwards (the answer is dropped)
+ * and stays valid until then.  Lets a request wait for an event (a long
+ * poll) without holding a thread.  Any thread, before req is answered;
+ * a second call replaces the first, fn == NULL unregisters; answering
+ * unregisters too.  Returns 1 when (un)registered, 0 when the connection
+ * is already gone: then a fn registered before has been taken to run
+ * (it runs, or ran, exactly once) and nothing is registered.
+ */
+int wse_http_req_on_close(wse_http_req *req, void (*fn)(void *arg),
+    void *arg);
+
+/*
  * Answer req (exactly once; any thread): HTTP status, content type and
  * body (copied).  req is invalid afterwards.  If the client has gone, the
  * answer is dropped quietly.

@@ -511,6 +511,16 @@ wse_msg_parse(const xmlNode *message, wse_msg **m_r)
 				goto out;
 			continue;
 		}
+		if (wse_xml_is(n, WSE_NS_WSE, "Instant")) {
+			if (m->instant || n->children != NULL ||
+			    n->properties != NULL) {
+				st = wse_err(WSE_ERR_INVALID, "bad or repeated "
+				    "Instant");
+				goto out;
+			}
+			m->instant = 1;
+			continue;
+		}
 		if (wse_xml_is(n, WSE_NS_WSE, "From"))
 			field = m->from ? NULL : "from";
 		else if (wse_xml_is(n, WSE_NS_WSE, "Subject"))
@@ -588,6 +598,8 @@ wse_msg_to_xml(const wse_msg *m, wse_buf *out)
 	for (i = 0; i < m->ncc; i++)
 		if ((st = put_elem(out, "Cc", m->cc[i])) != WSE_OK)
 			return st;
+	if (m->instant && (st = wse_buf_puts(out, "<m:Instant/>")) != WSE_OK)
+		return st;
 	if ((m->subject && (st = put_elem(out, "Subject", m->subject)) !=
 	    WSE_OK) ||
 	    (m->date && (st = put_elem(out, "Date", m->date)) != WSE_OK) ||

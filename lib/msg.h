@@ -67,6 +67,8 @@ typedef struct wse_msg {
 	size_t natt;
 	wse_ondemand *od;
 	size_t nod;
+	int instant;			/* <m:Instant/>: an instant message
+					 * (docs/im.md) */
 } wse_msg;
 
 /* 1 when s is a mailbox address local@domain (local: letters, digits,

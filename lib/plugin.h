@@ -61,6 +61,9 @@
  *    messages on it; the server logs them and clears the stack.
  *  - The host's functions are thread-safe and may be called from hooks
  *    and from threads a plugin starts (which it must stop in deinit).
+ *  - cancelled (held requests) is called from the server's event loop
+ *    thread (or a worker thread, or the thread that stops the server):
+ *    it must only take the plugin's own lock briefly and never wait.
  */
 #ifndef WSE_PLUGIN_H
 #define WSE_PLUGIN_H
@@ -78,7 +81,7 @@
 #include "store.h"
 #include "wselimits.h"
 
-#define WSE_PLUGIN_ABI "wsemail-plugin-abi-2"
+#define WSE_PLUGIN_ABI "wsemail-plugin-abi-3"
 
 /* The one symbol a plugin exports. */
 #define WSE_PLUGIN_ENTRY "wse_plugin_entry"
@@ -96,6 +99,18 @@
 #define WSE_PLUGIN_MSG_REPORT	0x1u	/* a non-delivery report (From
 					 * mailer-daemon@...): never answer */
 #define WSE_PLUGIN_MSG_LOCAL	0x2u	/* origin is this server's domain */
+#define WSE_PLUGIN_MSG_INSTANT	0x4u	/* an instant message (m:Instant,
+					 * docs/im.md): delivered while the
+					 * sender waits, never queued; the
+					 * hook may refuse it */
+
+/* consumed_r[i] values of the message hook */
+#define WSE_PLUGIN_KEEP		0	/* not taken: stored as usual */
+#define WSE_PLUGIN_TAKEN	1	/* taken: not stored for rcpts[i] */
+#define WSE_PLUGIN_REFUSE	2	/* refused for rcpts[i]: nothing
+					 * stored for it; an instant message
+					 * is answered with a NotAuthorized
+					 * Fault (mail: as TAKEN) */
 
 /* struct wse_plugin.op_flags[i]: how requests for ops[i] are verified */
 #define WSE_PLUGIN_OP_PASSWORD	0x0u	/* password profile, a user of
@@ -107,6 +122,8 @@
 					 * mailbox */
 #define WSE_PLUGIN_OP_STREAM	0x2u	/* may answer with a byte stream
 					 * instead of a SOAP envelope */
+#define WSE_PLUGIN_OP_HOLD	0x4u	/* call may hold the request and
+					 * answer it later (host->hold) */
 
 /* struct wse_plugin_request.auth */
 #define WSE_PLUGIN_AUTH_PASSWORD 1
@@ -118,6 +135,16 @@
 					  * (auto-replies, notifications) */
 
 struct wse_plugin;
+struct wse_plugin_request;
+
+/*
+ * A held request (WSE_PLUGIN_OP_HOLD): opaque, owned by the server,
+ * reference-counted.  The plugin owns ONE reference from host->hold
+ * until it calls host->answer or host->release (exactly one of them,
+ * exactly once); the handle stays valid until then whatever happens to
+ * the client's connection, so a plugin can never touch freed memory.
+ */
+typedef struct wse_plugin_held wse_plugin_held;
 
 /*
  * What the server gives a plugin: one per loaded plugin, passed to init,
@@ -175,6 +202,66 @@ struct wse_plugin_host {
 	    size_t i);
 	/* The server's; a plugin never reads or changes it. */
 	void *priv;
+
+	/* ---- ABI 3: held requests (WSE_PLUGIN_OP_HOLD operations) ---- */
+
+	/*
+	 * From call only, for a request of an operation flagged
+	 * WSE_PLUGIN_OP_HOLD: do not answer it now.  *held_r gets the
+	 * handle (the plugin's reference); call then returns WSE_OK with
+	 * resp left empty, and no worker thread waits: the client's
+	 * connection stays open until the plugin answers.  Later, from any
+	 * thread, the plugin calls answer (or release).  If the client's
+	 * connection closes first, or the server stops, the server calls
+	 * the plugin's cancelled(state, held) once - never before call has
+	 * returned - and the plugin then releases its reference (or
+	 * answers: that fails cleanly).  WSE_ERR_UNSUPPORTED when this
+	 * request cannot be held (it did not come over the network, or
+	 * the operation is not flagged): answer it at once instead.
+	 * WSE_ERR_TEMPFAIL when the server is stopping.
+	 */
+	wse_status (*hold)(const struct wse_plugin_host *h,
+	    const struct wse_plugin_request *r, wse_plugin_held **held_r);
+	/*
+	 * Answer a held request and drop the plugin's reference: st WSE_OK
+	 * with payload exactly one <m:OpResponse> element, as call would
+	 * have written it (the server checks it, wraps it in a response
+	 * envelope that RelatesTo the request, signs it and sends it); any
+	 * other st sends the Fault for that status (payload may be NULL).
+	 * Thread-safe, never blocks on the network.  WSE_OK when the
+	 * answer was handed to the connection; WSE_ERR_NOT_FOUND when the
+	 * request was cancelled (or answered) before; the reference is
+	 * dropped in every case - held is invalid afterwards.
+	 */
+	wse_status (*answer)(const struct wse_plugin_host *h,
+	    wse_plugin_held *held, wse_status st, const wse_buf *payload);
+	/* Drop the plugin's reference without answering (after cancelled);
+	 * a request still waiting gets a TempFail Fault.  held is invalid
+	 * afterwards. */
+	void (*release)(const struct wse_plugin_host *h, wse_plugin_held *held);
+
+	/* ---- ABI 3: instant messages that arrive outside a Deliver ---- */
+
+	/*
+	 * Deliver the instant message m (m->instant, one To: the local
+	 * mailbox rcpt, which must exist) as the server does for an
+	 * instant Deliver: every plugin's message hook with
+	 * WSE_PLUGIN_MSG_INSTANT (this plugin's too: do not hold a lock the
+	 * hook needs), then, unless a plugin took it, stored in rcpt's
+	 * mailbox flagged WSE_MSG_INSTANT.  The caller has proven m's From
+	 * (for DeliverDirect: the token's mailbox).  origin and origin_id
+	 * name the message for de-duplication (origin: From's domain);
+	 * original (len bytes) is what is stored and handed on for
+	 * end-to-end verification (the signed request as received).
+	 * *stored_r: 1 stored, 0 taken by a plugin; *sessions_r: the
+	 * sessions the taking plugin reported.  WSE_ERR_NOT_AUTHORIZED when
+	 * a plugin refused it (nothing stored), WSE_ERR_NO_SUCH_USER,
+	 * WSE_ERR_TEMPFAIL, WSE_ERR_INVALID (not a valid instant message).
+	 */
+	wse_status (*deliver_instant)(const struct wse_plugin_host *h,
+	    const wse_msg *m, const char *rcpt, const char *origin,
+	    const char *origin_id, const uint8_t *original, size_t len,
+	    int *stored_r, unsigned *sessions_r);
 };
 
 /*
@@ -198,6 +285,10 @@ struct wse_plugin_delivery {
 	const char *const *rcpts;	/* local recipients (normalised)
 					 * not taken by an earlier plugin */
 	size_t nrcpts;			/* >= 1 */
+	/* ABI 3: nrcpts entries, all 0: for a recipient it takes, the hook
+	 * may set how many of its sessions got the message (an instant
+	 * message pushed to N screens); the sender is told. */
+	unsigned *sessions_r;
 };
 
 /*
@@ -216,6 +307,10 @@ struct wse_plugin_request {
 	const char *message_id;		/* the request's wsa:MessageID */
 	const xmlNode *body;		/* the VERIFIED soap:Body */
 	int64_t now;			/* the server's clock */
+	/* ABI 3: the request envelope exactly as received (what a plugin
+	 * keeps when it hands the request on for end-to-end checks) */
+	const uint8_t *original;
+	size_t original_len;
 };
 
 /*
@@ -277,7 +372,14 @@ struct wse_plugin {
 	 * with the recipients left by the earlier ones; once none is left,
 	 * no further plugin is called.  The hook may queue new messages
 	 * with host->submit.
-	 * Returns: WSE_OK - consumed_r applies.  WSE_ERR_TEMPFAIL - "not
+	 * ABI 3: consumed_r[i] = WSE_PLUGIN_REFUSE refuses the message for
+ * rcpts[i]: it is stored for nobody it was refused for; for a message
+ * flagged WSE_PLUGIN_MSG_INSTANT the sender gets a NotAuthorized Fault
+ * (nothing of it is stored or pushed); for mail it counts as taken.
+ * A plugin that takes an instant message may report in
+ * d->sessions_r[i] how many sessions it reached.  An instant message
+ * that no plugin takes is stored flagged WSE_MSG_INSTANT.
+ * Returns: WSE_OK - consumed_r applies.  WSE_ERR_TEMPFAIL - "not
 	 * now": the whole delivery is refused with a TempFail Fault, nothing
 	 * is stored, and the sending server retries later.  Anything else -
 	 * the plugin failed: the server logs it and ignores its consumed_r
@@ -341,6 +443,17 @@ struct wse_plugin {
 	 */
 	wse_status (*submit)(void *state, const char *user, const char *id,
 	    wse_msg *m);
+
+	/*
+	 * ABI 3, required when an operation is flagged WSE_PLUGIN_OP_HOLD:
+	 * the request held as `held` will never be answered (its client's
+	 * connection closed, or the server is stopping).  Called once per
+	 * held request that the plugin had not answered yet, on the
+	 * server's event-loop thread (see THREADS).  The plugin forgets
+	 * held and calls host->release for it (or, if another of its
+	 * threads is about to answer it, lets that answer fail).
+	 */
+	void (*cancelled)(void *state, wse_plugin_held *held);
 };
 
 /* The entry point every plugin defines (with WSE_PLUGIN_EXPORT). */

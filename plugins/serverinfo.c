@@ -9,7 +9,7 @@
  *   <m:ServerInfoResponse xmlns:m="urn:wsemail:2026">
  *     <m:Domain>a.test</m:Domain>
  *     <m:Software>wsemaild 0.1.0</m:Software>
- *     <m:PluginAbi>wsemail-plugin-abi-2</m:PluginAbi>
+ *     <m:PluginAbi>wsemail-plugin-abi-3</m:PluginAbi>
  *     <m:Plugin name="autoreply" message="true"/>
  *     <m:Plugin name="serverinfo" message="false">
  *       <m:Operation>ServerInfo</m:Operation></m:Plugin>

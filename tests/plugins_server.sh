@@ -76,7 +76,7 @@ P --user alice@a.test --op ServerInfo >"$W/si.out" 2>"$W/si.err" || fail "Server
 head -1 "$W/si.out" | grep -qx OK || fail "ServerInfo: $(cat "$W/si.out")"
 grep -q "<m:Domain>a.test</m:Domain>" "$W/si.out" &&
 	grep -q "<m:Software>wsemaild [0-9]" "$W/si.out" &&
-	grep -q "<m:PluginAbi>wsemail-plugin-abi-2</m:PluginAbi>" "$W/si.out" ||
+	grep -q "<m:PluginAbi>wsemail-plugin-abi-3</m:PluginAbi>" "$W/si.out" ||
 	fail "ServerInfo content: $(cat "$W/si.out")"
 order=$(grep -o 'Plugin name="[a-z]*"' "$W/si.out" | tr '\n' ' ')
 [ "$order" = 'Plugin name="quarantine" Plugin name="autoreply" Plugin name="serverinfo" ' ] ||
@@ -162,7 +162,7 @@ refuse() {  # what pattern plugin-lines...
 	grep -q ready "$W/bad.out" && fail "$what: server became ready"
 	grep -q -- "$pat" "$W/bad.err" || fail "$what: message: $(cat "$W/bad.err")"
 }
-refuse "wrong ABI" "plugin ABI mismatch: it was built for \"wsemail-plugin-abi-0\", this server needs \"wsemail-plugin-abi-2\"" \
+refuse "wrong ABI" "plugin ABI mismatch: it was built for \"wsemail-plugin-abi-0\", this server needs \"wsemail-plugin-abi-3\"" \
 	"$PLUG/serverinfo.so" "$B/tests/badabi.so"
 ok "a plugin built for another ABI: exit status 1, a clear message"
 refuse "duplicate operation" "plugin serverinfo: operation ServerInfo is already taken by plugin serverinfo" \

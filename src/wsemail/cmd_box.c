@@ -34,9 +34,13 @@ list_row(const xmlNode *h)
 	if (id == NULL || cli_number(id, 1, INT64_MAX, &n) != 0)
 		id = "?";
 	printf("%*s ", W_ID, id);
+	/* The second column: '@' on-demand attachments, 'I' an instant
+	 * message kept as mail (it has no attachments). */
+	if (flags == NULL || cli_number(flags, 0, 0xffff, &n) != 0)
+		n = 0;
 	printf("%s%s ", unread != NULL && strcmp(unread, "true") == 0 ? "N" :
-	    " ", flags != NULL && cli_number(flags, 0, 0xffff, &n) == 0 &&
-	    (n & WSE_MSG_ONDEMAND) ? "@" : " ");
+	    " ", (n & WSE_MSG_ONDEMAND) ? "@" : (n & WSE_MSG_INSTANT) ? "I" :
+	    " ");
 	term_cell(stdout, received ? received : "", W_DATE);
 	fputc(' ', stdout);
 	term_cell(stdout, from ? from : "", W_FROM);

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -108,8 +109,99 @@ verify_without_crls(struct cli *c, struct cli_e2e *e, wse_verify_opts *o,
 	return wse_wss_verify(e->env, o, &e->v);
 }
 
+/* 1 when the message's To names addr (a DeliverDirect has no Rcpt). */
+static int
+has_to(const wse_msg *m, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < m->nto; i++)
+		if (strcmp(m->to[i], addr) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A DeliverDirect original (a roaming sender, docs/im.md): signed by the
+ * sender's token certificate (certificate profile, token purpose, any
+ * domain whose CA chains to our roots), as of its receipt; the token must
+ * name the message's From, and we must be in its To.
+ */
 static void
-verify_original(struct cli *c, const wse_buf *orig, int64_t received,
+verify_direct(struct cli *c, xmlNodePtr direct, int64_t received,
+    struct cli_e2e *e)
+{
+	xmlNodePtr mnode = NULL;
+	wse_replay *fresh = NULL;
+	wse_verify_opts o;
+	wse_status st;
+
+	e->direct = 1;
+	if (wse_xml_only_child(direct, WSE_NS_WSE, "Message", &mnode) !=
+	    WSE_OK)
+		mnode = NULL;
+	if (wse_replay_memory_new(16, &fresh) != WSE_OK) {
+		e2e_refuse(e, WSE_ERR_NOMEM, NULL);
+		goto show;
+	}
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &c->lim;
+	o.replay = fresh;
+	o.now = received;
+	o.trust = c->trust;
+	o.purpose = WSE_PURPOSE_TOKEN;
+	o.expected_domain = NULL;
+	st = wse_wss_verify(e->env, &o, &e->v);
+	if (st == WSE_ERR_TEMPFAIL && c->crls_checked)
+		st = verify_without_crls(c, e, &o, fresh);
+	if (st != WSE_OK)
+		e2e_refuse(e, st, NULL);
+	if (e->valid) {
+		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "DeliverDirect") !=
+		    0 || direct->parent != e->v.body)
+			e2e_refuse(e, WSE_ERR_BAD_SIGNATURE, "the signature "
+			    "does not cover the DeliverDirect message");
+		else if (e->v.signer_mailbox == NULL)
+			e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "the signing "
+			    "certificate is not a token of a mailbox");
+		if (wse_cert_subject(e->v.signer, e->signer,
+		    sizeof(e->signer)) != WSE_OK) {
+			(void)snprintf(e->signer, sizeof(e->signer), "?");
+			wse_err_clear();
+		}
+	}
+show:
+	if (mnode == NULL) {
+		e2e_refuse(e, WSE_ERR_INVALID, "the DeliverDirect holds no "
+		    "Message");
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the original holds no message");
+		goto out;
+	}
+	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
+		char errs[512];
+
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the message is malformed: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		e2e_refuse(e, st, NULL);
+		goto out;
+	}
+	if (e->valid && e->v.signer_mailbox != NULL &&
+	    strcasecmp(e->v.signer_mailbox, e->m->from) != 0)
+		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "From %s is not the "
+		    "token's mailbox %s", e->m->from, e->v.signer_mailbox);
+	else if (e->valid && !has_to(e->m, c->address))
+		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among the "
+		    "signed recipients", c->address);
+out:
+	wse_replay_free(&fresh);
+	wse_err_clear();
+}
+
+void
+cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
     struct cli_e2e *e)
 {
 	xmlNodePtr deliver = NULL, mnode = NULL;
@@ -129,6 +221,11 @@ verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 	}
 	/* Candidates: read only to tell the verifier whom to expect, and
 	 * checked against what it proves below. */
+	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE,
+	    "DeliverDirect", &deliver) == WSE_OK) {
+		verify_direct(c, deliver, received, e);
+		goto out;
+	}
 	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE, "Deliver",
 	    &deliver) != WSE_OK) {
 		deliver = NULL;
@@ -452,7 +549,7 @@ cli_fetch_message(struct cli *c, long long id, struct cli_e2e *e)
 	}
 	free(b64);
 	b64 = NULL;
-	verify_original(c, orig, received, e);
+	cli_verify_original(c, orig, received, e);
 	rc = CLI_EXIT_OK;
 out:
 	cli_reply_clear(&r);

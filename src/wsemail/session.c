@@ -39,7 +39,8 @@
 /* Every key the main section may hold. */
 static const char *const known_keys[] = {
 	"server", "connect", "address", "roots", "crl", "password_file",
-	"state_dir", "publisher", "form_cache", "form_param", NULL,
+	"state_dir", "publisher", "form_cache", "form_param", "dns_server",
+	"route", NULL,
 };
 
 static const char *
@@ -293,11 +294,12 @@ state_dir(struct cli *c)
 	return CLI_EXIT_OK;
 }
 
+static int cli_http_new(struct cli *c);
+
 int
 cli_open(struct cli *c, const char *path)
 {
 	const char *key, *v, *addr;
-	wse_http_client_opts ho;
 	size_t i, k, n;
 
 	memset(c, 0, sizeof(*c));
@@ -359,6 +361,16 @@ cli_open(struct cli *c, const char *path)
 	if (wse_replay_memory_new(REPLAY_ENTRIES, &c->replay) != WSE_OK)
 		return cli_fail("replay cache");
 
+	return cli_http_new(c);
+}
+
+/* The HTTPS client of c (kept-alive connections; a WaitInstant is held
+ * up to 60 s). */
+static int
+cli_http_new(struct cli *c)
+{
+	wse_http_client_opts ho;
+
 	memset(&ho, 0, sizeof(ho));
 	ho.roots = wse_config_get(c->cfg, "", "roots");
 	ho.connect_timeout_ms = 10000;
@@ -367,6 +379,15 @@ cli_open(struct cli *c, const char *path)
 	if (wse_http_client_new(&ho, &c->http) != WSE_OK)
 		return cli_fail("HTTPS client");
 	return CLI_EXIT_OK;
+}
+
+int
+cli_http_renew(struct cli *c)
+{
+	/* Not freed: closing it would end the TLS sessions the parent
+	 * still uses.  The child leaves with _exit(). */
+	c->http = NULL;
+	return cli_http_new(c);
 }
 
 wse_trust *
@@ -726,6 +747,27 @@ out:
 }
 
 /* ---- small helpers ---- */
+
+int
+cli_state_dir_ready(struct cli *c)
+{
+	struct stat sb;
+
+	if (c->state_dir[0] == '\0')
+		return cli_fail("no state directory: set state_dir in %s (or "
+		    "HOME)", c->config_path);
+	if (mkdir(c->state_dir, 0700) == -1 && errno != EEXIST)
+		return cli_fail("cannot make %s: %s", c->state_dir,
+		    strerror(errno));
+	if (stat(c->state_dir, &sb) == -1)
+		return cli_fail("%s: %s", c->state_dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return cli_fail("%s is not a directory", c->state_dir);
+	if (sb.st_uid != geteuid() || (sb.st_mode & 022) != 0)
+		return cli_fail("%s must belong to you and not be writable by "
+		    "others (chmod 700 it)", c->state_dir);
+	return CLI_EXIT_OK;
+}
 
 void
 cli_human_size(uint64_t n, char *buf, size_t size)

@@ -38,28 +38,6 @@ struct paths {
 	char key[1200], pem[1200], lock[1200];
 };
 
-/* state_dir: made when missing; ours, not writable by others. */
-static int
-state_dir_ready(struct cli *c)
-{
-	struct stat sb;
-
-	if (c->state_dir[0] == '\0')
-		return cli_fail("no state directory: set state_dir in %s (or "
-		    "HOME)", c->config_path);
-	if (mkdir(c->state_dir, 0700) == -1 && errno != EEXIST)
-		return cli_fail("cannot make %s: %s", c->state_dir,
-		    strerror(errno));
-	if (stat(c->state_dir, &sb) == -1)
-		return cli_fail("%s: %s", c->state_dir, strerror(errno));
-	if (!S_ISDIR(sb.st_mode))
-		return cli_fail("%s is not a directory", c->state_dir);
-	if (sb.st_uid != geteuid() || (sb.st_mode & 022) != 0)
-		return cli_fail("%s must belong to you and not be writable by "
-		    "others (chmod 700 it)", c->state_dir);
-	return CLI_EXIT_OK;
-}
-
 static int
 make_paths(struct cli *c, struct paths *p)
 {
@@ -374,7 +352,7 @@ cli_token_get(struct cli *c, int force_new, struct cli_token *t)
 	int lfd = -1, rc;
 
 	memset(t, 0, sizeof(*t));
-	if ((rc = state_dir_ready(c)) != CLI_EXIT_OK ||
+	if ((rc = cli_state_dir_ready(c)) != CLI_EXIT_OK ||
 	    (rc = make_paths(c, &p)) != CLI_EXIT_OK)
 		return rc;
 	if ((lfd = open(p.lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,

@@ -90,6 +90,21 @@ static const struct cli_cmd commands[] = {
 	    "export ID FILE",
 	    "routed forms: submit, list, show, decide, verify "
 	    "(\"form --help\": the options)" },
+	{ "im", cmd_im, "ADDRESS [TEXT|-] [--direct [--server URL]]",
+	    "send an instant message (the text, or standard input): pushed "
+	    "to the recipient's screen, or kept as mail when offline" },
+	{ "listen", cmd_listen,
+	    "[--session NAME] [--once] [--count N] [--timeout S]",
+	    "show instant messages as they arrive, verified end to end" },
+	{ "chat", cmd_chat, "ADDRESS [--session NAME]",
+	    "a conversation: each line typed is sent to ADDRESS; what "
+	    "arrives is shown; Ctrl-D ends" },
+	{ "im-policy", cmd_im_policy,
+	    "show | set --accept anyone|listed|nobody [--allow X]... "
+	    "[--block X]... [--presence-to X]...",
+	    "who may send you instant messages, and see you online" },
+	{ "presence", cmd_presence, "ADDRESS [--server URL]",
+	    "whether ADDRESS has a session online (if they let you see it)" },
 	{ "help", cmd_help, "", "this text" },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -129,7 +144,10 @@ print_help(FILE *f)
 	    "PEM certificates of the form-type publishers\nyou trust), "
 	    "form_cache (default: state_dir/forms), form_param (repeatable:"
 	    "\nKEY=VALUE for the type's check).  Forms verify only with CRLs "
-	    "(crl lines).\n");
+	    "(crl lines).\n\ninstant messages: dns_server (IP[:PORT]) and route "
+	    "(repeatable: \"route =\nDOMAIN HOST:PORT\") find another "
+	    "domain's server for im --direct and presence;\nlisten and chat "
+	    "keep their place in state_dir.\n");
 }
 
 static int

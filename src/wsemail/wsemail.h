@@ -1,7 +1,8 @@
 /*
  * wsemail.h - shared parts of the wsemail client: the session with the
  * user's own server (session.c), the commands (cmd_send.c, cmd_read.c,
- * cmd_box.c, cmd_attach.c, cmd_form.c), the option parser (wsemail.c),
+ * cmd_box.c, cmd_attach.c, cmd_form.c, cmd_im.c), the option parser
+ * (wsemail.c),
  * safe terminal output and the password prompt (term.c), token
  * certificates (token.c), on-demand uploads (upload.c) and resumable
  * downloads (part.c).
@@ -93,6 +94,11 @@ struct cli_reply {
 int cli_open(struct cli *c, const char *path);
 void cli_close(struct cli *c);
 
+/* In a child made by fork(): a new HTTPS client of its own.  The
+ * parent's, whose connections the child shares, is left alone (not
+ * freed: the child ends with _exit()). */
+int cli_http_renew(struct cli *c);
+
 /* The roots of the configuration without any CRL (revocation not
  * checked), made on first use; NULL after a printed failure. */
 wse_trust *cli_trust_nocrl(struct cli *c);
@@ -134,6 +140,10 @@ const char *cli_connect_for(const struct cli *c, const char *url);
  * brackets) and PORT (443 when absent): 0, or -1 when malformed. */
 int cli_url_host(const char *url, char *host, size_t size, long *port_r);
 
+/* state_dir: made (0700) when missing; it must be a directory of ours
+ * not writable by others.  A printed failure otherwise. */
+int cli_state_dir_ready(struct cli *c);
+
 /* "1.5 GiB" and the like, into buf. */
 void cli_human_size(uint64_t n, char *buf, size_t size);
 
@@ -160,6 +170,8 @@ struct cli_e2e {
 	wse_msg *m;			/* NULL when it cannot be shown */
 	char why_not_shown[512];
 	char *received_s;		/* as our server reported it */
+	int direct;			/* a DeliverDirect, signed by the
+					 * sender's token (docs/im.md) */
 };
 
 /*
@@ -170,6 +182,18 @@ struct cli_e2e {
  */
 int cli_fetch_message(struct cli *c, long long id, struct cli_e2e *e);
 void cli_e2e_clear(struct cli_e2e *e);
+
+/*
+ * Verify an original envelope (as our server keeps it) end to end, as of
+ * received, into *e (zeroed by the caller): a Deliver signed by a service
+ * certificate of the domain its m:Origin names, listing us among its
+ * recipients, its From of that domain; or a DeliverDirect (an instant
+ * message from a roaming sender) signed by a token certificate of the
+ * mailbox its From names, listing us in its To.  e->valid says; e->m is
+ * set whenever the message can be shown.
+ */
+void cli_verify_original(struct cli *c, const wse_buf *orig,
+    int64_t received, struct cli_e2e *e);
 
 /* ---- token certificates (token.c) ---- */
 
@@ -318,6 +342,18 @@ int cmd_token(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
 /* "wsemail form ...": routed forms (cmd_form.c). */
 int cmd_form(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+/* Instant messages (cmd_im.c, docs/im.md): "im", "listen", "chat",
+ * "im-policy", "presence". */
+int cmd_im(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+int cmd_listen(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+int cmd_chat(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+int cmd_im_policy(const struct cli_cmd *cmd, const char *config, int argc,
+    char **argv);
+int cmd_presence(const struct cli_cmd *cmd, const char *config, int argc,
     char **argv);
 /* The MIME type guessed from a file name's extension (cmd_send.c). */
 const char *cli_guess_type(const char *name);

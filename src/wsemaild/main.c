@@ -130,27 +130,16 @@ notfound:
 	wse_http_reply(req, 404, "text/plain", "not found\n", 10);
 }
 
-/* ---- work queue: the loop thread hands requests to worker threads ---- */
-
-struct work {
-	struct work *next;
-	wse_http_req *req;
-};
+/* ---- requests: GETs here, POSTs to the workers (serve.c) ---- */
 
 static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct work *head, **tail;
-	int stop;
-	struct wsed *s;
+	struct wsed_serve *sv;
 	wse_buf *wsdl;
-} wq = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0,
-    NULL, NULL };
+} wq;
 
 static void
 on_request(void *arg, wse_http_req *req)
 {
-	struct work *w;
 	const char *q = wse_http_req_query(req);
 
 	(void)arg;
@@ -167,65 +156,7 @@ on_request(void *arg, wse_http_req *req)
 			wse_http_reply(req, 404, "text/plain", "not found\n", 10);
 		return;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
-		return;
-	}
-	w->req = req;
-	pthread_mutex_lock(&wq.lock);
-	*wq.tail = w;
-	wq.tail = &w->next;
-	pthread_cond_signal(&wq.cond);
-	pthread_mutex_unlock(&wq.lock);
-}
-
-static void *
-worker_main(void *arg)
-{
-	struct wsed *s = arg;
-	wse_buf *out = wse_buf_new(s->lim.max_message_bytes * 4);
-
-	for (;;) {
-		struct work *w;
-		const uint8_t *body;
-		size_t len, npeer;
-		wse_cert *const *peer;
-		int status;
-
-		pthread_mutex_lock(&wq.lock);
-		while (wq.head == NULL && !wq.stop)
-			pthread_cond_wait(&wq.cond, &wq.lock);
-		if (wq.head == NULL) {
-			pthread_mutex_unlock(&wq.lock);
-			break;
-		}
-		w = wq.head;
-		if ((wq.head = w->next) == NULL)
-			wq.tail = &wq.head;
-		pthread_mutex_unlock(&wq.lock);
-		body = wse_http_req_body(w->req, &len);
-		peer = wse_http_req_peer_chain(w->req, &npeer);
-		if (out == NULL) {
-			wse_http_reply(w->req, 503, "text/plain", "busy\n", 5);
-		} else {
-			struct wse_plugin_stream fs;
-
-			wse_buf_reset(out);
-			wsed_handle_stream(s, body, len, peer, npeer,
-			    wse_http_req_peer_addr(w->req), out, &status,
-			    &fs);
-			if (fs.fd >= 0)
-				wse_http_reply_file(w->req, fs.fd, fs.offset,
-				    fs.length, fs.total);
-			else
-				wse_http_reply(w->req, status,
-				    "application/soap+xml; charset=utf-8",
-				    wse_buf_data(out), wse_buf_len(out));
-		}
-		free(w);
-	}
-	wse_buf_free(&out);
-	return NULL;
+	wsed_serve_post(wq.sv, req);
 }
 
 /* ---- configuration ---- */
@@ -411,7 +342,7 @@ main(int argc, char **argv)
 {
 	struct wsed s;
 	wse_http_server_opts ho;
-	pthread_t out_threads[16], commit_thread, workers[64];
+	pthread_t out_threads[16], commit_thread;
 	int threads = 2, i, check_only = 0, rc = 1;
 	struct sigaction sa;
 
@@ -446,8 +377,6 @@ main(int argc, char **argv)
 		rc = fail("WSDL");
 		goto out;
 	}
-	wq.tail = &wq.head;
-	wq.s = &s;
 	if (wse_http_server_new(&ho, on_request, &s, &the_server) != WSE_OK) {
 		rc = fail("listen");
 		goto out;
@@ -459,8 +388,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pthread_create(&commit_thread, NULL, wsed_commit_main, &s);
 	wsed_plugins_start(&s);
-	for (i = 0; i < threads; i++)
-		pthread_create(&workers[i], NULL, worker_main, &s);
+	s.instant_out_max = threads > 1 ? threads / 2 : 1;
+	if (wsed_serve_start(&s, threads, &wq.sv) != 0) {
+		fprintf(stderr, "wsemaild: cannot start the workers\n");
+		s.stopping = 1;
+		wsed_commit_stop(&s);
+		pthread_join(commit_thread, NULL);
+		goto out;
+	}
 	for (i = 0; i < s.delivery_threads; i++)
 		pthread_create(&out_threads[i], NULL, wsed_outbound_main, &s);
 	wsed_log("%s listening on %s (port %u), %d workers", s.domain,
@@ -475,12 +410,7 @@ main(int argc, char **argv)
 	pthread_mutex_lock(&s.wake_lock);
 	pthread_cond_broadcast(&s.wake);
 	pthread_mutex_unlock(&s.wake_lock);
-	pthread_mutex_lock(&wq.lock);
-	wq.stop = 1;
-	pthread_cond_broadcast(&wq.cond);
-	pthread_mutex_unlock(&wq.lock);
-	for (i = 0; i < threads; i++)
-		pthread_join(workers[i], NULL);
+	wsed_serve_stop(&wq.sv);
 	for (i = 0; i < s.delivery_threads; i++)
 		pthread_join(out_threads[i], NULL);
 	wsed_commit_stop(&s);

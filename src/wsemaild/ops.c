@@ -242,6 +242,106 @@ out:
 	return st;
 }
 
+wse_status
+wsed_instant_check(const wse_msg *m)
+{
+	if (!m->instant)
+		return wse_err(WSE_ERR_INVALID, "not an instant message");
+	if (m->nto != 1 || m->ncc != 0)
+		return wse_err(WSE_ERR_INVALID, "an instant message has "
+		    "exactly one recipient (To) and no Cc");
+	if (m->natt != 0 || m->nod != 0)
+		return wse_err(WSE_ERR_INVALID, "an instant message has no "
+		    "attachments");
+	if (m->subject != NULL && m->subject[0] != '\0')
+		return wse_err(WSE_ERR_INVALID, "an instant message has no "
+		    "subject");
+	if (m->text != NULL && strlen(m->text) > WSED_INSTANT_TEXT_MAX)
+		return wse_err(WSE_ERR_INVALID, "an instant message has at most "
+		    "%d bytes of text", WSED_INSTANT_TEXT_MAX);
+	return WSE_OK;
+}
+
+wse_status
+wsed_instant_local(struct wsed *s, const wse_msg *m, const char *rcpt,
+    const char *origin, const char *origin_id, const uint8_t *original,
+    size_t len, const char *replay_id, int64_t replay_expires,
+    int *stored_r, unsigned *sessions_r)
+{
+	const char *acc[1] = { rcpt };
+	size_t na = 1;
+	int refused = 0;
+	wse_msg_meta meta;
+	wse_status st;
+
+	*stored_r = 0;
+	*sessions_r = 0;
+	if ((st = wsed_plugins_deliver_instant(s, m, origin, origin_id,
+	    original, len, acc, &na, &refused, sessions_r)) != WSE_OK)
+		return st;
+	if (refused || na == 0) {
+		/* Refused or pushed: nothing to store; the nonce is spent. */
+		if (replay_id != NULL && (st = wse_replay_insert(s->replay,
+		    replay_id, replay_expires, s->now())) != WSE_OK)
+			return st;
+		if (refused) {
+			*sessions_r = 0;
+			return wse_err(WSE_ERR_NOT_AUTHORIZED, "refused by the "
+			    "recipient's policy");
+		}
+		return WSE_OK;
+	}
+	*sessions_r = 0;
+	memset(&meta, 0, sizeof(meta));
+	(void)snprintf(meta.from, sizeof(meta.from), "%s", m->from);
+	meta.flags = WSE_MSG_INSTANT;
+	st = wse_store_deliver(s->store, origin, origin_id, acc, 1, &meta,
+	    original, len, replay_id, replay_expires, s->now());
+	if (st == WSE_ERR_EXISTS) {
+		wsed_log("instant %s from %s: duplicate, already stored",
+		    origin_id, origin);
+		st = WSE_OK;
+	}
+	if (st == WSE_OK)
+		*stored_r = 1;
+	return st;
+}
+
+/* A Submit of an instant message (docs/im.md): delivered now, never
+ * queued; the client learns the outcome. */
+static wse_status
+op_submit_instant(struct wsed *s, const wse_verified *v, wse_msg *m,
+    wse_buf *resp)
+{
+	char id[WSE_UUID_URN_LEN + 1];
+	unsigned sessions = 0;
+	int stored = 0;
+	wse_status st;
+
+	if ((st = wsed_instant_check(m)) != WSE_OK ||
+	    (st = wse_uuid_urn(id)) != WSE_OK ||
+	    (st = wsed_plugins_submit(s, m->from, id, m)) != WSE_OK)
+		return st;
+	/* Nothing is queued, so the nonce is spent here, once. */
+	if ((st = wse_replay_insert(s->replay, v->message_id_s,
+	    v->replay_expires, s->now())) != WSE_OK)
+		return st;
+	st = wsed_instant_send(s, m, id, &stored, &sessions);
+	wsed_log("instant %s from %s to %s: %s", id, m->from, m->to[0],
+	    st != WSE_OK ? wse_status_name(st) : stored ? "stored" :
+	    "pushed");
+	if (st != WSE_OK)
+		return st;
+	if ((st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%s</m:Id><m:Instant rcpt=\"", id)) != WSE_OK ||
+	    (st = wse_buf_put_xml_escaped(resp, m->to[0], strlen(m->to[0]))) !=
+	    WSE_OK)
+		return st;
+	return wse_buf_printf(resp, "\" result=\"%s\" sessions=\"%u\"/>"
+	    "</m:SubmitResponse>", stored ? "stored" : "pushed",
+	    stored ? 0 : sessions);
+}
+
 static wse_status
 op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 {
@@ -272,6 +372,10 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	wse_time_format(s->now(), when);
 	if ((st = wse_msg_set(m, "date", when)) != WSE_OK)
 		goto out;
+	if (m->instant) {
+		st = op_submit_instant(s, v, m, resp);
+		goto out;
+	}
 	/*
 	 * The message must stay readable: FetchMessage returns the stored
 	 * Deliver envelope in base64 (4/3 larger) inside an envelope the
@@ -509,6 +613,33 @@ deliver_local(struct wsed *s, const xmlNode *req, const char *origin,
 		st = wse_err(WSE_ERR_NO_SUCH_USER, "no such recipient");
 		goto out;
 	}
+	if (m->instant) {
+		int stored = 0;
+		unsigned sessions = 0;
+
+		/* One recipient, delivered now: pushed, stored, or refused
+		 * (a Fault: nothing stored). */
+		if ((st = wsed_instant_check(m)) != WSE_OK)
+			goto out;
+		if (nr != 1 || strcmp(rcpt[0], m->to[0]) != 0) {
+			st = wse_err(WSE_ERR_INVALID, "an instant Deliver names "
+			    "its one recipient");
+			goto out;
+		}
+		st = wsed_instant_local(s, m, rcpt[0], origin, origin_id,
+		    original, len, replay_id, replay_expires, &stored,
+		    &sessions);
+		wsed_log("instant %s from %s (%s) for %s: %s", origin_id,
+		    origin, m->from, rcpt[0], st != WSE_OK ?
+		    wse_status_name(st) : stored ? "stored" : "pushed");
+		if (st != WSE_OK)
+			goto out;
+		st = wse_buf_printf(resp, "<m:DeliverResponse xmlns:m=\""
+		    WSE_NS_WSE "\"><m:Accepted result=\"%s\" sessions=\"%u\">"
+		    "%s</m:Accepted></m:DeliverResponse>", stored ? "stored" :
+		    "pushed", stored ? 0 : sessions, rcpt[0]);
+		goto out;
+	}
 	/* Message-dependent plugins may take it for some recipients. */
 	nacc = na;
 	if ((st = wsed_plugins_deliver(s, m, origin, origin_id, original, len,
@@ -658,9 +789,52 @@ claimed_user(wse_envelope *env)
 }
 
 void
+wsed_answer(struct wsed *s, const char *op, const char *msgid, wse_status st,
+    const wse_buf *payload, wse_buf *out, int *http_status_r)
+{
+	wse_envelope *reply = NULL;
+	char raction[300], errs[1024];
+
+	*http_status_r = 500;
+	if (st != WSE_OK)
+		goto fault;
+	(void)snprintf(raction, sizeof(raction), WSE_ACTION_PREFIX
+	    "%.200sResponse", op);
+	if ((st = wse_env_new(WSED_REPLY_TO, raction, &reply)) != WSE_OK ||
+	    (msgid && (st = wse_env_set_relates_to(reply, msgid)) != WSE_OK) ||
+	    (st = wse_env_add_body_xml(reply, wse_buf_str(payload),
+	    wse_buf_len(payload), &s->lim)) != WSE_OK ||
+	    (st = wsed_sign_out(s, reply, out)) != WSE_OK)
+		goto fault;
+	*http_status_r = 200;
+	wse_env_free(&reply);
+	return;
+fault:
+	wsed_log("refused %s: %s: %s", op, wse_status_name(st),
+	    wse_err_format(errs, sizeof(errs)));
+	wse_env_free(&reply);
+	wse_buf_reset(out);
+	if (wse_fault_new(st, WSED_REPLY_TO, msgid && strlen(msgid) < 200 ?
+	    msgid : NULL, &reply) != WSE_OK ||
+	    wsed_sign_out(s, reply, out) != WSE_OK)
+		wse_buf_reset(out);
+	wse_env_free(&reply);
+}
+
+void
 wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
     int *http_status_r, struct wse_plugin_stream *stream)
+{
+	wsed_handle_held(s, body, len, peer, npeer, peer_addr, out,
+	    http_status_r, stream, NULL);
+}
+
+void
+wsed_handle_held(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
+    int *http_status_r, struct wse_plugin_stream *stream,
+    struct wsed_hold_ctx *hc)
 {
 	unsigned pflags = 0;
 	char *claimed = NULL;
@@ -695,6 +869,14 @@ wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
 		goto fault;
 	}
 	op = action + strlen(WSE_ACTION_PREFIX);
+	/* The signature covers a fixed set of header blocks (lib/wss.h):
+	 * an m:Instant block there could never be signed (docs/im.md: the
+	 * mark is a field of the signed message). */
+	if (wse_env_header_block(env, WSE_NS_WSE, "Instant") != NULL) {
+		st = wse_err(WSE_ERR_BAD_SIGNATURE, "the m:Instant header is "
+		    "not signed");
+		goto fault;
+	}
 
 	if (strcmp(op, "GetAuthParams") == 0)
 		st = op_auth_params(s, wse_env_body(env), resp);
@@ -722,7 +904,12 @@ wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
 			(void)wse_err(st, "token refused");
 			goto fault;
 		}
-		st = wsed_plugins_call(s, op, &v, resp, stream);
+		st = wsed_plugins_call_held(s, op, &v, body, len, resp, stream,
+		    hc);
+		if (st == WSE_OK && hc != NULL && hc->held) {
+			*http_status_r = 0;	/* answered later */
+			goto done;
+		}
 		if (st != WSE_OK) {
 			st = token_refusal(st);
 		} else if (stream != NULL && stream->fd >= 0) {
@@ -770,8 +957,13 @@ wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
 			st = op_delete_or_read(s, &v,
 			    strcmp(op, "DeleteMessage") == 0, resp);
 		else
-			st = wsed_plugins_call(s, op, &v, resp, (pflags &
-			    WSE_PLUGIN_OP_STREAM) ? stream : NULL);
+			st = wsed_plugins_call_held(s, op, &v, body, len, resp,
+			    (pflags & WSE_PLUGIN_OP_STREAM) ? stream : NULL,
+			    hc);
+		if (st == WSE_OK && hc != NULL && hc->held) {
+			*http_status_r = 0;	/* answered later */
+			goto done;
+		}
 		if (st == WSE_OK && stream != NULL && stream->fd >= 0) {
 			*http_status_r = 200;
 			goto done;

@@ -491,3 +491,246 @@ wsed_outbound_main(void *arg)
 	(void)wsed_outbound_pass(s);	/* frees this thread's client */
 	return NULL;
 }
+
+/* ---- instant messages: delivered now, never queued (docs/im.md) ---- */
+
+static pthread_once_t instant_once = PTHREAD_ONCE_INIT;
+static pthread_key_t instant_key;
+
+static void
+instant_client_free(void *c)
+{
+	wse_http_client *client = c;
+
+	wse_http_client_free(&client);
+}
+
+static void
+instant_key_init(void)
+{
+	(void)pthread_key_create(&instant_key, instant_client_free);
+}
+
+/* This thread's client with the short instant timeouts (freed when the
+ * thread ends). */
+static wse_http_client *
+instant_client(struct wsed *s)
+{
+	wse_http_client_opts co;
+	wse_http_client *c;
+	char errs[512];
+
+	pthread_once(&instant_once, instant_key_init);
+	if ((c = pthread_getspecific(instant_key)) != NULL)
+		return c;
+	memset(&co, 0, sizeof(co));
+	co.roots = s->roots_path;
+	co.cert_chain = s->chain_path;
+	co.key = s->key_path;
+	co.connect_timeout_ms = WSED_INSTANT_TIMEOUT_MS / 2;
+	co.timeout_ms = WSED_INSTANT_TIMEOUT_MS;
+	co.max_response = s->lim.max_message_bytes * 3;
+	if (wse_http_client_new(&co, &c) != WSE_OK) {
+		wsed_log("cannot create the HTTPS client: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		return NULL;
+	}
+	if (pthread_setspecific(instant_key, c) != 0) {
+		wse_http_client_free(&c);
+		return NULL;
+	}
+	return c;
+}
+
+/* The signed Deliver of the instant message m to rcpt's server at url. */
+static wse_status
+build_instant(struct wsed *s, const wse_msg *m, const char *id,
+    const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
+{
+	wse_envelope *env = NULL;
+	wse_buf *body = NULL;
+	wse_status st;
+
+	if ((body = wse_buf_new(s->lim.max_message_bytes)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>"
+	    "<m:Rcpt>%s</m:Rcpt>", s->domain, id, m->to[0])) != WSE_OK ||
+	    (st = wse_msg_to_xml(m, body)) != WSE_OK ||
+	    (st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
+	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
+	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
+	    wse_buf_len(body), &s->lim)) != WSE_OK)
+		goto out;
+	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
+	    wse_env_message_id(env));
+	st = wsed_sign_out(s, env, out);
+out:
+	wse_env_free(&env);
+	wse_buf_free(&body);
+	return st;
+}
+
+/* The recipient server's answer to our instant Deliver: signed by domain,
+ * relating to request_id; a Fault gives its status. */
+static wse_status
+instant_answer(struct wsed *s, const char *domain, const char *rcpt,
+    const char *request_id, const wse_buf *data, int *stored_r,
+    unsigned *sessions_r)
+{
+	wse_envelope *env = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st, fst;
+	xmlNodePtr resp, acc;
+	const char *result, *sessions;
+	char reason[200], *who = NULL, *end;
+	unsigned long n;
+
+	memset(&v, 0, sizeof(v));
+	wsed_server_opts(s, domain, &o);
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
+	if (wse_env_parse(wse_buf_data(data), wse_buf_len(data), &s->lim,
+	    &env) != WSE_OK || wse_wss_verify(env, &o, &v) != WSE_OK) {
+		st = wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from %s",
+		    domain);
+		goto out;
+	}
+	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
+		st = wse_err(WSE_ERR_TEMPFAIL, "answer from %s does not relate "
+		    "to our Deliver", domain);
+		goto out;
+	}
+	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
+		st = wse_err(fst, "%s refused: %s (%s)", domain,
+		    wse_fault_subcode(fst), reason);
+		goto out;
+	}
+	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverResponse", &resp) !=
+	    WSE_OK || wse_xml_only_child(resp, WSE_NS_WSE, "Accepted", &acc) !=
+	    WSE_OK || wse_xml_text_dup(acc, WSE_ADDR_MAX + 1, &who) != WSE_OK ||
+	    strcmp(who, rcpt) != 0 ||
+	    (result = wse_xml_attr(acc, NULL, "result")) == NULL ||
+	    (sessions = wse_xml_attr(acc, NULL, "sessions")) == NULL ||
+	    (strcmp(result, "pushed") != 0 && strcmp(result, "stored") != 0) ||
+	    *sessions < '0' || *sessions > '9' ||
+	    (n = strtoul(sessions, &end, 10)) > 1000000 || *end != '\0') {
+		wse_err_clear();
+		st = wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to an "
+		    "instant message", domain);
+		goto out;
+	}
+	*stored_r = strcmp(result, "stored") == 0;
+	*sessions_r = (unsigned)n;
+	st = WSE_OK;
+out:
+	free(who);
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	return st;
+}
+
+static wse_status instant_remote(struct wsed *s, const wse_msg *m,
+    const char *id, const char *domain, wse_buf *req, wse_buf *resp,
+    int *stored_r, unsigned *sessions_r);
+
+wse_status
+wsed_instant_send(struct wsed *s, const wse_msg *m, const char *id,
+    int *stored_r, unsigned *sessions_r)
+{
+	const char *domain = wse_addr_domain(m->to[0]);
+	wse_buf *req = NULL, *resp = NULL;
+	char reqid[WSE_UUID_URN_LEN + 1];
+	wse_status st;
+	int status, max;
+
+	*stored_r = 0;
+	*sessions_r = 0;
+	if ((req = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL ||
+	    (resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if (strcmp(domain, s->domain) == 0) {
+		/* Our own mailbox: the receiving side in process, on a
+		 * Deliver we sign to ourselves (so what is pushed or stored
+		 * carries a server signature). */
+		if ((st = build_instant(s, m, id, s->url, req, reqid)) != WSE_OK)
+			goto out;
+		wsed_handle(s, wse_buf_data(req), wse_buf_len(req), s->chain,
+		    s->nchain, resp, &status);
+		wse_err_clear();
+		st = instant_answer(s, s->domain, m->to[0], reqid, resp,
+		    stored_r, sessions_r);
+		goto out;
+	}
+	max = s->instant_out_max > 0 ? s->instant_out_max : 8;
+	if (atomic_fetch_add(&s->instant_out, 1) >= max) {
+		atomic_fetch_sub(&s->instant_out, 1);
+		st = wse_err(WSE_ERR_TEMPFAIL, "too many instant messages "
+		    "waiting for other servers (%d)", max);
+		goto out;
+	}
+	st = instant_remote(s, m, id, domain, req, resp, stored_r,
+	    sessions_r);
+	atomic_fetch_sub(&s->instant_out, 1);
+out:
+	wse_buf_free(&req);
+	wse_buf_free(&resp);
+	return st;
+}
+
+/* The remote part of wsed_instant_send: the route, then one Deliver. */
+static wse_status
+instant_remote(struct wsed *s, const wse_msg *m, const char *id,
+    const char *domain, wse_buf *req, wse_buf *resp, int *stored_r,
+    unsigned *sessions_r)
+{
+	wse_route_target *t = NULL;
+	wse_http_client *client;
+	char url[600], errs[512], reqid[WSE_UUID_URN_LEN + 1];
+	size_t nt = 0, i, k;
+	wse_status st;
+	long http;
+
+	if ((st = wse_router_resolve(s->router, domain, &t, &nt)) != WSE_OK) {
+		st = st == WSE_ERR_NOT_FOUND ? WSE_ERR_NO_SUCH_USER :
+		    WSE_ERR_TEMPFAIL;
+		(void)wse_err(st, "no route to %s", domain);
+		goto out;
+	}
+	if ((client = instant_client(s)) == NULL) {
+		st = wse_err(WSE_ERR_TEMPFAIL, "no HTTPS client");
+		goto out;
+	}
+	st = wse_err(WSE_ERR_TEMPFAIL, "no server of %s answered", domain);
+	for (i = 0; i < nt; i++) {
+		(void)snprintf(url, sizeof(url), "https://%s:%u/wsemail",
+		    t[i].host, t[i].port);
+		for (k = 0; k < t[i].naddrs; k++) {
+			wse_buf_reset(req);
+			wse_buf_reset(resp);
+			if ((st = build_instant(s, m, id, url, req, reqid)) !=
+			    WSE_OK)
+				goto out;
+			if (wse_http_post(client, url, t[i].addrs[k],
+			    "application/soap+xml", wse_buf_data(req),
+			    wse_buf_len(req), resp, &http) != WSE_OK) {
+				wsed_log("instant %s: %s (%s): %s", id, url,
+				    t[i].addrs[k], wse_err_format(errs,
+				    sizeof(errs)));
+				wse_err_clear();
+				st = wse_err(WSE_ERR_TEMPFAIL, "no server of %s "
+				    "answered", domain);
+				continue;
+			}
+			wse_err_clear();
+			st = instant_answer(s, domain, m->to[0], reqid, resp,
+			    stored_r, sessions_r);
+			goto out;
+		}
+	}
+out:
+	free(t);
+	return st;
+}

@@ -30,6 +30,7 @@
 #define WSED_PLUGINS_MAX 32
 
 struct wsed_plugin;		/* plugins.c */
+struct wsed_holds;		/* plugins.c: held requests */
 struct wsed_guard;		/* guard.c */
 
 struct wsed {
@@ -50,6 +51,14 @@ struct wsed {
 	int64_t retry_first, retry_max, lifetime, lease;
 	int64_t reply_ttl;		/* Timestamp lifetime of what we sign */
 	int delivery_threads;		/* parallel delivery workers */
+	/* Instant messages to other servers are sent by the HTTP worker
+	 * that serves the client's Submit, which waits for the answer.  At
+	 * most instant_out_max workers wait so at once, so that the
+	 * others always serve incoming Delivers: two servers sending to
+	 * each other cannot end up with every worker of each waiting for
+	 * the other's. */
+	int instant_out_max;
+	atomic_int instant_out;
 	int64_t last_expire;		/* last wse_store_expire run */
 	volatile int stopping;
 	pthread_mutex_t wake_lock;
@@ -66,6 +75,7 @@ struct wsed {
 	struct wsed_plugin *plugins;
 	size_t nplugins;
 	atomic_int plugins_serving;	/* host->submit allowed */
+	struct wsed_holds *holds;	/* requests plugins hold */
 	/* password-guessing guard (guard.c); NULL: none */
 	struct wsed_guard *guard;
 };
@@ -97,6 +107,19 @@ wse_status wsed_commit(struct wsed *s, const wse_submission *sub);
 void *wsed_commit_main(void *arg);
 void wsed_commit_stop(struct wsed *s);
 
+/* Most bytes of text in an instant message (docs/im.md). */
+#define WSED_INSTANT_TEXT_MAX 65536
+/* Seconds an instant message may take to reach another domain's server. */
+#define WSED_INSTANT_TIMEOUT_MS 5000
+
+/* A request that came over the network (serve.c): a plugin operation
+ * flagged WSE_PLUGIN_OP_HOLD may hold it.  held: out, 1 when the request
+ * is held - the caller must not answer it (out is empty). */
+struct wsed_hold_ctx {
+	wse_http_req *req;
+	int held;
+};
+
 /* Handle one HTTP request body (a SOAP envelope) and append the signed
  * response envelope to out; *http_status_r gets 200 or 500 (Fault).
  * peer/npeer: the TLS client's verified chain (npeer 0 if none). */
@@ -109,6 +132,59 @@ void wsed_handle(struct wsed *s, const uint8_t *body, size_t len,
 void wsed_handle_stream(struct wsed *s, const uint8_t *body, size_t len,
     wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
     int *http_status_r, struct wse_plugin_stream *stream);
+
+/* The same, for a request of the transport: hc (may be NULL) lets a
+ * plugin hold it. */
+void wsed_handle_held(struct wsed *s, const uint8_t *body, size_t len,
+    wse_cert *const *peer, size_t npeer, const char *peer_addr, wse_buf *out,
+    int *http_status_r, struct wse_plugin_stream *stream,
+    struct wsed_hold_ctx *hc);
+
+/* The signed answer to a request (its MessageID msgid, may be NULL) for
+ * operation op: the payload (st WSE_OK) or a Fault for st, into out;
+ * *http_status_r gets 200 or 500. */
+void wsed_answer(struct wsed *s, const char *op, const char *msgid,
+    wse_status st, const wse_buf *payload, wse_buf *out, int *http_status_r);
+
+/* ---- instant messages (ops.c, outbound.c; docs/im.md) ---- */
+
+/* WSE_OK when m is a valid instant message: one To, no Cc, no
+ * attachments, text of at most WSED_INSTANT_TEXT_MAX bytes, no subject;
+ * WSE_ERR_INVALID with the reason. */
+wse_status wsed_instant_check(const wse_msg *m);
+/*
+ * The receiving side of an instant message for the local mailbox rcpt
+ * (which must exist; m checked, its From proven): the message hooks with
+ * WSE_PLUGIN_MSG_INSTANT, then stored flagged WSE_MSG_INSTANT unless a
+ * plugin took it.  replay_id (may be NULL): the request's nonce, spent
+ * in every outcome.  *stored_r, *sessions_r: the outcome.
+ * WSE_ERR_NOT_AUTHORIZED when a plugin refused it (nothing stored).
+ */
+wse_status wsed_instant_local(struct wsed *s, const wse_msg *m,
+    const char *rcpt, const char *origin, const char *origin_id,
+    const uint8_t *original, size_t len, const char *replay_id,
+    int64_t replay_expires, int *stored_r, unsigned *sessions_r);
+/*
+ * Send the instant message m (checked, dated) of a local user at once,
+ * not queued: a signed Deliver to the recipient's server (this one for a
+ * local recipient), within WSED_INSTANT_TIMEOUT_MS.  id: the
+ * submission's id (the Deliver's OriginId).  *stored_r, *sessions_r:
+ * the recipient server's answer.  Its Faults come back as their status
+ * (WSE_ERR_NOT_AUTHORIZED: refused by the recipient's policy); an
+ * unreachable or unverifiable server is WSE_ERR_TEMPFAIL.
+ */
+wse_status wsed_instant_send(struct wsed *s, const wse_msg *m, const char *id,
+    int *stored_r, unsigned *sessions_r);
+
+/* ---- the HTTP side (serve.c): requests to worker threads ---- */
+
+struct wsed_serve;
+/* Start `threads` workers for s.  0 or -1. */
+int wsed_serve_start(struct wsed *s, int threads, struct wsed_serve **sv_r);
+/* Queue a POST request of the transport for the workers. */
+void wsed_serve_post(struct wsed_serve *sv, wse_http_req *req);
+/* Let the workers finish what is queued, join them and free sv. */
+void wsed_serve_stop(struct wsed_serve **sv);
 
 /* Options to verify a message signed by domain's server (certificate
  * profile, service purpose, our trust store, replay cache and clock). */
@@ -159,6 +235,13 @@ void wsed_plugins_unload(struct wsed *s);
 wse_status wsed_plugins_deliver(struct wsed *s, const wse_msg *m,
     const char *origin, const char *origin_id, const uint8_t *original,
     size_t len, const char **rcpts, size_t *n);
+/* The same for an instant message (WSE_PLUGIN_MSG_INSTANT): *refused_r
+ * gets 1 when a plugin refused it for a recipient (then nothing may be
+ * stored), *sessions_r the sessions reported for what was taken. */
+wse_status wsed_plugins_deliver_instant(struct wsed *s, const wse_msg *m,
+    const char *origin, const char *origin_id, const uint8_t *original,
+    size_t len, const char **rcpts, size_t *n, int *refused_r,
+    unsigned *sessions_r);
 /* 1 when a plugin serves operation op. */
 int wsed_plugins_has_op(const struct wsed *s, const char *op);
 /* The i-th plugin operation (load order), NULL past the end. */
@@ -172,6 +255,14 @@ unsigned wsed_plugins_op_flags(const struct wsed *s, const char *op);
  * stream->fd >= 0 the answer is that file range (the caller owns fd). */
 wse_status wsed_plugins_call(struct wsed *s, const char *op,
     const wse_verified *v, wse_buf *resp, struct wse_plugin_stream *stream);
+/* The same with the request as received (original) and, for a request
+ * that may be held, hc (may be NULL; see struct wsed_hold_ctx). */
+wse_status wsed_plugins_call_held(struct wsed *s, const char *op,
+    const wse_verified *v, const uint8_t *original, size_t len,
+    wse_buf *resp, struct wse_plugin_stream *stream,
+    struct wsed_hold_ctx *hc);
+/* How many requests plugins hold now. */
+size_t wsed_plugins_held(struct wsed *s);
 /* Run every plugin's submit hook on a message user submits (id: its
  * submission id); then refuse one with on-demand entries left
  * unresolved. */

@@ -1,0 +1,146 @@
+/*
+ * serve.c - the HTTP side of wsemaild: POST requests from the transport's
+ * event loop (lib/http.c) go to a pool of worker threads, which run
+ * ops.c on them and answer.  A request a plugin holds (WSE_PLUGIN_OP_HOLD,
+ * plugins.c) leaves its worker at once: it is answered later, from
+ * whatever thread the plugin answers on, and holds no thread meanwhile.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsed.h"
+
+struct work {
+	struct work *next;
+	wse_http_req *req;
+};
+
+struct wsed_serve {
+	struct wsed *s;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct work *head, **tail;
+	int stop;
+	int nthreads;
+	pthread_t threads[64];
+};
+
+void
+wsed_serve_post(struct wsed_serve *sv, wse_http_req *req)
+{
+	struct work *w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
+		return;
+	}
+	w->req = req;
+	pthread_mutex_lock(&sv->lock);
+	*sv->tail = w;
+	sv->tail = &w->next;
+	pthread_cond_signal(&sv->cond);
+	pthread_mutex_unlock(&sv->lock);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct wsed_serve *sv = arg;
+	struct wsed *s = sv->s;
+	wse_buf *out = wse_buf_new(s->lim.max_message_bytes * 4);
+
+	for (;;) {
+		struct work *w;
+		const uint8_t *body;
+		size_t len, npeer;
+		wse_cert *const *peer;
+		struct wse_plugin_stream fs;
+		struct wsed_hold_ctx hc;
+		int status;
+
+		pthread_mutex_lock(&sv->lock);
+		while (sv->head == NULL && !sv->stop)
+			pthread_cond_wait(&sv->cond, &sv->lock);
+		if (sv->head == NULL) {
+			pthread_mutex_unlock(&sv->lock);
+			break;
+		}
+		w = sv->head;
+		if ((sv->head = w->next) == NULL)
+			sv->tail = &sv->head;
+		pthread_mutex_unlock(&sv->lock);
+		if (out == NULL) {
+			wse_http_reply(w->req, 503, "text/plain", "busy\n", 5);
+			free(w);
+			continue;
+		}
+		body = wse_http_req_body(w->req, &len);
+		peer = wse_http_req_peer_chain(w->req, &npeer);
+		memset(&hc, 0, sizeof(hc));
+		hc.req = w->req;
+		wse_buf_reset(out);
+		wsed_handle_held(s, body, len, peer, npeer,
+		    wse_http_req_peer_addr(w->req), out, &status, &fs, &hc);
+		if (hc.held)
+			;	/* a plugin answers it later */
+		else if (fs.fd >= 0)
+			wse_http_reply_file(w->req, fs.fd, fs.offset, fs.length,
+			    fs.total);
+		else
+			wse_http_reply(w->req, status,
+			    "application/soap+xml; charset=utf-8",
+			    wse_buf_data(out), wse_buf_len(out));
+		free(w);
+	}
+	wse_buf_free(&out);
+	return NULL;
+}
+
+int
+wsed_serve_start(struct wsed *s, int threads, struct wsed_serve **sv_r)
+{
+	struct wsed_serve *sv;
+	int i;
+
+	*sv_r = NULL;
+	if (threads < 1 || threads > 64 || (sv = calloc(1, sizeof(*sv))) ==
+	    NULL)
+		return -1;
+	sv->s = s;
+	sv->tail = &sv->head;
+	pthread_mutex_init(&sv->lock, NULL);
+	pthread_cond_init(&sv->cond, NULL);
+	for (i = 0; i < threads; i++) {
+		if (pthread_create(&sv->threads[i], NULL, worker_main, sv) !=
+		    0)
+			break;
+		sv->nthreads++;
+	}
+	*sv_r = sv;
+	if (sv->nthreads < threads) {
+		wsed_serve_stop(sv_r);
+		return -1;
+	}
+	return 0;
+}
+
+void
+wsed_serve_stop(struct wsed_serve **svp)
+{
+	struct wsed_serve *sv = *svp;
+	int i;
+
+	if (sv == NULL)
+		return;
+	*svp = NULL;
+	pthread_mutex_lock(&sv->lock);
+	sv->stop = 1;
+	pthread_cond_broadcast(&sv->cond);
+	pthread_mutex_unlock(&sv->lock);
+	for (i = 0; i < sv->nthreads; i++)
+		pthread_join(sv->threads[i], NULL);
+	pthread_mutex_destroy(&sv->lock);
+	pthread_cond_destroy(&sv->cond);
+	free(sv);
+}
