@@ -44,6 +44,7 @@
 
 #include <libxml/parser.h>
 
+#include "benchopt.h"
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
@@ -338,7 +339,7 @@ rx_main(void *arg)
 			const char *l = wse_xml_attr(p, NULL, "last");
 
 			if (l != NULL)
-				after = atoll(l);
+				after = strtoll(l, NULL, 10);
 			first = 0;
 			atomic_fetch_add(&online, 1);
 			wse_env_free(&env);
@@ -346,7 +347,7 @@ rx_main(void *arg)
 		}
 		for (it = wse_xml_first_elem(p); it; it = wse_xml_next_elem(it)) {
 			const char *s = wse_xml_attr(it, NULL, "seq");
-			long long seq = s ? atoll(s) : 0;
+			long long seq = s ? strtoll(s, NULL, 10) : 0;
 			long k;
 
 			if (!wse_xml_is(it, WSE_NS_WSE, "Item") || seq <= after)
@@ -496,11 +497,11 @@ main(int argc, char **argv)
 		case 'r': cfg.roots = optarg; break;
 		case 'x': cfg.pa = optarg; break;
 		case 'y': cfg.pb = optarg; break;
-		case 'P': cfg.pairs = atol(optarg); break;
-		case 'n': cfg.n = atol(optarg); break;
-		case 's': cfg.size = atol(optarg); break;
-		case 'V': cfg.verify = atoi(optarg); break;
-		case 'd': cfg.deadline_s = atol(optarg); break;
+		case 'P': cfg.pairs = bench_opt_num("im_load", optarg, 1, MAX_PAIRS); break;
+		case 'n': cfg.n = bench_opt_num("im_load", optarg, 1, 100000000); break;
+		case 's': cfg.size = bench_opt_num("im_load", optarg, 16, 65536); break;
+		case 'V': cfg.verify = (int)bench_opt_num("im_load", optarg, 0, 1); break;
+		case 'd': cfg.deadline_s = bench_opt_num("im_load", optarg, 1, 86400); break;
 		case 'm': cfg.latency = strcmp(optarg, "latency") == 0; break;
 		default: goto usage;
 		}

@@ -46,6 +46,7 @@
 
 #include <libxml/parser.h>
 
+#include "benchopt.h"
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
@@ -429,17 +430,7 @@ pct(const double *v, long n, double p)
 static long
 opt_num(const char *s, long lo, long hi)
 {
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
-		fprintf(stderr, "relay_load: \"%s\" is not a number from %ld "
-		    "to %ld\n", s, lo, hi);
-		exit(2);
-	}
-	return v;
+	return bench_opt_num("relay_load", s, lo, hi);
 }
 
 int
