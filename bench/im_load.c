@@ -44,7 +44,7 @@
 
 #include <libxml/parser.h>
 
-#include "benchopt.h"
+#include "benchutil.h"
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
@@ -110,33 +110,12 @@ die(const char *what)
 static wse_http_client *
 new_client(void)
 {
-	wse_http_client_opts o;
-	wse_http_client *c = NULL;
+	wse_http_client *c = bench_http_client(cfg.roots,
+	    cfg.resp_lim.max_message_bytes);
 
-	memset(&o, 0, sizeof(o));
-	o.roots = cfg.roots;
-	o.connect_timeout_ms = 5000;
-	o.timeout_ms = 60000;
-	o.max_response = cfg.resp_lim.max_message_bytes;
-	if (wse_http_client_new(&o, &c) != WSE_OK)
+	if (c == NULL)
 		die("HTTPS client");
 	return c;
-}
-
-static char *
-child_text(const xmlNode *parent, const char *local, size_t max)
-{
-	xmlNodePtr n;
-	wse_buf *b;
-	char *s = NULL;
-
-	if (parent == NULL || wse_xml_only_child(parent, WSE_NS_WSE, local,
-	    &n) != WSE_OK || (b = wse_buf_new(max)) == NULL)
-		return NULL;
-	if (wse_xml_text(n, b) == WSE_OK)
-		s = wse_buf_steal(b, NULL);
-	wse_buf_free(&b);
-	return s;
 }
 
 /*
@@ -230,8 +209,8 @@ login(struct user *u)
 	    WSE_NS_WSE "\"><m:User>%s</m:User></m:GetAuthParams>", u->addr);
 	if (call(u, http, replay, "GetAuthParams", payload, 0, &env,
 	    &p) != 0 ||
-	    (salt_b64 = child_text(p, "Salt", 128)) == NULL ||
-	    (iter = child_text(p, "Iterations", 16)) == NULL ||
+	    (salt_b64 = bench_child_text(p, "Salt", 128)) == NULL ||
+	    (iter = bench_child_text(p, "Iterations", 16)) == NULL ||
 	    wse_base64_decode(salt_b64, strlen(salt_b64), salt) != WSE_OK ||
 	    wse_pbkdf2_sha256(pw, strlen(pw), wse_buf_data(salt),
 	    wse_buf_len(salt), (uint32_t)strtoul(iter, NULL, 10), key) !=
@@ -260,7 +239,7 @@ item_number(const struct user *u, const xmlNode *item, wse_buf *orig)
 	wse_replay *fresh = NULL;
 	xmlNodePtr d, mn;
 	wse_msg *m = NULL;
-	char *b64 = child_text(item, "Original",
+	char *b64 = bench_child_text(item, "Original",
 	    cfg.resp_lim.max_message_bytes);
 	long k = -1;
 

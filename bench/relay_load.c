@@ -46,7 +46,7 @@
 
 #include <libxml/parser.h>
 
-#include "benchopt.h"
+#include "benchutil.h"
 #include "crypto.h"
 #include "http.h"
 #include "msg.h"
@@ -125,33 +125,12 @@ split(char *s, char **v)
 static wse_http_client *
 new_client(void)
 {
-	wse_http_client_opts o;
-	wse_http_client *c = NULL;
+	wse_http_client *c = bench_http_client(cfg.roots,
+	    cfg.resp_lim.max_message_bytes);
 
-	memset(&o, 0, sizeof(o));
-	o.roots = cfg.roots;
-	o.connect_timeout_ms = 5000;
-	o.timeout_ms = 60000;
-	o.max_response = cfg.resp_lim.max_message_bytes;
-	if (wse_http_client_new(&o, &c) != WSE_OK)
+	if (c == NULL)
 		die("HTTPS client");
 	return c;
-}
-
-static char *
-child_text(const xmlNode *parent, const char *local, size_t max)
-{
-	xmlNodePtr n;
-	wse_buf *b;
-	char *s = NULL;
-
-	if (parent == NULL || wse_xml_only_child(parent, WSE_NS_WSE, local,
-	    &n) != WSE_OK || (b = wse_buf_new(max)) == NULL)
-		return NULL;
-	if (wse_xml_text(n, b) == WSE_OK)
-		s = wse_buf_steal(b, NULL);
-	wse_buf_free(&b);
-	return s;
 }
 
 /*
@@ -283,8 +262,8 @@ login(wse_http_client *http, wse_replay *replay, size_t i)
 		    cfg.from[i], why);
 		exit(2);
 	}
-	salt_b64 = child_text(pl, "Salt", 128);
-	iter_s = child_text(pl, "Iterations", 16);
+	salt_b64 = bench_child_text(pl, "Salt", 128);
+	iter_s = bench_child_text(pl, "Iterations", 16);
 	if (salt_b64 == NULL || iter_s == NULL ||
 	    (salt = wse_buf_new(256)) == NULL ||
 	    wse_base64_decode(salt_b64, strlen(salt_b64), salt) != WSE_OK ||
@@ -367,7 +346,7 @@ client_main(void *arg)
 		pthread_mutex_unlock(&out_lock);
 		if (!call(http, replay, signer, "Submit", wse_buf_str(payload),
 		    domain, &ans, &pl, &ms, why, sizeof(why)) ||
-		    (id = child_text(pl, "Id", 128)) == NULL ||
+		    (id = bench_child_text(pl, "Id", 128)) == NULL ||
 		    !wse_uuid_urn_valid(id)) {
 			if (ans != NULL)
 				(void)snprintf(why, sizeof(why), "no Id");
