@@ -93,6 +93,10 @@ struct wse_store_driver {
 	    const char *origin_id, const char *const *mailboxes, size_t n,
 	    const wse_msg_meta *meta, const void *envelope, size_t len,
 	    const char *replay_id, int64_t replay_expires, int64_t now);
+	/* d[i] canonical as for deliver; the driver skips items whose
+	 * status_r[i] is preset to a failure (refused by store.c). */
+	wse_status (*deliver_many)(wse_store *s, const wse_delivery *d,
+	    size_t n, int64_t now, wse_status *status_r);
 	wse_status (*list)(wse_store *s, const char *mailbox, size_t offset,
 	    size_t limit, wse_msg_fn fn, void *arg);
 	wse_status (*count)(wse_store *s, const char *mailbox,
@@ -111,6 +115,8 @@ struct wse_store_driver {
 	wse_status (*queue_take)(wse_store *s, int64_t now, int64_t lease,
 	    size_t limit, wse_queue_fn fn, void *arg);
 	wse_status (*queue_done)(wse_store *s, int64_t id);
+	wse_status (*queue_done_many)(wse_store *s, const int64_t *ids,
+	    size_t n);
 	wse_status (*queue_defer)(wse_store *s, int64_t id,
 	    int64_t next_attempt, const char *error);
 	wse_status (*queue_list)(wse_store *s, wse_queue_fn fn, void *arg);

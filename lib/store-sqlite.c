@@ -896,6 +896,51 @@ sq_replay_add(struct sq_store *q, const char *id, int64_t expires,
 	return WSE_OK;
 }
 
+/* One delivery's rows, inside the caller's transaction. */
+static wse_status
+sq_deliver_one(struct sq_store *q, const wse_delivery *d, int64_t now)
+{
+	sqlite3_stmt *st;
+	sqlite3_int64 body;
+	wse_status ws;
+	size_t i;
+	int rc;
+
+	/* De-duplication first: a retry of a stored delivery is a success
+	 * for the caller, whatever else it carries. */
+	if ((ws = sq_prep(q, Q_DEDUP_ADD, &st, VALS(T(d->origin_domain),
+	    T(d->origin_id), I(now)))) != WSE_OK)
+		return ws;
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		return is_unique_violation(rc) ? wse_err(WSE_ERR_EXISTS,
+		    "store: message %s from %s was delivered before",
+		    d->origin_id, d->origin_domain) :
+		    sq_fail(q, rc, "cannot record a delivery");
+	if (d->replay_id != NULL && (ws = sq_replay_add(q, d->replay_id,
+	    d->replay_expires, now)) != WSE_OK)
+		return ws;
+	for (i = 0; i < d->n; i++) {
+		if ((ws = sq_prep(q, Q_USER_EXISTS, &st,
+		    VALS(T(d->mailboxes[i])))) != WSE_OK)
+			return ws;
+		if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+			return rc == SQLITE_DONE ? wse_err(WSE_ERR_NO_SUCH_USER,
+			    "store: no mailbox %s", d->mailboxes[i]) :
+			    sq_fail(q, rc, "cannot look a user up");
+	}
+	if ((ws = sq_run(q, Q_BODY_ADD, VALS(B(d->envelope, d->len)),
+	    "cannot store a message")) != WSE_OK)
+		return ws;
+	body = sqlite3_last_insert_rowid(q->db);
+	for (i = 0; i < d->n; i++)
+		if ((ws = sq_run(q, Q_MSG_ADD, VALS(T(d->mailboxes[i]),
+		    T(d->meta->from), T(d->meta->subject), T(d->origin_domain),
+		    T(d->origin_id), I(now), I(d->len), I(d->meta->flags),
+		    I(body)), "cannot store a message")) != WSE_OK)
+			return ws;
+	return WSE_OK;
+}
+
 static wse_status
 sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
     const char *const *mailboxes, size_t n, const wse_msg_meta *meta,
@@ -903,51 +948,65 @@ sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
     int64_t replay_expires, int64_t now)
 {
 	struct sq_store *q = (struct sq_store *)s;
-	sqlite3_stmt *st;
-	sqlite3_int64 body;
+	wse_delivery d;
+	wse_status ws;
+
+	d.origin_domain = origin_domain;
+	d.origin_id = origin_id;
+	d.mailboxes = mailboxes;
+	d.n = n;
+	d.meta = meta;
+	d.envelope = envelope;
+	d.len = len;
+	d.replay_id = replay_id;
+	d.replay_expires = replay_expires;
+	sq_lock(q);
+	if ((ws = sq_begin(q)) == WSE_OK &&
+	    (ws = sq_deliver_one(q, &d, now)) == WSE_OK)
+		ws = sq_commit(q);
+	sq_end(q);
+	return ws;
+}
+
+/* Failures of one delivery that leave the others of a group alone. */
+static int
+delivery_refusal(wse_status ws)
+{
+	return ws == WSE_ERR_EXISTS || ws == WSE_ERR_REPLAY ||
+	    ws == WSE_ERR_NO_SUCH_USER;
+}
+
+static wse_status
+sq_deliver_many(wse_store *s, const wse_delivery *d, size_t n, int64_t now,
+    wse_status *status_r)
+{
+	struct sq_store *q = (struct sq_store *)s;
 	wse_status ws;
 	size_t i;
-	int rc;
 
 	sq_lock(q);
 	if ((ws = sq_begin(q)) != WSE_OK)
 		goto out;
-	/* De-duplication first: a retry of a stored delivery is a success
-	 * for the caller, whatever else it carries. */
-	if ((ws = sq_prep(q, Q_DEDUP_ADD, &st, VALS(T(origin_domain),
-	    T(origin_id), I(now)))) != WSE_OK)
-		goto out;
-	if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
-		ws = is_unique_violation(rc) ? wse_err(WSE_ERR_EXISTS,
-		    "store: message %s from %s was delivered before",
-		    origin_id, origin_domain) :
-		    sq_fail(q, rc, "cannot record a delivery");
-		goto out;
-	}
-	if (replay_id != NULL &&
-	    (ws = sq_replay_add(q, replay_id, replay_expires, now)) != WSE_OK)
-		goto out;
 	for (i = 0; i < n; i++) {
-		if ((ws = sq_prep(q, Q_USER_EXISTS, &st,
-		    VALS(T(mailboxes[i])))) != WSE_OK)
+		if (status_r[i] != WSE_OK)
+			continue;
+		if ((ws = sq_run(q, Q_SAVEPOINT, NULL, 0,
+		    "cannot open a savepoint")) != WSE_OK)
 			goto out;
-		if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-			ws = rc == SQLITE_DONE ? wse_err(WSE_ERR_NO_SUCH_USER,
-			    "store: no mailbox %s", mailboxes[i]) :
-			    sq_fail(q, rc, "cannot look a user up");
+		ws = sq_deliver_one(q, &d[i], now);
+		if (delivery_refusal(ws)) {
+			/* This one alone is undone. */
+			status_r[i] = ws;
+			sq_reset_used(q);
+			if ((ws = sq_run(q, Q_ROLLBACK_TO, NULL, 0,
+			    "cannot roll back a savepoint")) != WSE_OK)
+				goto out;
+		} else if (ws != WSE_OK)
 			goto out;
-		}
+		if ((ws = sq_run(q, Q_RELEASE, NULL, 0,
+		    "cannot release a savepoint")) != WSE_OK)
+			goto out;
 	}
-	if ((ws = sq_run(q, Q_BODY_ADD, VALS(B(envelope, len)),
-	    "cannot store a message")) != WSE_OK)
-		goto out;
-	body = sqlite3_last_insert_rowid(q->db);
-	for (i = 0; i < n; i++)
-		if ((ws = sq_run(q, Q_MSG_ADD, VALS(T(mailboxes[i]),
-		    T(meta->from), T(meta->subject), T(origin_domain),
-		    T(origin_id), I(now), I(len), I(meta->flags), I(body)),
-		    "cannot store a message")) != WSE_OK)
-			goto out;
 	ws = sq_commit(q);
 out:
 	sq_end(q);
@@ -1360,6 +1419,26 @@ sq_queue_done(wse_store *s, int64_t id)
 }
 
 static wse_status
+sq_queue_done_many(wse_store *s, const int64_t *ids, size_t n)
+{
+	struct sq_store *q = (struct sq_store *)s;
+	wse_status ws;
+	size_t i;
+
+	sq_lock(q);
+	if ((ws = sq_begin(q)) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++)
+		if ((ws = sq_run(q, Q_QUEUE_DEL, VALS(I(ids[i])),
+		    "cannot remove a queue item")) != WSE_OK)
+			goto out;
+	ws = sq_commit(q);
+out:
+	sq_end(q);
+	return ws;
+}
+
+static wse_status
 sq_queue_defer(wse_store *s, int64_t id, int64_t next_attempt,
     const char *error)
 {
@@ -1520,6 +1599,7 @@ const struct wse_store_driver wse_store_driver_sqlite = {
 	.user_get = sq_user_get,
 	.user_list = sq_user_list,
 	.deliver = sq_deliver,
+	.deliver_many = sq_deliver_many,
 	.list = sq_list,
 	.count = sq_count,
 	.fetch = sq_fetch,
@@ -1528,6 +1608,7 @@ const struct wse_store_driver wse_store_driver_sqlite = {
 	.enqueue = sq_enqueue,
 	.queue_take = sq_queue_take,
 	.queue_done = sq_queue_done,
+	.queue_done_many = sq_queue_done_many,
 	.queue_defer = sq_queue_defer,
 	.queue_list = sq_queue_list,
 	.queue_flush = sq_queue_flush,

@@ -453,55 +453,96 @@ wse_store_user_list(wse_store *s, wse_user_fn fn, void *arg)
 
 /* ---- messages ---- */
 
-wse_status
-wse_store_deliver(wse_store *s, const char *origin_domain,
-    const char *origin_id, const char *const *mailboxes, size_t n,
-    const wse_msg_meta *meta, const void *envelope, size_t len,
-    const char *replay_id, int64_t replay_expires, int64_t now)
-{
-	char cdomain[WSE_STORE_NAME_MAX];
-	char (*cbox)[WSE_STORE_NAME_MAX] = NULL;
-	wse_msg_meta m;
-	const char **boxes = NULL;
-	size_t i, j, nb = 0;
-	wse_status st = WSE_ERR_INTERNAL;
+/* All allocations of one call, freed together. */
+struct arena {
+	void **p;
+	size_t n, cap;
+};
 
-	if ((st = canon_domain("origin domain", origin_domain, cdomain)) !=
+static void *
+arena_calloc(struct arena *a, size_t nmemb, size_t size)
+{
+	void *x, **np;
+
+	if (a->n == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 16;
+
+		if ((np = realloc(a->p, ncap * sizeof(*np))) == NULL)
+			return NULL;
+		a->p = np;
+		a->cap = ncap;
+	}
+	if ((x = calloc(nmemb ? nmemb : 1, size)) == NULL)
+		return NULL;
+	a->p[a->n++] = x;
+	return x;
+}
+
+static void
+arena_free(struct arena *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->n; i++)
+		free(a->p[i]);
+	free(a->p);
+	a->p = NULL;
+	a->n = a->cap = 0;
+}
+
+/*
+ * Check one delivery and build its canonical copy in *out (memory from
+ * a): origin domain and mailboxes in canonical form, mailboxes without
+ * duplicates, the subject made safe.  WSE_ERR_INVALID (with a message),
+ * WSE_ERR_NOMEM.
+ */
+static wse_status
+canon_delivery(struct arena *a, const wse_delivery *in, wse_delivery *out)
+{
+	char *cdomain;
+	char (*cbox)[WSE_STORE_NAME_MAX];
+	const char **boxes;
+	wse_msg_meta *m;
+	size_t i, j, nb = 0;
+	wse_status st;
+
+	if ((cdomain = arena_calloc(a, 1, WSE_STORE_NAME_MAX)) == NULL ||
+	    (m = arena_calloc(a, 1, sizeof(*m))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "store: no memory");
+	if ((st = canon_domain("origin domain", in->origin_domain, cdomain)) !=
 	    WSE_OK ||
-	    (st = check_name("origin message id", origin_id)) != WSE_OK)
+	    (st = check_name("origin message id", in->origin_id)) != WSE_OK)
 		return st;
-	if (replay_id != NULL && (st = check_replay_id(replay_id)) != WSE_OK)
+	if (in->replay_id != NULL &&
+	    (st = check_replay_id(in->replay_id)) != WSE_OK)
 		return st;
-	if (meta == NULL || envelope == NULL || len == 0 ||
-	    mailboxes == NULL || n == 0)
+	if (in->meta == NULL || in->envelope == NULL || in->len == 0 ||
+	    in->mailboxes == NULL || in->n == 0)
 		return wse_err(WSE_ERR_INVALID,
 		    "store: delivery without meta, envelope or mailbox");
-	if ((st = check_text("sender", meta->from, 0, NAME_MAX_BYTES, 0,
+	if ((st = check_text("sender", in->meta->from, 0, NAME_MAX_BYTES, 0,
 	    NULL)) != WSE_OK)
 		return st;
 	/* The subject is a display hint (the envelope is kept unchanged):
 	 * made safe, never a reason to refuse a message. */
-	memset(&m, 0, sizeof(m));
-	memcpy(m.from, meta->from, strlen(meta->from) + 1);
-	m.flags = meta->flags;
+	memcpy(m->from, in->meta->from, strlen(in->meta->from) + 1);
+	m->flags = in->meta->flags;
 	{
 		char subj[WSE_STORE_SUBJECT_MAX + 1];
 
 		/* meta->subject need not be NUL-terminated when full. */
-		memcpy(subj, meta->subject, WSE_STORE_SUBJECT_MAX);
+		memcpy(subj, in->meta->subject, WSE_STORE_SUBJECT_MAX);
 		subj[WSE_STORE_SUBJECT_MAX] = '\0';
-		sanitize_text(m.subject, sizeof(m.subject), subj);
+		sanitize_text(m->subject, sizeof(m->subject), subj);
 	}
-	if ((cbox = calloc(n, sizeof(*cbox))) == NULL ||
-	    (boxes = calloc(n, sizeof(*boxes))) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "store: no memory");
-		goto out;
-	}
+	if ((cbox = arena_calloc(a, in->n, sizeof(*cbox))) == NULL ||
+	    (boxes = arena_calloc(a, in->n, sizeof(*boxes))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "store: no memory");
 	/* Canonical, without duplicates: one copy per distinct mailbox. */
-	for (i = 0; i < n; i++) {
-		if ((st = canon_mailbox("mailbox", mailboxes[i], cbox[nb])) !=
-		    WSE_OK)
-			goto out;
+	for (i = 0; i < in->n; i++) {
+		if ((st = canon_mailbox("mailbox", in->mailboxes[i],
+		    cbox[nb])) != WSE_OK)
+			return st;
 		for (j = 0; j < nb; j++)
 			if (strcmp(cbox[j], cbox[nb]) == 0)
 				break;
@@ -510,11 +551,77 @@ wse_store_deliver(wse_store *s, const char *origin_domain,
 			nb++;
 		}
 	}
-	st = s->v->deliver(s, cdomain, origin_id, boxes, nb, &m, envelope,
-	    len, replay_id, replay_expires, now);
-out:
-	free(boxes);
-	free(cbox);
+	*out = *in;
+	out->origin_domain = cdomain;
+	out->mailboxes = boxes;
+	out->n = nb;
+	out->meta = m;
+	return WSE_OK;
+}
+
+wse_status
+wse_store_deliver(wse_store *s, const char *origin_domain,
+    const char *origin_id, const char *const *mailboxes, size_t n,
+    const wse_msg_meta *meta, const void *envelope, size_t len,
+    const char *replay_id, int64_t replay_expires, int64_t now)
+{
+	struct arena a = { 0 };
+	wse_delivery in, c;
+	wse_status st;
+
+	in.origin_domain = origin_domain;
+	in.origin_id = origin_id;
+	in.mailboxes = mailboxes;
+	in.n = n;
+	in.meta = meta;
+	in.envelope = envelope;
+	in.len = len;
+	in.replay_id = replay_id;
+	in.replay_expires = replay_expires;
+	if ((st = canon_delivery(&a, &in, &c)) == WSE_OK)
+		st = s->v->deliver(s, c.origin_domain, c.origin_id,
+		    c.mailboxes, c.n, c.meta, c.envelope, c.len, c.replay_id,
+		    c.replay_expires, now);
+	arena_free(&a);
+	return st;
+}
+
+wse_status
+wse_store_deliver_many(wse_store *s, const wse_delivery *d, size_t n,
+    int64_t now, wse_status *status_r)
+{
+	struct arena a = { 0 };
+	wse_delivery *cd = NULL;
+	size_t i, ngood = 0;
+	wse_status st = WSE_ERR_INTERNAL;
+
+	if (n == 0)
+		return WSE_OK;
+	if (d == NULL || status_r == NULL)
+		return wse_err(WSE_ERR_INVALID, "store: no deliveries");
+	if ((cd = arena_calloc(&a, n, sizeof(*cd))) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "store: no memory");
+		goto fail;
+	}
+	/* A bad delivery is refused alone. */
+	for (i = 0; i < n; i++) {
+		st = canon_delivery(&a, &d[i], &cd[i]);
+		if (st == WSE_ERR_NOMEM)
+			goto fail;
+		status_r[i] = st;
+		if (st == WSE_OK)
+			ngood++;
+	}
+	st = ngood == 0 ? WSE_OK : s->v->deliver_many(s, cd, n, now, status_r);
+	if (st != WSE_OK)
+		goto fail;
+	arena_free(&a);
+	wse_err_clear();
+	return WSE_OK;
+fail:
+	for (i = 0; i < n; i++)
+		status_r[i] = st;
+	arena_free(&a);
 	return st;
 }
 
@@ -608,43 +715,6 @@ wse_store_mark_read(wse_store *s, const char *mailbox, int64_t id, int read)
 }
 
 /* ---- the delivery queue ---- */
-
-/* All allocations of one enqueue call, freed together. */
-struct arena {
-	void **p;
-	size_t n, cap;
-};
-
-static void *
-arena_calloc(struct arena *a, size_t nmemb, size_t size)
-{
-	void *x, **np;
-
-	if (a->n == a->cap) {
-		size_t ncap = a->cap ? a->cap * 2 : 16;
-
-		if ((np = realloc(a->p, ncap * sizeof(*np))) == NULL)
-			return NULL;
-		a->p = np;
-		a->cap = ncap;
-	}
-	if ((x = calloc(nmemb ? nmemb : 1, size)) == NULL)
-		return NULL;
-	a->p[a->n++] = x;
-	return x;
-}
-
-static void
-arena_free(struct arena *a)
-{
-	size_t i;
-
-	for (i = 0; i < a->n; i++)
-		free(a->p[i]);
-	free(a->p);
-	a->p = NULL;
-	a->n = a->cap = 0;
-}
 
 /*
  * Check one submission and build its canonical copy in *out (memory from
@@ -806,6 +876,22 @@ wse_store_queue_done(wse_store *s, int64_t id)
 		return wse_err(WSE_ERR_NOT_FOUND, "store: no queue item %lld",
 		    (long long)id);
 	return s->v->queue_done(s, id);
+}
+
+wse_status
+wse_store_queue_done_many(wse_store *s, const int64_t *ids, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return WSE_OK;
+	if (ids == NULL)
+		return wse_err(WSE_ERR_INVALID, "store: no queue items");
+	for (i = 0; i < n; i++)
+		if (ids[i] <= 0)
+			return wse_err(WSE_ERR_INVALID, "store: queue item %lld",
+			    (long long)ids[i]);
+	return s->v->queue_done_many(s, ids, n);
 }
 
 wse_status

@@ -114,6 +114,32 @@ wse_status wse_store_deliver(wse_store *s, const char *origin_domain,
     const wse_msg_meta *meta, const void *envelope, size_t len,
     const char *replay_id, int64_t replay_expires, int64_t now);
 
+/* One delivery of a group (wse_store_deliver_many): the arguments of
+ * wse_store_deliver. */
+typedef struct wse_delivery {
+	const char *origin_domain;
+	const char *origin_id;
+	const char *const *mailboxes;
+	size_t n;
+	const wse_msg_meta *meta;
+	const void *envelope;
+	size_t len;
+	const char *replay_id;		/* may be NULL */
+	int64_t replay_expires;
+} wse_delivery;
+
+/*
+ * Store n deliveries in ONE transaction (one commit for a batch that
+ * arrived together).  Each is stored or refused alone, as
+ * wse_store_deliver would: status_r[i] is WSE_OK, WSE_ERR_EXISTS
+ * (delivered before: nothing stored, a success for the caller),
+ * WSE_ERR_REPLAY, WSE_ERR_NO_SUCH_USER or WSE_ERR_INVALID (nothing of it
+ * stored).  Returns WSE_OK when the transaction committed; otherwise the
+ * failure, every status_r[i] set to it, and nothing stored.
+ */
+wse_status wse_store_deliver_many(wse_store *s, const wse_delivery *d,
+    size_t n, int64_t now, wse_status *status_r);
+
 /* Headers of mailbox, newest first, from offset, at most limit. */
 typedef wse_status (*wse_msg_fn)(void *arg, const wse_msg_meta *meta);
 wse_status wse_store_list(wse_store *s, const char *mailbox, size_t offset,
@@ -180,6 +206,10 @@ wse_status wse_store_queue_take(wse_store *s, int64_t now, int64_t lease,
     size_t limit, wse_queue_fn fn, void *arg);
 /* Delivered (or given up): remove the item. */
 wse_status wse_store_queue_done(wse_store *s, int64_t id);
+/* Several delivered items removed in one transaction; ids no longer in
+ * the queue are skipped. */
+wse_status wse_store_queue_done_many(wse_store *s, const int64_t *ids,
+    size_t n);
 /* Failed for now: attempts + 1, next try at next_attempt. */
 wse_status wse_store_queue_defer(wse_store *s, int64_t id,
     int64_t next_attempt, const char *error);

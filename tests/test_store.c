@@ -763,6 +763,81 @@ test_deliver_dedup(void **state)
 	wse_replay_free(&r);
 }
 
+/* A group stored in one transaction: each delivery stored or refused
+ * alone, as wse_store_deliver would. */
+static void
+test_deliver_many(void **state)
+{
+	struct fix *f = *state;
+	const char *both[] = { "alice@a.test", "Bob@A.test", "alice@a.test" };
+	const char *nobody[] = { "alice@a.test", "nobody@a.test" };
+	const char *bad[] = { "not a mailbox" };
+	const char *one[] = { "bob@a.test" };
+	wse_delivery d[6];
+	wse_status status[6];
+	wse_msg_meta m;
+	size_t i;
+
+	add_user(f->s, "alice@a.test", 1);
+	add_user(f->s, "bob@a.test", 2);
+	assert_wse_ok(deliver(f->s, "urn:uuid:old", one, 1, "urn:uuid:r0",
+	    900));
+	memset(&m, 0, sizeof(m));
+	snprintf(m.from, sizeof(m.from), "carol@b.test");
+	snprintf(m.subject, sizeof(m.subject), "batch");
+	memset(d, 0, sizeof(d));
+	for (i = 0; i < 6; i++) {
+		d[i].origin_domain = "B.test";
+		d[i].mailboxes = one;
+		d[i].n = 1;
+		d[i].meta = &m;
+		d[i].envelope = "<E/>";
+		d[i].len = 4;
+	}
+	d[0].origin_id = "urn:uuid:b0";		/* two mailboxes */
+	d[0].mailboxes = both;
+	d[0].n = 3;
+	d[0].replay_id = "urn:uuid:r1";
+	d[0].replay_expires = 2000;
+	d[1].origin_id = "urn:uuid:b1";		/* a mailbox without user */
+	d[1].mailboxes = nobody;
+	d[1].n = 2;
+	d[2].origin_id = "urn:uuid:old";	/* delivered before */
+	d[3].origin_id = "urn:uuid:b3";		/* malformed mailbox */
+	d[3].mailboxes = bad;
+	d[4].origin_id = "urn:uuid:b4";		/* replay id seen in d[0] */
+	d[4].replay_id = "urn:uuid:r1";
+	d[4].replay_expires = 2000;
+	d[5].origin_id = "urn:uuid:b5";
+	assert_wse_ok(wse_store_deliver_many(f->s, d, 6, 1000, status));
+	assert_int_equal(status[0], WSE_OK);
+	assert_int_equal(status[1], WSE_ERR_NO_SUCH_USER);
+	assert_int_equal(status[2], WSE_ERR_EXISTS);
+	assert_int_equal(status[3], WSE_ERR_INVALID);
+	assert_int_equal(status[4], WSE_ERR_REPLAY);
+	assert_int_equal(status[5], WSE_OK);
+	assert_int_equal(count_total(f->s, "alice@a.test"), 1);
+	assert_int_equal(count_total(f->s, "bob@a.test"), 3);
+	/* The refused ones left nothing: b1 and b4 can come again. */
+	d[1].mailboxes = one;
+	d[1].n = 1;
+	d[4].replay_id = NULL;
+	assert_wse_ok(wse_store_deliver_many(f->s, &d[1], 1, 1001, status));
+	assert_int_equal(status[0], WSE_OK);
+	assert_wse_ok(wse_store_deliver_many(f->s, &d[4], 1, 1001, status));
+	assert_int_equal(status[0], WSE_OK);
+	/* ...and the stored ones are de-duplicated on a retry. */
+	assert_wse_ok(wse_store_deliver_many(f->s, d, 1, 1002, status));
+	assert_int_equal(status[0], WSE_ERR_EXISTS);
+	assert_int_equal(count_total(f->s, "bob@a.test"), 5);
+	if (sqlite_path(f->dir) != NULL)
+		assert_int_equal(raw_int(sqlite_path(f->dir),
+		    "SELECT count(*) FROM bodies"), 5);
+	assert_wse_ok(wse_store_deliver_many(f->s, d, 0, 1003, status));
+	assert_wse_status(wse_store_deliver_many(f->s, NULL, 1, 1003, status),
+	    WSE_ERR_INVALID);
+}
+
 static void
 test_deliver_replay(void **state)
 {
@@ -1228,6 +1303,45 @@ test_enqueue_group_commit(void **state)
 		    "SELECT count(*) FROM queue_rcpts"), 0);
 	}
 	wse_replay_free(&r);
+	free(l);
+}
+
+/* Several delivered items removed in one call; ids already gone are
+ * skipped. */
+static void
+test_queue_done_many(void **state)
+{
+	struct fix *f = *state;
+	struct sub u[3];
+	wse_submission subs[3];
+	wse_status status[3];
+	struct qlist *l = calloc(1, sizeof(*l));
+	int64_t ids[3];
+	size_t i;
+
+	assert_non_null(l);
+	make_sub(&u[0], "d0", NULL, "p0", 1);
+	make_sub(&u[1], "d1", NULL, "p1", 0);
+	make_sub(&u[2], "d2", NULL, "p2", 0);
+	for (i = 0; i < 3; i++)
+		subs[i] = u[i].s;
+	assert_wse_ok(wse_store_enqueue(f->s, subs, 3, 1000, 86400, status));
+	assert_wse_ok(wse_store_queue_list(f->s, collect_item, l));
+	assert_int_equal(l->n, 4);
+	ids[0] = l->it[0].item.id;	/* d0 to b.test */
+	ids[1] = l->it[2].item.id;	/* d1 */
+	ids[2] = ids[0];		/* gone by then: skipped */
+	assert_wse_ok(wse_store_queue_done_many(f->s, ids, 3));
+	l->n = 0;
+	assert_wse_ok(wse_store_queue_list(f->s, collect_item, l));
+	assert_int_equal(l->n, 2);
+	assert_string_equal(l->it[0].item.message_id, "d0");
+	assert_string_equal(l->it[0].item.domain, "c.test");
+	assert_string_equal(l->it[1].item.message_id, "d2");
+	assert_wse_ok(wse_store_queue_done_many(f->s, ids, 0));
+	ids[0] = 0;
+	assert_wse_status(wse_store_queue_done_many(f->s, ids, 1),
+	    WSE_ERR_INVALID);
 	free(l);
 }
 
@@ -1862,6 +1976,8 @@ main(void)
 		T(test_deliver_several_mailboxes),
 		T(test_deliver_no_such_user),
 		T(test_deliver_dedup),
+		T(test_deliver_many),
+		T(test_queue_done_many),
 		T(test_deliver_replay),
 		T(test_deliver_invalid),
 		T(test_deliver_subject_sanitized),
