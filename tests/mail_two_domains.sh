@@ -67,14 +67,30 @@ n=$(C alice@a.test list | grep -c "Undeliverable: to nobody")
 ok "unknown recipient: exactly one non-delivery report"
 
 # ---- the recipient's server is down, then comes back ----
+# Three messages wait for b.test; once it is back and the queue is
+# flushed they go in one DeliverBatch, each with its own outcome.
 t_stop "$BPID"
 printf 'while you were away\n' | C alice@a.test send --to bob@b.test --subject "retry me" - >/dev/null || fail "send while b is down"
+printf 'two of you\n' | C alice@a.test send --to bob@b.test --to dave@b.test --subject "retry two" - >/dev/null || fail "send while b is down"
+printf 'nobody home\n' | C alice@a.test send --to nobody@b.test --subject "retry nobody" - >/dev/null || fail "send while b is down"
 sleep 3
-grep -q "deferred" "$W/a.test.log" || fail "no deferral logged"
+[ "$(grep -c "deferred" "$W/a.test.log")" -ge 3 ] || fail "no deferral logged"
 t_start b.test; BPID=$LAST_PID
+setsid -w "$ADMIN" --config "$W/a.test.conf" queue flush >/dev/null || fail "queue flush"
 wait_for bob@b.test "retry me" 20 || fail "not delivered after b.test came back"
 wait_for bob@b.test "Q3 figures" 2 || fail "b.test lost a message across its restart"
-ok "deferred while b.test was down, delivered after it came back, nothing lost"
+wait_for bob@b.test "retry two" 5 || fail "bob: retry two not delivered"
+wait_for dave@b.test "retry two" 5 || fail "dave: retry two not delivered"
+wait_for alice@a.test "Undeliverable: retry nobody" 15 || fail "no bounce from the batch"
+grep -q "sent 3 items to b.test in one DeliverBatch" "$W/a.test.log" ||
+	fail "the three were not sent together: $(grep -E "DeliverBatch|delivered" "$W/a.test.log" | tail -5)"
+n=$(C alice@a.test list | grep -c "Undeliverable: retry nobody")
+[ "$n" = 1 ] || fail "$n bounces for the refused batch item"
+id=$(first_id dave@b.test "retry two")
+C dave@b.test read "$id" >"$W/read2.txt" || fail "dave read"
+grep -q "VALID" "$W/read2.txt" && ! grep -q "NOT VALID" "$W/read2.txt" ||
+	fail "a batched message does not verify end to end: $(cat "$W/read2.txt")"
+ok "deferred while b.test was down, delivered in one batch after it came back (one bounce, end-to-end signature valid), nothing lost"
 
 # ---- down past the lifetime: exactly one bounce ----
 t_stop "$BPID"

@@ -262,6 +262,154 @@ test_deliver_checks(void **state)
 	assert_int_equal(total, 1);
 }
 
+/* A DeliverBatch of items (each a complete request envelope, signed by
+ * svc's server or not at all), itself signed by b.test's server. */
+static wse_buf *
+batch(wse_buf *const *items, size_t n, const char *origin)
+{
+	wse_buf *body = wse_buf_new(1 << 24), *req;
+	size_t i;
+
+	assert_non_null(body);
+	assert_wse_ok(wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
+	    "urn:wsemail:2026\"><m:Origin>%s</m:Origin>", origin));
+	for (i = 0; i < n; i++) {
+		assert_wse_ok(wse_buf_puts(body, "<m:Item>"));
+		assert_wse_ok(wse_base64_encode(wse_buf_data(items[i]),
+		    wse_buf_len(items[i]), body));
+		assert_wse_ok(wse_buf_puts(body, "</m:Item>"));
+	}
+	assert_wse_ok(wse_buf_puts(body, "</m:DeliverBatch>"));
+	req = request("DeliverBatch", wse_buf_str(body), NULL, NULL, 1);
+	wse_buf_free(&body);
+	return req;
+}
+
+static uint64_t
+stored(const char *box)
+{
+	uint64_t total, unread;
+
+	assert_wse_ok(wse_store_count(S.store, box, &total, &unread));
+	return total;
+}
+
+#define BID(k) "66666666-6666-4666-8666-66666666666" k
+
+/* Several queued messages in one call: each stored or refused alone,
+ * the answer naming each outcome in order; the batch signature is
+ * checked like a Deliver's. */
+static void
+test_deliver_batch(void **state)
+{
+	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
+	wse_cert *apeer[] = { P.dom[0].svc, P.dom[0].ca };
+	wse_buf *it[8], *req, *body = wse_buf_new(1 << 20);
+	uint64_t alice0 = stored("alice@a.test"), carol0 = stored("carol@a.test");
+	const char *r;
+	size_t i;
+
+	(void)state;
+	assert_non_null(body);
+	it[0] = request("Deliver", DELIVER("b.test", "bob@b.test",
+	    "alice@a.test", BID("1")), NULL, NULL, 1);
+	it[1] = request("Deliver", DELIVER("b.test", "bob@b.test",
+	    "zed@a.test", BID("2")), NULL, NULL, 1);		/* no user */
+	it[2] = request("Deliver", DELIVER("b.test", "carol@a.test",
+	    "alice@a.test", BID("3")), NULL, NULL, 1);		/* From */
+	it[3] = request("Deliver", DELIVER("a.test", "carol@a.test",
+	    "alice@a.test", BID("4")), NULL, NULL, 1);		/* Origin */
+	it[4] = request("ListHeaders", "<m:ListHeaders xmlns:m=\""
+	    "urn:wsemail:2026\"/>", NULL, NULL, 1);		/* not Deliver */
+	it[5] = request("Deliver", "<m:Deliver xmlns:m=\"urn:wsemail:2026\">"
+	    "<m:Origin>b.test</m:Origin><m:OriginId>urn:uuid:" BID("6")
+	    "</m:OriginId><m:Rcpt>carol@a.test</m:Rcpt><m:Message><m:From>"
+	    "bob@b.test</m:From><m:To>carol@a.test</m:To><m:Instant/>"
+	    "<m:Text>t</m:Text></m:Message></m:Deliver>", NULL, NULL, 1);
+	it[6] = request("Deliver", DELIVER("b.test", "bob@b.test",
+	    "carol@a.test", BID("7")), NULL, NULL, -2);		/* unsigned */
+	it[7] = request("Deliver", DELIVER("b.test", "bob@b.test",
+	    "carol@a.test", BID("8")), NULL, NULL, 1);
+	req = batch(it, 8, "b.test");
+	/* Mutual TLS with a server of the origin, as for Deliver. */
+	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
+	assert_wse_status(call(req, apeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
+	assert_int_equal(stored("alice@a.test"), alice0);
+	assert_wse_ok(call(req, bpeer, 2, body));
+	r = wse_buf_str(body);
+	assert_non_null(strstr(r, "DeliverBatchResponse"));
+	/* In order: stored, and each refusal with its own subcode. */
+	{
+		const char *want[] = { "<m:Accepted>alice@a.test</m:Accepted>",
+		    "code=\"NoSuchUser\"", "code=\"DomainMismatch\"",
+		    "code=\"DomainMismatch\"", "code=\"InvalidMessage\"",
+		    "code=\"InvalidMessage\"", "code=\"BadSignature\"",
+		    "<m:Accepted>carol@a.test</m:Accepted>" };
+		const char *at = r;
+
+		for (i = 0; i < 8; i++) {
+			at = strstr(at, "<m:Item");
+			assert_non_null(at);
+			at++;
+			assert_true(strstr(at, want[i]) != NULL &&
+			    (strstr(at, "<m:Item") == NULL ||
+			    strstr(at, want[i]) < strstr(at, "<m:Item")));
+		}
+	}
+	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	assert_int_equal(stored("carol@a.test"), carol0 + 1);
+	/* The same batch again: a replay, refused whole. */
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_REPLAY);
+	wse_buf_free(&req);
+	/* A new batch with the same items (a retry after a lost answer):
+	 * accepted, nothing stored twice. */
+	req = batch(it, 8, "b.test");
+	assert_wse_ok(call(req, bpeer, 2, NULL));
+	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	assert_int_equal(stored("carol@a.test"), carol0 + 1);
+	wse_buf_free(&req);
+	/* Claiming a.test while signed by b.test. */
+	req = batch(it, 1, "a.test");
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
+	wse_buf_free(&req);
+	/* Not base64; no items; too many. */
+	req = request("DeliverBatch", "<m:DeliverBatch xmlns:m=\"urn:wsemail:"
+	    "2026\"><m:Origin>b.test</m:Origin><m:Item>%%%</m:Item>"
+	    "</m:DeliverBatch>", NULL, NULL, 1);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, bpeer, 2, body));
+	assert_non_null(strstr(wse_buf_str(body), "code=\"InvalidMessage\""));
+	wse_buf_free(&req);
+	req = batch(it, 0, "b.test");
+	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	{
+		wse_buf *many[WSED_BATCH_MAX + 1];
+
+		for (i = 0; i <= WSED_BATCH_MAX; i++)
+			many[i] = it[7];
+		req = batch(many, WSED_BATCH_MAX + 1, "b.test");
+		assert_string_equal(wse_fault_subcode(call(req, bpeer, 2,
+		    NULL)), "InvalidMessage");
+		wse_buf_free(&req);
+	}
+	/* A tampered batch. */
+	req = batch(it, 1, "b.test");
+	{
+		char *p = strstr((char *)wse_buf_data(req), "<m:Item>");
+
+		assert_non_null(p);
+		p[9] = p[9] == 'A' ? 'B' : 'A';
+	}
+	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_BAD_SIGNATURE);
+	wse_buf_free(&req);
+	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	for (i = 0; i < 8; i++)
+		wse_buf_free(&it[i]);
+	wse_buf_free(&body);
+}
+
 /* Password guessing is slowed down per account and per address: past
  * the free failures the account is blocked (TempFail, even for the right
  * password), with a growing wait, and only for a while. */
@@ -373,6 +521,7 @@ main(void)
 		cmocka_unit_test(test_replayed_submit),
 		cmocka_unit_test(test_submit_refusals),
 		cmocka_unit_test(test_deliver_checks),
+		cmocka_unit_test(test_deliver_batch),
 		cmocka_unit_test(test_mailbox_isolation),
 		cmocka_unit_test(test_auth_params),
 		cmocka_unit_test(test_guessing_guard),

@@ -21,7 +21,7 @@
 
 void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define TAKE_MAX 16
+#define TAKE_MAX WSED_BATCH_MAX
 
 struct job {
 	wse_queue_item item;
@@ -350,29 +350,31 @@ backoff(const struct wsed *s, int attempts)
 	return d < s->retry_max ? d : s->retry_max;
 }
 
+/* Where delivered and bounced items go: removed together at the end of
+ * a pass (one transaction). */
+struct done_list {
+	int64_t ids[TAKE_MAX];
+	size_t n;
+};
+
+/* Act on the outcome of an attempt for j. */
 static void
-handle_job(struct wsed *s, wse_http_client *client, struct job *j)
+settle(struct wsed *s, struct job *j, struct result *r, struct done_list *dl)
 {
-	struct result r;
 	int64_t now = s->now(), next;
 	size_t i;
 
-	memset(&r, 0, sizeof(r));
-	if (strcmp(j->item.domain, s->domain) == 0)
-		attempt_local(s, j, &r);
-	else
-		attempt_remote(s, client, j, &r);
-	if (r.what == DEFER && now >= j->item.expires) {
-		r.what = BOUNCE;
-		(void)snprintf(r.reason + strlen(r.reason),
-		    sizeof(r.reason) - strlen(r.reason),
+	if (r->what == DEFER && now >= j->item.expires) {
+		r->what = BOUNCE;
+		(void)snprintf(r->reason + strlen(r->reason),
+		    sizeof(r->reason) - strlen(r->reason),
 		    "; gave up after %d attempts", j->item.attempts + 1);
 	}
-	switch (r.what) {
+	switch (r->what) {
 	case DELIVERED:
-		if (r.nrejected > 0)
-			bounce(s, j, r.rejected, r.nrejected, r.reason);
-		(void)wse_store_queue_done(s->store, j->item.id);
+		if (r->nrejected > 0)
+			bounce(s, j, r->rejected, r->nrejected, r->reason);
+		dl->ids[dl->n++] = j->item.id;
 		wsed_log("delivered %s to %s", j->item.message_id,
 		    j->item.domain);
 		break;
@@ -384,9 +386,9 @@ handle_job(struct wsed *s, wse_http_client *client, struct job *j)
 			(void)snprintf(all[i], sizeof(all[i]), "%s",
 			    j->rcpts[i]);
 		if (all != NULL)
-			bounce(s, j, all, j->nrcpts, r.reason);
+			bounce(s, j, all, j->nrcpts, r->reason);
 		free(all);
-		(void)wse_store_queue_done(s->store, j->item.id);
+		dl->ids[dl->n++] = j->item.id;
 		break;
 	}
 	case DEFER:
@@ -394,13 +396,332 @@ handle_job(struct wsed *s, wse_http_client *client, struct job *j)
 		if (next > j->item.expires)
 			next = j->item.expires;
 		(void)wse_store_queue_defer(s->store, j->item.id, next,
-		    r.reason);
+		    r->reason);
 		wsed_log("deferred %s to %s: %s (next try in %lld s)",
-		    j->item.message_id, j->item.domain, r.reason,
+		    j->item.message_id, j->item.domain, r->reason,
 		    (long long)(next - now));
 		break;
 	}
 	wse_err_clear();
+}
+
+static void
+handle_job(struct wsed *s, wse_http_client *client, struct job *j,
+    struct done_list *dl)
+{
+	struct result *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return;		/* the lease runs out; tried again later */
+	if (strcmp(j->item.domain, s->domain) == 0)
+		attempt_local(s, j, r);
+	else
+		attempt_remote(s, client, j, r);
+	settle(s, j, r, dl);
+	free(r);
+}
+
+/* ---- several items for one domain in one DeliverBatch ---- */
+
+/* The status a batch answer's subcode names (TEMPFAIL when unknown). */
+static wse_status
+subcode_status(const char *code)
+{
+	static const wse_status known[] = {
+		WSE_ERR_NO_SUCH_USER, WSE_ERR_TOO_LARGE, WSE_ERR_INVALID,
+		WSE_ERR_PARSE, WSE_ERR_NOT_AUTHORIZED, WSE_ERR_DOMAIN_MISMATCH,
+		WSE_ERR_BAD_SIGNATURE, WSE_ERR_REPLAY, WSE_ERR_UNSUPPORTED,
+	};
+	size_t i;
+
+	for (i = 0; code != NULL && i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(code, wse_fault_subcode(known[i])) == 0)
+			return known[i];
+	return WSE_ERR_TEMPFAIL;
+}
+
+/* The signed DeliverBatch for jobs[0..n-1], addressed to url: each item
+ * is the job's own signed Deliver envelope (kept by the recipient's
+ * server for end-to-end checks), in base64. */
+static wse_status
+build_batch(struct wsed *s, struct job *const *jobs, size_t n,
+    const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
+{
+	wse_envelope *env = NULL;
+	wse_buf *body = NULL, *one = NULL;
+	char reqid[WSE_UUID_URN_LEN + 1];
+	wse_status st;
+	size_t i;
+
+	if ((body = wse_buf_new(s->lim.max_message_bytes)) == NULL ||
+	    (one = wse_buf_new(s->lim.max_message_bytes)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto out;
+	}
+	if ((st = wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Origin>%s</m:Origin>", s->domain)) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		wse_buf_reset(one);
+		if ((st = build_deliver(s, jobs[i], url, one, reqid)) !=
+		    WSE_OK ||
+		    (st = wse_buf_puts(body, "<m:Item>")) != WSE_OK ||
+		    (st = wse_base64_encode(wse_buf_data(one), wse_buf_len(one),
+		    body)) != WSE_OK ||
+		    (st = wse_buf_puts(body, "</m:Item>")) != WSE_OK)
+			goto out;
+	}
+	if ((st = wse_buf_puts(body, "</m:DeliverBatch>")) != WSE_OK ||
+	    (st = wse_env_new(url, WSED_ACTION("DeliverBatch"), &env)) !=
+	    WSE_OK ||
+	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
+	    wse_buf_len(body), &s->lim)) != WSE_OK)
+		goto out;
+	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
+	    wse_env_message_id(env));
+	st = wsed_sign_out(s, env, out);
+out:
+	wse_env_free(&env);
+	wse_buf_free(&body);
+	wse_buf_free(&one);
+	return st;
+}
+
+/*
+ * Read a DeliverBatchResponse into r[0..n-1] (verified like a Deliver
+ * answer).  Returns 1 when the peer does not know DeliverBatch (the jobs
+ * are then sent one by one), else 0.
+ */
+static int
+read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
+    const uint8_t *data, size_t len, size_t n, struct result *r)
+{
+	wse_envelope *env = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status st, fst;
+	xmlNodePtr it, resp, x;
+	char reason[200], errs[512], why[1024];
+	enum outcome all = DEFER;
+	size_t i, k;
+	int unsupported = 0;
+
+	memset(&v, 0, sizeof(v));
+	why[0] = '\0';
+	wsed_server_opts(s, domain, &o);
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
+	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
+	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
+		(void)snprintf(why, sizeof(why), "unverifiable answer from "
+		    "%.253s: %.500s", domain, wse_err_format(errs,
+		    sizeof(errs)));
+		goto all;
+	}
+	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
+		(void)snprintf(why, sizeof(why), "answer from %.253s does not "
+		    "relate to our DeliverBatch", domain);
+		goto all;
+	}
+	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
+		if (fst == WSE_ERR_UNSUPPORTED) {
+			unsupported = 1;
+			goto out;
+		}
+		all = permanent(fst) ? BOUNCE : DEFER;
+		(void)snprintf(why, sizeof(why), "%.253s refused: %s (%.190s)",
+		    domain, wse_fault_subcode(fst), reason);
+		goto all;
+	}
+	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverBatchResponse",
+	    &resp) != WSE_OK) {
+		(void)snprintf(why, sizeof(why), "odd answer from %.253s",
+		    domain);
+		goto all;
+	}
+	for (i = 0, it = wse_xml_first_elem(resp); it;
+	    it = wse_xml_next_elem(it))
+		if (wse_xml_is(it, WSE_NS_WSE, "Item"))
+			i++;
+	if (i != n) {
+		(void)snprintf(why, sizeof(why), "answer from %.253s has %zu "
+		    "items for %zu", domain, i, n);
+		goto all;
+	}
+	for (i = 0, it = wse_xml_first_elem(resp); it;
+	    it = wse_xml_next_elem(it)) {
+		if (!wse_xml_is(it, WSE_NS_WSE, "Item"))
+			continue;
+		if (wse_xml_only_child(it, WSE_NS_WSE, "Refused", &x) ==
+		    WSE_OK) {
+			xmlChar *code = xmlGetProp(x, BAD_CAST "code");
+
+			fst = subcode_status((const char *)code);
+			r[i].what = permanent(fst) ? BOUNCE : DEFER;
+			(void)snprintf(r[i].reason, sizeof(r[i].reason),
+			    "%.253s refused: %s", domain,
+			    wse_fault_subcode(fst));
+			xmlFree(code);
+			i++;
+			continue;
+		}
+		r[i].what = DELIVERED;
+		for (x = wse_xml_first_elem(it); x; x = wse_xml_next_elem(x)) {
+			wse_buf *b;
+
+			if (!wse_xml_is(x, WSE_NS_WSE, "Rejected") ||
+			    r[i].nrejected == WSE_MSG_MAX_RCPTS ||
+			    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
+				continue;
+			if (wse_xml_text(x, b) == WSE_OK)
+				(void)snprintf(r[i].rejected[r[i].nrejected++],
+				    sizeof(r[i].rejected[0]), "%s",
+				    wse_buf_str(b));
+			wse_buf_free(&b);
+		}
+		if (r[i].nrejected > 0)
+			(void)snprintf(r[i].reason, sizeof(r[i].reason),
+			    "no such mailbox at %.253s", domain);
+		i++;
+	}
+	goto out;
+all:
+	for (k = 0; k < n; k++) {
+		r[k].what = all;
+		(void)snprintf(r[k].reason, sizeof(r[k].reason), "%s", why);
+	}
+out:
+	wse_err_clear();
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	return unsupported;
+}
+
+/* Deliver jobs[0..n-1], all for one other domain, in one DeliverBatch
+ * (static route or SRV, next target on failure, like one job). */
+static void
+handle_batch(struct wsed *s, wse_http_client *client, struct job **jobs,
+    size_t n, struct done_list *dl)
+{
+	const char *domain = jobs[0]->item.domain;
+	wse_route_target *t = NULL;
+	struct result *r = calloc(n, sizeof(*r));
+	wse_buf *req = NULL, *resp = NULL;
+	size_t nt = 0, i, k;
+	char url[600], errs[512], reqid[WSE_UUID_URN_LEN + 1];
+	char why[1024];
+	wse_status st;
+	long http;
+
+	if (r == NULL)
+		return;		/* the leases run out; tried again later */
+	for (i = 0; i < n; i++)
+		r[i].what = DEFER;
+	(void)snprintf(why, sizeof(why), "no server of %.253s answered",
+	    domain);
+	st = wse_router_resolve(s->router, domain, &t, &nt);
+	if (st != WSE_OK) {
+		(void)snprintf(why, sizeof(why), "no route to %.253s: %.500s",
+		    domain, wse_err_format(errs, sizeof(errs)));
+		for (i = 0; i < n; i++)
+			r[i].what = st == WSE_ERR_NOT_FOUND ? BOUNCE : DEFER;
+		goto settle;
+	}
+	if ((req = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL ||
+	    (resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL)
+		goto settle;
+	for (i = 0; i < nt; i++) {
+		(void)snprintf(url, sizeof(url), "https://%s:%u/wsemail",
+		    t[i].host, t[i].port);
+		for (k = 0; k < t[i].naddrs; k++) {
+			wse_buf_reset(req);
+			wse_buf_reset(resp);
+			if (build_batch(s, jobs, n, url, req, reqid) != WSE_OK) {
+				(void)snprintf(why, sizeof(why), "%.500s",
+				    wse_err_format(errs, sizeof(errs)));
+				goto settle;
+			}
+			st = wse_http_post(client, url, t[i].addrs[k],
+			    "application/soap+xml", wse_buf_data(req),
+			    wse_buf_len(req), resp, &http);
+			if (st != WSE_OK) {
+				(void)snprintf(why, sizeof(why),
+				    "%.400s (%s): %.500s", url, t[i].addrs[k],
+				    wse_err_format(errs, sizeof(errs)));
+				wse_err_clear();
+				continue;	/* next address / target */
+			}
+			if (read_batch_answer(s, domain, reqid,
+			    wse_buf_data(resp), wse_buf_len(resp), n, r)) {
+				/* A server without batches: one by one. */
+				free(t);
+				wse_buf_free(&req);
+				wse_buf_free(&resp);
+				free(r);
+				for (i = 0; i < n; i++)
+					handle_job(s, client, jobs[i], dl);
+				return;
+			}
+			why[0] = '\0';
+			wsed_log("sent %zu items to %s in one DeliverBatch",
+			    n, domain);
+			goto settle;
+		}
+	}
+settle:
+	for (i = 0; i < n; i++) {
+		if (why[0] != '\0')
+			(void)snprintf(r[i].reason, sizeof(r[i].reason), "%s",
+			    why);
+		settle(s, jobs[i], &r[i], dl);
+	}
+	free(t);
+	wse_buf_free(&req);
+	wse_buf_free(&resp);
+	free(r);
+}
+
+/*
+ * Send the jobs taken in one pass: items of our own domain one by one
+ * (no network); items of another domain together, in DeliverBatch calls
+ * of at most WSED_BATCH_MAX items and WSED_BATCH_BYTES; a lone item as a
+ * plain Deliver.
+ */
+static void
+send_jobs(struct wsed *s, wse_http_client *client, struct job *jobs,
+    size_t n, struct done_list *dl)
+{
+	struct job *group[TAKE_MAX];
+	char taken[TAKE_MAX];
+	size_t i, k, ng, bytes, cost;
+
+	memset(taken, 0, sizeof(taken));
+	for (i = 0; i < n; i++) {
+		if (taken[i])
+			continue;
+		taken[i] = 1;
+		if (strcmp(jobs[i].item.domain, s->domain) == 0) {
+			handle_job(s, client, &jobs[i], dl);
+			continue;
+		}
+		group[0] = &jobs[i];
+		ng = 1;
+		bytes = wse_buf_len(jobs[i].payload) / 3 * 4 + 16384;
+		for (k = i + 1; k < n && ng < WSED_BATCH_MAX; k++) {
+			if (taken[k] || strcmp(jobs[k].item.domain,
+			    jobs[i].item.domain) != 0)
+				continue;
+			cost = wse_buf_len(jobs[k].payload) / 3 * 4 + 16384;
+			if (bytes + cost > WSED_BATCH_BYTES)
+				continue;
+			bytes += cost;
+			group[ng++] = &jobs[k];
+			taken[k] = 1;
+		}
+		if (ng == 1)
+			handle_job(s, client, group[0], dl);
+		else
+			handle_batch(s, client, group, ng, dl);
+	}
 }
 
 static wse_http_client *
@@ -428,6 +749,7 @@ wsed_outbound_pass(struct wsed *s)
 {
 	static _Thread_local wse_http_client *client;
 	struct take_ctx c;
+	struct done_list dl;
 	size_t i;
 	char errs[512];
 
@@ -452,10 +774,18 @@ wsed_outbound_pass(struct wsed *s)
 		    wse_err_format(errs, sizeof(errs)));
 		wse_err_clear();
 	}
-	for (i = 0; i < c.n; i++) {
-		handle_job(s, client, &c.jobs[i]);
-		job_clear(&c.jobs[i]);
+	dl.n = 0;
+	send_jobs(s, client, c.jobs, c.n, &dl);
+	if (dl.n > 0 && wse_store_queue_done_many(s->store, dl.ids, dl.n) !=
+	    WSE_OK) {
+		/* Delivered all the same; the receiver de-duplicates the
+		 * next attempt. */
+		wsed_log("cannot remove %zu delivered items from the queue: %s",
+		    dl.n, wse_err_format(errs, sizeof(errs)));
+		wse_err_clear();
 	}
+	for (i = 0; i < c.n; i++)
+		job_clear(&c.jobs[i]);
 	if (s->stopping)
 		wse_http_client_free(&client);
 	return c.n;

@@ -28,6 +28,10 @@
 #define WSED_ACTION(op) WSE_ACTION_PREFIX op
 #define WSED_REPLY_TO "http://www.w3.org/2005/08/addressing/anonymous"
 #define WSED_PLUGINS_MAX 32
+/* Items in one DeliverBatch (docs/protocol.md), and the base64 bytes
+ * a sender puts in one. */
+#define WSED_BATCH_MAX 64
+#define WSED_BATCH_BYTES (2u * 1024 * 1024)
 
 struct wsed_plugin;		/* plugins.c */
 struct wsed_holds;		/* plugins.c: held requests */
