@@ -824,19 +824,27 @@ wse_xml__parse_noscan(const uint8_t *data, size_t len, xmlDocPtr *doc_r)
 /* Navigation                                                          */
 /* ------------------------------------------------------------------ */
 
+/* xmlStrEqual for two non-NULL strings, with libc's strcmp: the names
+ * and namespace URIs compared here are long and mostly equal. */
+static int
+str_eq(const xmlChar *a, const char *b)
+{
+	return strcmp((const char *)a, b) == 0;
+}
+
 int
 wse_xml_is(const xmlNode *node, const char *ns, const char *local)
 {
 	if (node == NULL || local == NULL || node->type != XML_ELEMENT_NODE ||
 	    node->name == NULL)
 		return 0;
-	if (!xmlStrEqual(node->name, BAD_CAST local))
+	if (!str_eq(node->name, local))
 		return 0;
 	if (ns == NULL || *ns == '\0')
 		return node->ns == NULL || node->ns->href == NULL ||
 		    node->ns->href[0] == '\0';
 	return node->ns != NULL && node->ns->href != NULL &&
-	    xmlStrEqual(node->ns->href, BAD_CAST ns);
+	    str_eq(node->ns->href, ns);
 }
 
 static xmlNodePtr
@@ -914,14 +922,14 @@ wse_xml_attr(const xmlNode *node, const char *ns, const char *local)
 	if (node == NULL || local == NULL || node->type != XML_ELEMENT_NODE)
 		return NULL;
 	for (a = node->properties; a != NULL; a = a->next) {
-		if (a->name == NULL || !xmlStrEqual(a->name, BAD_CAST local))
+		if (a->name == NULL || !str_eq(a->name, local))
 			continue;
 		if (want_none) {
 			if (a->ns != NULL && a->ns->href != NULL &&
 			    a->ns->href[0] != '\0')
 				continue;
 		} else if (a->ns == NULL || a->ns->href == NULL ||
-		    !xmlStrEqual(a->ns->href, BAD_CAST ns)) {
+		    !str_eq(a->ns->href, ns)) {
 			continue;
 		}
 		if (a->children == NULL)
