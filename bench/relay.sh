@@ -20,7 +20,7 @@
 #
 # Measures, for each system: messages/s from the first submission to the
 # moment all N are stored at b.test (b.test's sqlite store, `SELECT
-# count(*) FROM messages`, polled every 50 ms; Postfix: files in B's
+# count(*) FROM messages`, polled every 20 ms; Postfix: files in B's
 # Maildir), and for ours the client's p50/p99 Submit latency (POST out ->
 # acknowledgement), the relay rate after the last acknowledgement, and
 # each server's peak RSS (VmHWM).  Durability is as shipped: sqlite WAL
@@ -83,25 +83,26 @@ trap cleanup EXIT
 trap 'echo "relay.sh: interrupted" >&2; exit 3' INT TERM
 t_watchdog "$MAX_SECONDS"	# the whole run is bounded
 
-# Wait until the command prints a number >= want; WAIT_AT gets the time
-# it did (WAIT_N the last count).  Runs in this shell, not in a $(...),
-# so that the time limit's signal is acted on at once.  While waiting,
-# WATCH_PID's end is noted: WATCH_AT, WATCH_N.
-wait_count() {  # want seconds command...
-	local want=$1 secs=$2 end
+# Wait until a count reaches want (bench/waitcount.py: one process
+# polling every 20 ms, so that measuring costs the machine next to
+# nothing); WAIT_AT gets the time it did (WAIT_N the last count).  The
+# poller runs in the background and this shell waits for it, so that the
+# time limit's signal is acted on at once.  While waiting, WATCH_PID's
+# end is noted: WATCH_AT, WATCH_N.
+wait_count() {  # want seconds sqlite DB | dir DIR
+	local want=$1 secs=$2 out=$W/waitcount.out pp st
 	shift 2
-	end=$(( $(date +%s) + secs ))
-	WAIT_AT=""
-	while :; do
-		WAIT_N=$("$@" 2>/dev/null)
-		if [ -n "${WATCH_PID:-}" ] && [ -z "${WATCH_AT:-}" ] &&
-			! kill -0 "$WATCH_PID" 2>/dev/null; then
-			WATCH_AT=$(now); WATCH_N=$WAIT_N
-		fi
-		if [ "${WAIT_N:-0}" -ge "$want" ] 2>/dev/null; then WAIT_AT=$(now); return 0; fi
-		[ "$(date +%s)" -ge "$end" ] && return 1
-		sleep 0.05
-	done
+	WAIT_AT=""; WAIT_N=""
+	python3 "$ROOT/bench/waitcount.py" "$want" "$secs" "${WATCH_PID:-0}" "$@" >"$out" &
+	pp=$!
+	PIDS+=("$pp")
+	wait "$pp"
+	forget "$pp"
+	read -r st WAIT_AT WAIT_N WATCH_AT WATCH_N <"$out"
+	[ "${WATCH_AT:-}" = - ] && WATCH_AT=""
+	[ "${WATCH_N:-}" = - ] && WATCH_N=""
+	[ "$st" = ok ] || { WAIT_AT=""; return 1; }
+	return 0
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
 # "busy total" jiffies of the whole machine (all cores).
@@ -159,7 +160,7 @@ run_wsemail() {  # round
 		done
 	fi
 	ta0=$(cpu_ticks "$APID"); tb0=$(cpu_ticks "$BPID"); s0=$(sys_ticks)
-	wait_count "$N" "$WAIT_STORE" stored ||
+	wait_count "$N" "$WAIT_STORE" sqlite "$W/b.test.db" ||
 		fail "b.test stored only ${WAIT_N:-0} of $N in $WAIT_STORE s"
 	done_at=$WAIT_AT
 	ta1=$(cpu_ticks "$APID"); tb1=$(cpu_ticks "$BPID"); s1=$(sys_ticks)
@@ -192,7 +193,7 @@ run_wsemail() {  # round
 	WS_ACK+=("$(get rate)")
 	WS_P50+=("$(get p50_ms)")
 	WS_P99+=("$(get p99_ms)")
-	# Relay alone: from the load generator's end (noticed within 50 ms)
+	# Relay alone: from the load generator's end (noticed within 20 ms)
 	# to the last message stored.
 	if [ -n "$WATCH_AT" ] && [ "${WATCH_N:-$N}" -lt "$N" ]; then
 		WS_DRAIN+=("$(calc "($N - $WATCH_N) / ($done_at - $WATCH_AT)")")
@@ -205,7 +206,7 @@ run_wsemail() {  # round
 	t_stop "$APID"; t_stop "$BPID"
 	commits=$(grep -o '[0-9]* submissions in [0-9]* transactions' "$W/a.test.log" | tail -1)
 	[ "$dups" = 0 ] || fail "round $1: duplicate deliveries at b.test"
-	WS_NOTES+=("round $1: $secs s, ${WS_RATE[-1]} msgs/s; $(get failed) failed submits; server CPU a.test $(calc "($ta1 - $ta0) / $hz") s, b.test $(calc "($tb1 - $tb0) / $hz") s; machine ${busy}% busy; a.test: ${commits:-?}; queue left $qleft")
+	WS_NOTES+=("round $1: $secs s, ${WS_RATE[-1]} msgs/s; $(get failed) failed submits; server CPU a.test $(calc "($ta1 - $ta0) / $hz") s, b.test $(calc "($tb1 - $tb0) / $hz") s, load generator $(get cpu_s) s; machine ${busy}% busy; a.test: ${commits:-?}; queue left $qleft")
 	unset WATCH_PID
 	rm -f "$W"/*.db "$W"/*.db-*
 }
@@ -332,14 +333,13 @@ run_postfix() {  # round
 		done
 		[ "$up" = 1 ] || { pf_status="skipped: Postfix did not answer on port $p"; return 1; }
 	done
-	pf_count() { find "$pfb/mail/bob/new" -type f 2>/dev/null | wc -l; }
 	echo "relay.sh: round $1: Postfix..." >&2
 	t0=$(now); s0=$(sys_ticks)
 	smtp-source -d -s "$C" -m "$N" -l "$SIZE" -f alice@a.test -t bob@b.test "127.0.0.1:$SA" \
 		>"$R/smtp-source.log" 2>&1 &
 	SPID=$!
 	PIDS+=("$SPID")
-	if ! wait_count "$N" "$WAIT_STORE" pf_count; then
+	if ! wait_count "$N" "$WAIT_STORE" dir "$pfb/mail/bob/new"; then
 		pf_status="FAILED: only ${WAIT_N:-0} of $N delivered in $WAIT_STORE s"
 		tail -5 "$pfa/maillog" "$pfb/maillog" >&2
 		return 1
