@@ -130,6 +130,31 @@ permanent(wse_status st)
 	    st == WSE_ERR_NOT_AUTHORIZED || st == WSE_ERR_DOMAIN_MISMATCH;
 }
 
+/* A delivery's outcome (the m:Accepted / m:Rejected children of out):
+ * delivered, and the rejected recipients to report. */
+static void
+read_delivered(const xmlNode *out, const char *domain, struct result *r)
+{
+	xmlNodePtr n;
+
+	r->what = DELIVERED;
+	for (n = wse_xml_first_elem(out); n; n = wse_xml_next_elem(n)) {
+		wse_buf *b;
+
+		if (!wse_xml_is(n, WSE_NS_WSE, "Rejected") ||
+		    r->nrejected == WSE_MSG_MAX_RCPTS ||
+		    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
+			continue;
+		if (wse_xml_text(n, b) == WSE_OK)
+			(void)snprintf(r->rejected[r->nrejected++],
+			    sizeof(r->rejected[0]), "%s", wse_buf_str(b));
+		wse_buf_free(&b);
+	}
+	if (r->nrejected > 0)
+		(void)snprintf(r->reason, sizeof(r->reason), "no such mailbox "
+		    "at %.253s", domain);
+}
+
 /*
  * Read a DeliverResponse (verified) or Fault into r.  The answer must be
  * signed by the recipient domain's server and relate to our request
@@ -144,7 +169,7 @@ read_answer(struct wsed *s, const struct job *j, const char *request_id,
 	wse_verified v;
 	wse_verify_opts o;
 	wse_status st, fst;
-	xmlNodePtr n, resp;
+	xmlNodePtr resp;
 	char reason[200], errs[512];
 
 	memset(&v, 0, sizeof(v));
@@ -177,22 +202,7 @@ read_answer(struct wsed *s, const struct job *j, const char *request_id,
 		    "%.253s", j->item.domain);
 		goto out;
 	}
-	r->what = DELIVERED;
-	for (n = wse_xml_first_elem(resp); n; n = wse_xml_next_elem(n)) {
-		wse_buf *b;
-
-		if (!wse_xml_is(n, WSE_NS_WSE, "Rejected") ||
-		    r->nrejected == WSE_MSG_MAX_RCPTS ||
-		    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
-			continue;
-		if (wse_xml_text(n, b) == WSE_OK)
-			(void)snprintf(r->rejected[r->nrejected++],
-			    sizeof(r->rejected[0]), "%s", wse_buf_str(b));
-		wse_buf_free(&b);
-	}
-	if (r->nrejected > 0)
-		(void)snprintf(r->reason, sizeof(r->reason), "no such mailbox "
-		    "at %.253s", j->item.domain);
+	read_delivered(resp, j->item.domain, r);
 out:
 	wse_verified_clear(&v);
 	wse_env_free(&env);
@@ -564,23 +574,7 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 			i++;
 			continue;
 		}
-		r[i].what = DELIVERED;
-		for (x = wse_xml_first_elem(it); x; x = wse_xml_next_elem(x)) {
-			wse_buf *b;
-
-			if (!wse_xml_is(x, WSE_NS_WSE, "Rejected") ||
-			    r[i].nrejected == WSE_MSG_MAX_RCPTS ||
-			    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
-				continue;
-			if (wse_xml_text(x, b) == WSE_OK)
-				(void)snprintf(r[i].rejected[r[i].nrejected++],
-				    sizeof(r[i].rejected[0]), "%s",
-				    wse_buf_str(b));
-			wse_buf_free(&b);
-		}
-		if (r[i].nrejected > 0)
-			(void)snprintf(r[i].reason, sizeof(r[i].reason),
-			    "no such mailbox at %.253s", domain);
+		read_delivered(it, domain, &r[i]);
 		i++;
 	}
 	goto out;
