@@ -34,7 +34,10 @@ plugins() {  # domain
 	echo "plugin = $ODSO dir=$W/od-$1 ca_cert=$W/pki/$1/ca.pem ca_key=$W/pki/$1/ca-key.pem"
 	echo "plugin = $IMSO dir=$W/im-$1 grace=$GRACE"
 }
-t_conf a.test "$PA" "$(plugins a.test)"
+# a.test: room for the burst below (at most threads/2 workers wait on
+# other servers; more are refused with TemporaryFailure).
+t_conf a.test "$PA" "$(plugins a.test)
+threads = 40"
 t_conf b.test "$PB" "$(plugins b.test)
 threads = 8"
 t_start a.test; APID=$LAST_PID
@@ -109,6 +112,33 @@ for s in s1 s2; do
 done
 [ "$(nmsgs bob@b.test)" = "$before" ] || nok "a pushed message was stored too"
 ok "online: pushed to bob's two sessions, each shows it once, verified (signed by a.test); not stored"
+
+# ---- a burst: many senders' workers at a.test wait at once, and their
+# messages share DeliverBatch calls (docs/im.md); each still arrives
+# once, signed by a.test, and each sender is told "pushed" ----
+BURST=16
+bpids=()
+for i in $(seq "$BURST"); do
+	C alice@a.test im bob@b.test "burst $i" >"$W/burst$i.out" 2>&1 &
+	bpids+=($!)
+done
+for i in $(seq "$BURST"); do
+	wait "${bpids[$((i - 1))]}" || nok "burst $i: $(cat "$W/burst$i.out")"
+	grep -qF "bob@b.test: pushed to 2 session(s)" "$W/burst$i.out" || nok "burst $i not pushed: $(cat "$W/burst$i.out")"
+done
+for i in $(seq "$BURST"); do
+	wait_line "$W/s1.out" "alice@a.test: burst $i (signed by a.test)" 10 || nok "s1 missed burst $i"
+done
+sleep 1
+for i in $(seq "$BURST"); do
+	for s in s1 s2; do
+		n=$(count "$W/$s.out" "alice@a.test: burst $i (signed by a.test)")
+		[ "$n" = 1 ] || nok "session $s shows burst $i $n times"
+	done
+done
+[ "$(nmsgs bob@b.test)" = "$before" ] || nok "a pushed burst message was stored"
+nb=$(grep -c "instant messages to b.test in one DeliverBatch" "$W/a.test.log" || true)
+ok "a burst of $BURST concurrent instant messages: each pushed once to both sessions, signed by a.test ($nb DeliverBatch calls carried some of them)"
 
 echo "typed on stdin" >"$W/stdin.txt"
 C alice@a.test im bob@b.test <"$W/stdin.txt" >"$OUT" 2>"$ERR" || nok "im from stdin"

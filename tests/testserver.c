@@ -37,6 +37,7 @@ testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
 	S->lease = 60;
 	S->reply_ttl = 300;
 	pthread_mutex_init(&S->wake_lock, NULL);
+	wsed_instant_init(S);
 	pthread_cond_init(&S->wake, NULL);
 	pthread_mutex_init(&S->commit_lock, NULL);
 	pthread_cond_init(&S->commit_work, NULL);

@@ -240,7 +240,7 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 	INT("lifetime", 5 * 86400, 1, 86400 * 60, s->lifetime);
 	INT("lease", 120, 5, 86400, s->lease);
 	INT("reply_ttl", 300, 10, 3600, s->reply_ttl);
-	INT("threads", 16, 1, 64, *threads);
+	INT("threads", 16, 1, WSED_THREADS_MAX, *threads);
 	INT("delivery_threads", 4, 1, 16, s->delivery_threads);
 #undef INT
 
@@ -359,6 +359,7 @@ main(int argc, char **argv)
 	memset(&ho, 0, sizeof(ho));
 	s.now = clock_now;
 	pthread_mutex_init(&s.wake_lock, NULL);
+	wsed_instant_init(&s);
 	pthread_cond_init(&s.wake, NULL);
 	pthread_mutex_init(&s.commit_lock, NULL);
 	pthread_cond_init(&s.commit_work, NULL);

@@ -808,6 +808,8 @@ struct batch_item {
 	struct inbound in;
 	wse_status st;
 	int to_store;
+	int instant, stored;		/* an instant message: its outcome */
+	unsigned sessions;
 };
 
 /*
@@ -871,8 +873,24 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
 	if ((st = deliver_check(s, req, origin, &bi->in)) != WSE_OK)
 		goto out;
 	if (bi->in.m->instant) {
-		/* Instant messages are delivered at once, never queued. */
-		st = wse_err(WSE_ERR_INVALID, "an instant message in a batch");
+		/* Pushed, stored or refused now, as a lone Deliver would be
+		 * (its nonce is the batch's). */
+		bi->instant = 1;
+		if ((st = wsed_instant_check(bi->in.m)) != WSE_OK)
+			goto out;
+		if (bi->in.nr != 1 ||
+		    strcmp(bi->in.rcpt[0], bi->in.m->to[0]) != 0) {
+			st = wse_err(WSE_ERR_INVALID, "an instant Deliver names "
+			    "its one recipient");
+			goto out;
+		}
+		st = wsed_instant_local(s, bi->in.m, bi->in.rcpt[0], origin,
+		    bi->in.origin_id, wse_buf_data(bi->raw),
+		    wse_buf_len(bi->raw), NULL, 0, &bi->stored, &bi->sessions);
+		wsed_log("instant %s from %s (%s) for %s: %s",
+		    bi->in.origin_id, origin, bi->in.m->from, bi->in.rcpt[0],
+		    st != WSE_OK ? wse_status_name(st) : bi->stored ?
+		    "stored" : "pushed");
 		goto out;
 	}
 	st = deliver_plugins(s, origin, wse_buf_data(bi->raw),
@@ -884,9 +902,10 @@ out:
 }
 
 /*
- * DeliverBatch: several queued messages of one origin in one call, proven
- * by one signature (checks as for Deliver), stored in one transaction.
- * The answer has one m:Item per request item, in order: its recipients'
+ * DeliverBatch: several messages of one origin in one call, proven by one
+ * signature (checks as for Deliver); mail stored in one transaction,
+ * instant messages pushed (or stored, or refused) each at once.  The
+ * answer has one m:Item per request item, in order: its recipients'
  * outcome, or m:Refused with the Fault subcode of that item alone.
  */
 static wse_status
@@ -940,7 +959,7 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 		if (!wse_xml_is(n, WSE_NS_WSE, "Item"))
 			continue;
 		bi[i].st = batch_item_check(s, origin, v->to_s, n, &bi[i]);
-		if (bi[i].st == WSE_OK && bi[i].in.na > 0) {
+		if (bi[i].st == WSE_OK && !bi[i].instant && bi[i].in.na > 0) {
 			d[nd].origin_domain = origin;
 			d[nd].origin_id = bi[i].in.origin_id;
 			d[nd].mailboxes = bi[i].in.acc;
@@ -978,6 +997,13 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 		if (bi[i].st != WSE_OK) {
 			st = wse_buf_printf(resp, "<m:Item><m:Refused code=\""
 			    "%s\"/></m:Item>", wse_fault_subcode(bi[i].st));
+			continue;
+		}
+		if (bi[i].instant) {
+			st = wse_buf_printf(resp, "<m:Item><m:Accepted result="
+			    "\"%s\" sessions=\"%u\">%s</m:Accepted></m:Item>",
+			    bi[i].stored ? "stored" : "pushed", bi[i].stored ?
+			    0 : bi[i].sessions, bi[i].in.rcpt[0]);
 			continue;
 		}
 		if ((st = wse_buf_puts(resp, "<m:Item>")) == WSE_OK &&

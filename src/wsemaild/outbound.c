@@ -450,37 +450,29 @@ subcode_status(const char *code)
 	return WSE_ERR_TEMPFAIL;
 }
 
-/* The signed DeliverBatch for jobs[0..n-1], addressed to url: each item
- * is the job's own signed Deliver envelope (kept by the recipient's
- * server for end-to-end checks), in base64. */
+/* The signed DeliverBatch of items[0..n-1] (signed Deliver envelopes,
+ * each kept by the recipient's server for end-to-end checks), addressed
+ * to url. */
 static wse_status
-build_batch(struct wsed *s, struct job *const *jobs, size_t n,
+batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
 	wse_envelope *env = NULL;
-	wse_buf *body = NULL, *one = NULL;
-	char reqid[WSE_UUID_URN_LEN + 1];
+	wse_buf *body = NULL;
 	wse_status st;
 	size_t i;
 
-	if ((body = wse_buf_new(s->lim.max_message_bytes)) == NULL ||
-	    (one = wse_buf_new(s->lim.max_message_bytes)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-		goto out;
-	}
+	if ((body = wse_buf_new(s->lim.max_message_bytes)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
 	if ((st = wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
 	    WSE_NS_WSE "\"><m:Origin>%s</m:Origin>", s->domain)) != WSE_OK)
 		goto out;
-	for (i = 0; i < n; i++) {
-		wse_buf_reset(one);
-		if ((st = build_deliver(s, jobs[i], url, one, reqid)) !=
-		    WSE_OK ||
-		    (st = wse_buf_puts(body, "<m:Item>")) != WSE_OK ||
-		    (st = wse_base64_encode(wse_buf_data(one), wse_buf_len(one),
-		    body)) != WSE_OK ||
+	for (i = 0; i < n; i++)
+		if ((st = wse_buf_puts(body, "<m:Item>")) != WSE_OK ||
+		    (st = wse_base64_encode(wse_buf_data(items[i]),
+		    wse_buf_len(items[i]), body)) != WSE_OK ||
 		    (st = wse_buf_puts(body, "</m:Item>")) != WSE_OK)
 			goto out;
-	}
 	if ((st = wse_buf_puts(body, "</m:DeliverBatch>")) != WSE_OK ||
 	    (st = wse_env_new(url, WSED_ACTION("DeliverBatch"), &env)) !=
 	    WSE_OK ||
@@ -493,7 +485,54 @@ build_batch(struct wsed *s, struct job *const *jobs, size_t n,
 out:
 	wse_env_free(&env);
 	wse_buf_free(&body);
-	wse_buf_free(&one);
+	return st;
+}
+
+/* Room for n signed item envelopes (freed with items_free). */
+static wse_buf **
+items_new(struct wsed *s, size_t n)
+{
+	wse_buf **items = calloc(n, sizeof(*items));
+	size_t i;
+
+	for (i = 0; items != NULL && i < n; i++)
+		if ((items[i] = wse_buf_new(s->lim.max_message_bytes)) ==
+		    NULL) {
+			while (i > 0)
+				wse_buf_free(&items[--i]);
+			free(items);
+			items = NULL;
+		}
+	return items;
+}
+
+static void
+items_free(wse_buf **items, size_t n)
+{
+	size_t i;
+
+	for (i = 0; items != NULL && i < n; i++)
+		wse_buf_free(&items[i]);
+	free(items);
+}
+
+/* The signed DeliverBatch for jobs[0..n-1], addressed to url. */
+static wse_status
+build_batch(struct wsed *s, struct job *const *jobs, size_t n,
+    const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
+{
+	wse_buf **items = items_new(s, n);
+	char reqid[WSE_UUID_URN_LEN + 1];
+	wse_status st = WSE_OK;
+	size_t i;
+
+	if (items == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	for (i = 0; i < n && st == WSE_OK; i++)
+		st = build_deliver(s, jobs[i], url, items[i], reqid);
+	if (st == WSE_OK)
+		st = batch_envelope(s, items, n, url, out, msgid_r);
+	items_free(items, n);
 	return st;
 }
 
@@ -895,6 +934,38 @@ out:
 	return st;
 }
 
+/* The outcome of an instant message in out (a DeliverResponse or a
+ * batch's m:Item): exactly one m:Accepted for rcpt, pushed (to how many
+ * sessions) or stored. */
+static wse_status
+instant_accepted(const xmlNode *out, const char *domain, const char *rcpt,
+    int *stored_r, unsigned *sessions_r)
+{
+	xmlNodePtr acc;
+	const char *result, *sessions;
+	char *who = NULL, *end;
+	unsigned long n = 0;
+	wse_status st = WSE_OK;
+
+	if (wse_xml_only_child(out, WSE_NS_WSE, "Accepted", &acc) != WSE_OK ||
+	    wse_xml_text_dup(acc, WSE_ADDR_MAX + 1, &who) != WSE_OK ||
+	    strcmp(who, rcpt) != 0 ||
+	    (result = wse_xml_attr(acc, NULL, "result")) == NULL ||
+	    (sessions = wse_xml_attr(acc, NULL, "sessions")) == NULL ||
+	    (strcmp(result, "pushed") != 0 && strcmp(result, "stored") != 0) ||
+	    *sessions < '0' || *sessions > '9' ||
+	    (n = strtoul(sessions, &end, 10)) > 1000000 || *end != '\0') {
+		wse_err_clear();
+		st = wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to an "
+		    "instant message", domain);
+	} else {
+		*stored_r = strcmp(result, "stored") == 0;
+		*sessions_r = (unsigned)n;
+	}
+	free(who);
+	return st;
+}
+
 /* The recipient server's answer to our instant Deliver: signed by domain,
  * relating to request_id; a Fault gives its status. */
 static wse_status
@@ -906,10 +977,8 @@ instant_answer(struct wsed *s, const char *domain, const char *rcpt,
 	wse_verified v;
 	wse_verify_opts o;
 	wse_status st, fst;
-	xmlNodePtr resp, acc;
-	const char *result, *sessions;
-	char reason[200], *who = NULL, *end;
-	unsigned long n;
+	xmlNodePtr resp;
+	char reason[200];
 
 	memset(&v, 0, sizeof(v));
 	wsed_server_opts(s, domain, &o);
@@ -931,30 +1000,23 @@ instant_answer(struct wsed *s, const char *domain, const char *rcpt,
 		goto out;
 	}
 	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverResponse", &resp) !=
-	    WSE_OK || wse_xml_only_child(resp, WSE_NS_WSE, "Accepted", &acc) !=
-	    WSE_OK || wse_xml_text_dup(acc, WSE_ADDR_MAX + 1, &who) != WSE_OK ||
-	    strcmp(who, rcpt) != 0 ||
-	    (result = wse_xml_attr(acc, NULL, "result")) == NULL ||
-	    (sessions = wse_xml_attr(acc, NULL, "sessions")) == NULL ||
-	    (strcmp(result, "pushed") != 0 && strcmp(result, "stored") != 0) ||
-	    *sessions < '0' || *sessions > '9' ||
-	    (n = strtoul(sessions, &end, 10)) > 1000000 || *end != '\0') {
+	    WSE_OK) {
 		wse_err_clear();
 		st = wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to an "
 		    "instant message", domain);
 		goto out;
 	}
-	*stored_r = strcmp(result, "stored") == 0;
-	*sessions_r = (unsigned)n;
-	st = WSE_OK;
+	st = instant_accepted(resp, domain, rcpt, stored_r, sessions_r);
 out:
-	free(who);
 	wse_verified_clear(&v);
 	wse_env_free(&env);
 	return st;
 }
 
 static wse_status instant_remote(struct wsed *s, const wse_msg *m,
+    const char *id, const char *domain, wse_buf *req, wse_buf *resp,
+    int *stored_r, unsigned *sessions_r);
+static wse_status instant_combined(struct wsed *s, const wse_msg *m,
     const char *id, const char *domain, wse_buf *req, wse_buf *resp,
     int *stored_r, unsigned *sessions_r);
 
@@ -995,7 +1057,7 @@ wsed_instant_send(struct wsed *s, const wse_msg *m, const char *id,
 		    "waiting for other servers (%d)", max);
 		goto out;
 	}
-	st = instant_remote(s, m, id, domain, req, resp, stored_r,
+	st = instant_combined(s, m, id, domain, req, resp, stored_r,
 	    sessions_r);
 	atomic_fetch_sub(&s->instant_out, 1);
 out:
@@ -1057,4 +1119,303 @@ instant_remote(struct wsed *s, const wse_msg *m, const char *id,
 out:
 	free(t);
 	return st;
+}
+
+/* ---- instant messages of several workers in one DeliverBatch ---- */
+
+/* At most this many batches of instant messages in flight at once. */
+#define INSTANT_LEADERS 4
+
+/* One waiting worker's instant message, with its own signed Deliver
+ * (item) for the first address of its route; written by a leader, read
+ * by its worker once done is set (under s->instant_lock). */
+struct wsed_instant_req {
+	const wse_msg *m;
+	const char *id, *domain;
+	char url[600], addr[46];
+	wse_buf *item;
+	char itemid[WSE_UUID_URN_LEN + 1];
+	wse_status st;
+	char err[512];
+	int stored, done;
+	unsigned sessions;
+	struct wsed_instant_req *next;
+};
+
+void
+wsed_instant_init(struct wsed *s)
+{
+	pthread_mutex_init(&s->instant_lock, NULL);
+	pthread_cond_init(&s->instant_done, NULL);
+	s->instant_head = NULL;
+	s->instant_tail = &s->instant_head;
+	s->instant_leader = 0;
+}
+
+/* Every request of the group gets st and the current error as reason. */
+static void
+instant_fail_all(struct wsed_instant_req **rq, size_t n, wse_status st)
+{
+	char errs[512];
+	size_t i;
+
+	(void)wse_err_format(errs, sizeof(errs));
+	for (i = 0; i < n; i++) {
+		rq[i]->st = st;
+		(void)snprintf(rq[i]->err, sizeof(rq[i]->err), "%s", errs);
+	}
+	wse_err_clear();
+}
+
+/*
+ * The answer to an instant DeliverBatch for rq[0..n-1]: signed by the
+ * domain's server, relating to request_id, one m:Item per message.
+ * Returns 1 when the peer does not know DeliverBatch.
+ */
+static int
+instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
+    const char *request_id, const wse_buf *data)
+{
+	const char *domain = rq[0]->domain;
+	wse_envelope *env = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	wse_status fst;
+	xmlNodePtr resp, it, x;
+	char reason[200];
+	size_t i;
+	int unsupported = 0;
+
+	memset(&v, 0, sizeof(v));
+	wsed_server_opts(s, domain, &o);
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
+	if (wse_env_parse(wse_buf_data(data), wse_buf_len(data), &s->lim,
+	    &env) != WSE_OK || wse_wss_verify(env, &o, &v) != WSE_OK) {
+		wse_err_clear();
+		(void)wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from %s",
+		    domain);
+		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
+		goto out;
+	}
+	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
+		(void)wse_err(WSE_ERR_TEMPFAIL, "answer from %s does not relate "
+		    "to our DeliverBatch", domain);
+		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
+		goto out;
+	}
+	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
+		if (fst == WSE_ERR_UNSUPPORTED) {
+			unsupported = 1;
+			goto out;
+		}
+		(void)wse_err(fst, "%s refused: %s (%s)", domain,
+		    wse_fault_subcode(fst), reason);
+		instant_fail_all(rq, n, fst);
+		goto out;
+	}
+	i = 0;
+	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverBatchResponse",
+	    &resp) == WSE_OK)
+		for (it = wse_xml_first_elem(resp); it;
+		    it = wse_xml_next_elem(it))
+			if (wse_xml_is(it, WSE_NS_WSE, "Item"))
+				i++;
+	if (i != n) {
+		wse_err_clear();
+		(void)wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to %zu "
+		    "instant messages", domain, n);
+		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
+		goto out;
+	}
+	for (i = 0, it = wse_xml_first_elem(resp); it;
+	    it = wse_xml_next_elem(it)) {
+		if (!wse_xml_is(it, WSE_NS_WSE, "Item"))
+			continue;
+		if (wse_xml_only_child(it, WSE_NS_WSE, "Refused", &x) ==
+		    WSE_OK) {
+			xmlChar *code = xmlGetProp(x, BAD_CAST "code");
+
+			rq[i]->st = subcode_status((const char *)code);
+			(void)snprintf(rq[i]->err, sizeof(rq[i]->err),
+			    "%s refused: %s", domain,
+			    wse_fault_subcode(rq[i]->st));
+			xmlFree(code);
+		} else if ((rq[i]->st = instant_accepted(it, domain,
+		    rq[i]->m->to[0], &rq[i]->stored, &rq[i]->sessions)) !=
+		    WSE_OK) {
+			(void)wse_err_format(rq[i]->err, sizeof(rq[i]->err));
+		}
+		wse_err_clear();
+		i++;
+	}
+out:
+	wse_err_clear();
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	return unsupported;
+}
+
+/* One request the slow way: its own Deliver, every route target. */
+static void
+instant_alone(struct wsed *s, struct wsed_instant_req *r, wse_buf *req,
+    wse_buf *resp)
+{
+	r->st = instant_remote(s, r->m, r->id, r->domain, req, resp,
+	    &r->stored, &r->sessions);
+	(void)wse_err_format(r->err, sizeof(r->err));
+	wse_err_clear();
+}
+
+/*
+ * Send rq[0..n-1] (one domain, the same first address) in one call: the
+ * workers' own signed Deliver envelopes, in one DeliverBatch when there
+ * are several.  Anything but an answer from that address (no connection,
+ * a server without batches) sends each the slow way.
+ */
+static void
+instant_group(struct wsed *s, struct wsed_instant_req **rq, size_t n,
+    wse_buf *req, wse_buf *resp)
+{
+	wse_http_client *client = instant_client(s);
+	wse_buf **items = NULL;
+	char reqid[WSE_UUID_URN_LEN + 1], errs[512];
+	const char *body_reqid;
+	size_t i;
+	long http;
+	int slow = 1;
+
+	if (client == NULL)
+		goto out;
+	wse_buf_reset(req);
+	wse_buf_reset(resp);
+	if (n == 1) {
+		if (wse_buf_put(req, wse_buf_data(rq[0]->item),
+		    wse_buf_len(rq[0]->item)) != WSE_OK)
+			goto out;
+		body_reqid = rq[0]->itemid;
+	} else {
+		if ((items = calloc(n, sizeof(*items))) == NULL)
+			goto out;
+		for (i = 0; i < n; i++)
+			items[i] = rq[i]->item;
+		if (batch_envelope(s, items, n, rq[0]->url, req, reqid) !=
+		    WSE_OK)
+			goto out;
+		body_reqid = reqid;
+	}
+	if (wse_http_post(client, rq[0]->url, rq[0]->addr,
+	    "application/soap+xml", wse_buf_data(req), wse_buf_len(req), resp,
+	    &http) != WSE_OK) {
+		wsed_log("instant %s (%zu): %s (%s): %s", rq[0]->id, n,
+		    rq[0]->url, rq[0]->addr, wse_err_format(errs,
+		    sizeof(errs)));
+		goto out;
+	}
+	wse_err_clear();
+	if (n == 1) {
+		rq[0]->st = instant_answer(s, rq[0]->domain, rq[0]->m->to[0],
+		    body_reqid, resp, &rq[0]->stored, &rq[0]->sessions);
+		(void)wse_err_format(rq[0]->err, sizeof(rq[0]->err));
+		slow = 0;
+	} else if (!(slow = instant_batch_answer(s, rq, n, body_reqid,
+	    resp)))
+		wsed_log("sent %zu instant messages to %s in one DeliverBatch",
+		    n, rq[0]->domain);
+out:
+	wse_err_clear();
+	free(items);
+	for (i = 0; slow && i < n; i++)
+		instant_alone(s, rq[i], req, resp);
+}
+
+/*
+ * Send one instant message to another domain's server.  The worker signs
+ * its own Deliver for the first address of the route, then queues it with
+ * those of the other waiting workers; while fewer than INSTANT_LEADERS
+ * calls are in flight, a waiting worker takes what is pending (up to
+ * WSED_BATCH_MAX) and sends it, one DeliverBatch per address (a lone
+ * message as a plain Deliver), while the others wait for their outcome.
+ * A message alone goes out at once from its own worker.
+ */
+static wse_status
+instant_combined(struct wsed *s, const wse_msg *m, const char *id,
+    const char *domain, wse_buf *req, wse_buf *resp, int *stored_r,
+    unsigned *sessions_r)
+{
+	struct wsed_instant_req me, *all[WSED_BATCH_MAX], *grp[WSED_BATCH_MAX];
+	wse_route_target *t = NULL;
+	char taken[WSED_BATCH_MAX];
+	size_t nt = 0, n, i, k, ng;
+	wse_status st;
+
+	memset(&me, 0, sizeof(me));
+	me.m = m;
+	me.id = id;
+	me.domain = domain;
+	if ((st = wse_router_resolve(s->router, domain, &t, &nt)) != WSE_OK) {
+		st = st == WSE_ERR_NOT_FOUND ? WSE_ERR_NO_SUCH_USER :
+		    WSE_ERR_TEMPFAIL;
+		free(t);
+		return wse_err(st, "no route to %s", domain);
+	}
+	if (nt == 0 || t[0].naddrs == 0) {
+		free(t);
+		return wse_err(WSE_ERR_TEMPFAIL, "no address for %s", domain);
+	}
+	(void)snprintf(me.url, sizeof(me.url), "https://%s:%u/wsemail",
+	    t[0].host, t[0].port);
+	(void)snprintf(me.addr, sizeof(me.addr), "%s", t[0].addrs[0]);
+	free(t);
+	if ((me.item = wse_buf_new(s->lim.max_message_bytes)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = build_instant(s, m, id, me.url, me.item, me.itemid)) !=
+	    WSE_OK) {
+		wse_buf_free(&me.item);
+		return st;
+	}
+	pthread_mutex_lock(&s->instant_lock);
+	*s->instant_tail = &me;
+	s->instant_tail = &me.next;
+	while (!me.done) {
+		if (s->instant_leader >= INSTANT_LEADERS ||
+		    s->instant_head == NULL) {
+			pthread_cond_wait(&s->instant_done, &s->instant_lock);
+			continue;
+		}
+		s->instant_leader++;
+		for (n = 0; n < WSED_BATCH_MAX && s->instant_head != NULL; n++) {
+			all[n] = s->instant_head;
+			s->instant_head = all[n]->next;
+		}
+		if (s->instant_head == NULL)
+			s->instant_tail = &s->instant_head;
+		pthread_mutex_unlock(&s->instant_lock);
+		memset(taken, 0, sizeof(taken));
+		for (i = 0; i < n; i++) {
+			if (taken[i])
+				continue;
+			grp[0] = all[i];
+			ng = 1;
+			for (k = i + 1; k < n; k++)
+				if (!taken[k] && strcmp(all[k]->url,
+				    all[i]->url) == 0 && strcmp(all[k]->addr,
+				    all[i]->addr) == 0) {
+					grp[ng++] = all[k];
+					taken[k] = 1;
+				}
+			instant_group(s, grp, ng, req, resp);
+		}
+		pthread_mutex_lock(&s->instant_lock);
+		for (i = 0; i < n; i++)
+			all[i]->done = 1;	/* not touched again */
+		s->instant_leader--;
+		pthread_cond_broadcast(&s->instant_done);
+	}
+	pthread_mutex_unlock(&s->instant_lock);
+	wse_buf_free(&me.item);
+	if (me.st != WSE_OK)
+		return wse_err(me.st, "%s", me.err);
+	*stored_r = me.stored;
+	*sessions_r = me.sessions;
+	return WSE_OK;
 }

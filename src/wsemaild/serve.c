@@ -23,7 +23,7 @@ struct wsed_serve {
 	struct work *head, **tail;
 	int stop;
 	int nthreads;
-	pthread_t threads[64];
+	pthread_t threads[WSED_THREADS_MAX];
 };
 
 void
@@ -104,8 +104,8 @@ wsed_serve_start(struct wsed *s, int threads, struct wsed_serve **sv_r)
 	int i;
 
 	*sv_r = NULL;
-	if (threads < 1 || threads > 64 || (sv = calloc(1, sizeof(*sv))) ==
-	    NULL)
+	if (threads < 1 || threads > WSED_THREADS_MAX ||
+	    (sv = calloc(1, sizeof(*sv))) == NULL)
 		return -1;
 	sv->s = s;
 	sv->tail = &sv->head;

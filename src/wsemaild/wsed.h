@@ -28,6 +28,8 @@
 #define WSED_ACTION(op) WSE_ACTION_PREFIX op
 #define WSED_REPLY_TO "http://www.w3.org/2005/08/addressing/anonymous"
 #define WSED_PLUGINS_MAX 32
+/* HTTP worker threads at most (configuration "threads"). */
+#define WSED_THREADS_MAX 256
 /* Items in one DeliverBatch (docs/protocol.md), and the base64 bytes
  * a sender puts in one. */
 #define WSED_BATCH_MAX 64
@@ -63,6 +65,13 @@ struct wsed {
 	 * the other's. */
 	int instant_out_max;
 	atomic_int instant_out;
+	/* Those waiting workers' messages go out together: one of them (the
+	 * leader) sends what is pending, a DeliverBatch per domain, while
+	 * the others wait for their outcome (outbound.c). */
+	pthread_mutex_t instant_lock;
+	pthread_cond_t instant_done;
+	struct wsed_instant_req *instant_head, **instant_tail;
+	int instant_leader;
 	int64_t last_expire;		/* last wse_store_expire run */
 	volatile int stopping;
 	pthread_mutex_t wake_lock;
@@ -179,6 +188,9 @@ wse_status wsed_instant_local(struct wsed *s, const wse_msg *m,
  */
 wse_status wsed_instant_send(struct wsed *s, const wse_msg *m, const char *id,
     int *stored_r, unsigned *sessions_r);
+/* Set up what wsed_instant_send shares between workers (with the
+ * other locks of s, which live as long as the process). */
+void wsed_instant_init(struct wsed *s);
 
 /* ---- the HTTP side (serve.c): requests to worker threads ---- */
 
