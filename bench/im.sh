@@ -8,6 +8,9 @@
 #                PAIRS=100 (throughput: pairs chatting, turn by turn)
 #                SIZES="100 4096" (throughput: text bytes)
 #                VERIFY=1 (every answer and every pushed original verified)
+#                IM_THREADS=256 (each wsemaild's HTTP workers: a worker
+#                waits while its instant message is delivered, and at
+#                most half of them may, so 100 pairs need 200+)
 #                PROSODY=1 (0: skip it) MAX_SECONDS=1800 (whole run)
 # Build first:   meson setup build-bench -Dbuildtype=release &&
 #                ninja -C build-bench
@@ -67,7 +70,7 @@ t_pki a.test b.test
 t_dns a.test="$PA" b.test="$PB"
 settings() {  # domain
 	echo "plugin = $IMSO dir=$W/im-$1
-threads = 64
+threads = ${IM_THREADS:-256}
 [limits]
 pbkdf2_iterations = 1000
 pbkdf2_min_iterations = 1000"
