@@ -201,6 +201,7 @@ row "peak RSS, MiB (a.test + b.test | prosody)" "$(( (RSS_A + RSS_B) / 1024 ))" 
 echo
 echo "WSEmail: every request signed (password profile), every answer and every"
 echo "pushed original verified (ECDSA P-256), server to server over mutual TLS"
-echo "with a signed Deliver per message.  Prosody: c2s over TLS (STARTTLS), s2s"
+echo "each message its own signed Deliver (those that wait together travel in"
+echo "one signed DeliverBatch).  Prosody: c2s over TLS (STARTTLS), s2s"
 echo "inside one process, no end-to-end signatures."
 echo "reproduce: N=$N NT=$NT PAIRS=$PAIRS SIZES=\"$SIZES\" bench/im.sh $B"
