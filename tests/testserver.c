@@ -90,6 +90,7 @@ testserver_free(testserver *t)
 		t->committing = 0;
 	}
 	wsed_plugins_unload(S);
+	wsed_instant_fini(S);
 	wse_signer_free(&S->signer);
 	wse_replay_free(&S->replay);
 	wse_store_close(&S->store);

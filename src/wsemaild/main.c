@@ -412,6 +412,7 @@ main(int argc, char **argv)
 	pthread_cond_broadcast(&s.wake);
 	pthread_mutex_unlock(&s.wake_lock);
 	wsed_serve_stop(&wq.sv);
+	wsed_instant_fini(&s);		/* no worker sends any more */
 	for (i = 0; i < s.delivery_threads; i++)
 		pthread_join(out_threads[i], NULL);
 	wsed_commit_stop(&s);

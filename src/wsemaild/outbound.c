@@ -857,35 +857,15 @@ wsed_outbound_main(void *arg)
 
 /* ---- instant messages: delivered now, never queued (docs/im.md) ---- */
 
-static pthread_once_t instant_once = PTHREAD_ONCE_INIT;
-static pthread_key_t instant_key;
-
-static void
-instant_client_free(void *c)
-{
-	wse_http_client *client = c;
-
-	wse_http_client_free(&client);
-}
-
-static void
-instant_key_init(void)
-{
-	(void)pthread_key_create(&instant_key, instant_client_free);
-}
-
-/* This thread's client with the short instant timeouts (freed when the
- * thread ends). */
+/* A client with the short instant timeouts (one per slot of
+ * s->instant_pool, made when first needed, freed by wsed_instant_fini). */
 static wse_http_client *
-instant_client(struct wsed *s)
+instant_client_new(struct wsed *s)
 {
 	wse_http_client_opts co;
 	wse_http_client *c;
 	char errs[512];
 
-	pthread_once(&instant_once, instant_key_init);
-	if ((c = pthread_getspecific(instant_key)) != NULL)
-		return c;
 	memset(&co, 0, sizeof(co));
 	co.roots = s->roots_path;
 	co.cert_chain = s->chain_path;
@@ -896,10 +876,6 @@ instant_client(struct wsed *s)
 	if (wse_http_client_new(&co, &c) != WSE_OK) {
 		wsed_log("cannot create the HTTPS client: %s",
 		    wse_err_format(errs, sizeof(errs)));
-		return NULL;
-	}
-	if (pthread_setspecific(instant_key, c) != 0) {
-		wse_http_client_free(&c);
 		return NULL;
 	}
 	return c;
@@ -1013,9 +989,9 @@ out:
 	return st;
 }
 
-static wse_status instant_remote(struct wsed *s, const wse_msg *m,
-    const char *id, const char *domain, wse_buf *req, wse_buf *resp,
-    int *stored_r, unsigned *sessions_r);
+static wse_status instant_remote(struct wsed *s, wse_http_client *client,
+    const wse_msg *m, const char *id, const char *domain, wse_buf *req,
+    wse_buf *resp, int *stored_r, unsigned *sessions_r);
 static wse_status instant_combined(struct wsed *s, const wse_msg *m,
     const char *id, const char *domain, wse_buf *req, wse_buf *resp,
     int *stored_r, unsigned *sessions_r);
@@ -1068,12 +1044,11 @@ out:
 
 /* The remote part of wsed_instant_send: the route, then one Deliver. */
 static wse_status
-instant_remote(struct wsed *s, const wse_msg *m, const char *id,
-    const char *domain, wse_buf *req, wse_buf *resp, int *stored_r,
-    unsigned *sessions_r)
+instant_remote(struct wsed *s, wse_http_client *client, const wse_msg *m,
+    const char *id, const char *domain, wse_buf *req, wse_buf *resp,
+    int *stored_r, unsigned *sessions_r)
 {
 	wse_route_target *t = NULL;
-	wse_http_client *client;
 	char url[600], errs[512], reqid[WSE_UUID_URN_LEN + 1];
 	size_t nt = 0, i, k;
 	wse_status st;
@@ -1085,7 +1060,7 @@ instant_remote(struct wsed *s, const wse_msg *m, const char *id,
 		(void)wse_err(st, "no route to %s", domain);
 		goto out;
 	}
-	if ((client = instant_client(s)) == NULL) {
+	if (client == NULL) {
 		st = wse_err(WSE_ERR_TEMPFAIL, "no HTTPS client");
 		goto out;
 	}
@@ -1123,9 +1098,6 @@ out:
 
 /* ---- instant messages of several workers in one DeliverBatch ---- */
 
-/* At most this many batches of instant messages in flight at once. */
-#define INSTANT_LEADERS 4
-
 /* One waiting worker's instant message, with its own signed Deliver
  * (item) for the first address of its route; written by a leader, read
  * by its worker once done is set (under s->instant_lock). */
@@ -1150,6 +1122,17 @@ wsed_instant_init(struct wsed *s)
 	s->instant_head = NULL;
 	s->instant_tail = &s->instant_head;
 	s->instant_leader = 0;
+	memset(s->instant_pool, 0, sizeof(s->instant_pool));
+	memset(s->instant_busy, 0, sizeof(s->instant_busy));
+}
+
+void
+wsed_instant_fini(struct wsed *s)
+{
+	size_t i;
+
+	for (i = 0; i < WSED_INSTANT_LEADERS; i++)
+		wse_http_client_free(&s->instant_pool[i]);
 }
 
 /* Every request of the group gets st and the current error as reason. */
@@ -1257,10 +1240,10 @@ out:
 
 /* One request the slow way: its own Deliver, every route target. */
 static void
-instant_alone(struct wsed *s, struct wsed_instant_req *r, wse_buf *req,
-    wse_buf *resp)
+instant_alone(struct wsed *s, wse_http_client *client,
+    struct wsed_instant_req *r, wse_buf *req, wse_buf *resp)
 {
-	r->st = instant_remote(s, r->m, r->id, r->domain, req, resp,
+	r->st = instant_remote(s, client, r->m, r->id, r->domain, req, resp,
 	    &r->stored, &r->sessions);
 	(void)wse_err_format(r->err, sizeof(r->err));
 	wse_err_clear();
@@ -1273,10 +1256,9 @@ instant_alone(struct wsed *s, struct wsed_instant_req *r, wse_buf *req,
  * a server without batches) sends each the slow way.
  */
 static void
-instant_group(struct wsed *s, struct wsed_instant_req **rq, size_t n,
-    wse_buf *req, wse_buf *resp)
+instant_group(struct wsed *s, wse_http_client *client,
+    struct wsed_instant_req **rq, size_t n, wse_buf *req, wse_buf *resp)
 {
-	wse_http_client *client = instant_client(s);
 	wse_buf **items = NULL;
 	char reqid[WSE_UUID_URN_LEN + 1], errs[512];
 	const char *body_reqid;
@@ -1325,13 +1307,13 @@ out:
 	wse_err_clear();
 	free(items);
 	for (i = 0; slow && i < n; i++)
-		instant_alone(s, rq[i], req, resp);
+		instant_alone(s, client, rq[i], req, resp);
 }
 
 /*
  * Send one instant message to another domain's server.  The worker signs
  * its own Deliver for the first address of the route, then queues it with
- * those of the other waiting workers; while fewer than INSTANT_LEADERS
+ * those of the other waiting workers; while fewer than WSED_INSTANT_LEADERS
  * calls are in flight, a waiting worker takes what is pending (up to
  * WSED_BATCH_MAX) and sends it, one DeliverBatch per address (a lone
  * message as a plain Deliver), while the others wait for their outcome.
@@ -1345,7 +1327,7 @@ instant_combined(struct wsed *s, const wse_msg *m, const char *id,
 	struct wsed_instant_req me, *all[WSED_BATCH_MAX], *grp[WSED_BATCH_MAX];
 	wse_route_target *t = NULL;
 	char taken[WSED_BATCH_MAX];
-	size_t nt = 0, n, i, k, ng;
+	size_t nt = 0, n, i, k, ng, slot;
 	wse_status st;
 
 	memset(&me, 0, sizeof(me));
@@ -1377,12 +1359,16 @@ instant_combined(struct wsed *s, const wse_msg *m, const char *id,
 	*s->instant_tail = &me;
 	s->instant_tail = &me.next;
 	while (!me.done) {
-		if (s->instant_leader >= INSTANT_LEADERS ||
+		if (s->instant_leader >= WSED_INSTANT_LEADERS ||
 		    s->instant_head == NULL) {
 			pthread_cond_wait(&s->instant_done, &s->instant_lock);
 			continue;
 		}
 		s->instant_leader++;
+		for (slot = 0; slot < WSED_INSTANT_LEADERS &&
+		    s->instant_busy[slot]; slot++)
+			;
+		s->instant_busy[slot] = 1;	/* one is free: leaders < max */
 		for (n = 0; n < WSED_BATCH_MAX && s->instant_head != NULL; n++) {
 			all[n] = s->instant_head;
 			s->instant_head = all[n]->next;
@@ -1390,6 +1376,8 @@ instant_combined(struct wsed *s, const wse_msg *m, const char *id,
 		if (s->instant_head == NULL)
 			s->instant_tail = &s->instant_head;
 		pthread_mutex_unlock(&s->instant_lock);
+		if (s->instant_pool[slot] == NULL)
+			s->instant_pool[slot] = instant_client_new(s);
 		memset(taken, 0, sizeof(taken));
 		for (i = 0; i < n; i++) {
 			if (taken[i])
@@ -1403,11 +1391,13 @@ instant_combined(struct wsed *s, const wse_msg *m, const char *id,
 					grp[ng++] = all[k];
 					taken[k] = 1;
 				}
-			instant_group(s, grp, ng, req, resp);
+			instant_group(s, s->instant_pool[slot], grp, ng, req,
+			    resp);
 		}
 		pthread_mutex_lock(&s->instant_lock);
 		for (i = 0; i < n; i++)
 			all[i]->done = 1;	/* not touched again */
+		s->instant_busy[slot] = 0;
 		s->instant_leader--;
 		pthread_cond_broadcast(&s->instant_done);
 	}

@@ -28,6 +28,9 @@
 #define WSED_ACTION(op) WSE_ACTION_PREFIX op
 #define WSED_REPLY_TO "http://www.w3.org/2005/08/addressing/anonymous"
 #define WSED_PLUGINS_MAX 32
+/* Calls carrying instant messages to other servers in flight at once
+ * (outbound.c), each with its own HTTPS client. */
+#define WSED_INSTANT_LEADERS 4
 /* HTTP worker threads at most (configuration "threads"). */
 #define WSED_THREADS_MAX 256
 /* Items in one DeliverBatch (docs/protocol.md), and the base64 bytes
@@ -72,6 +75,8 @@ struct wsed {
 	pthread_cond_t instant_done;
 	struct wsed_instant_req *instant_head, **instant_tail;
 	int instant_leader;
+	wse_http_client *instant_pool[WSED_INSTANT_LEADERS];	/* a leader's */
+	unsigned char instant_busy[WSED_INSTANT_LEADERS];
 	int64_t last_expire;		/* last wse_store_expire run */
 	volatile int stopping;
 	pthread_mutex_t wake_lock;
@@ -188,9 +193,10 @@ wse_status wsed_instant_local(struct wsed *s, const wse_msg *m,
  */
 wse_status wsed_instant_send(struct wsed *s, const wse_msg *m, const char *id,
     int *stored_r, unsigned *sessions_r);
-/* Set up what wsed_instant_send shares between workers (with the
- * other locks of s, which live as long as the process). */
+/* Set up what wsed_instant_send shares between workers; fini frees its
+ * HTTPS clients once no worker runs. */
 void wsed_instant_init(struct wsed *s);
+void wsed_instant_fini(struct wsed *s);
 
 /* ---- the HTTP side (serve.c): requests to worker threads ---- */
 
