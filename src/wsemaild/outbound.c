@@ -537,6 +537,81 @@ build_batch(struct wsed *s, struct job *const *jobs, size_t n,
 }
 
 /*
+ * Open the answer to a DeliverBatch of n items: verified as the domain's
+ * server's, relating to our request (request_id), a DeliverBatchResponse
+ * with exactly n m:Item.  WSE_OK with *resp_r (a node of *env_r: the
+ * caller frees *env_r and clears v); the status a Fault names
+ * (WSE_ERR_UNSUPPORTED: a server without batches); WSE_ERR_TEMPFAIL for
+ * anything else.  The reason is set with wse_err.
+ */
+static wse_status
+batch_answer_open(struct wsed *s, const char *domain, const char *request_id,
+    const uint8_t *data, size_t len, size_t n, wse_envelope **env_r,
+    wse_verified *v, xmlNodePtr *resp_r)
+{
+	wse_verify_opts o;
+	wse_status fst;
+	xmlNodePtr it;
+	char reason[200], errs[512];
+	size_t i = 0;
+
+	wsed_server_opts(s, domain, &o);
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
+	if (wse_env_parse(data, len, &s->lim, env_r) != WSE_OK ||
+	    wse_wss_verify(*env_r, &o, v) != WSE_OK) {
+		(void)wse_err_format(errs, sizeof(errs));
+		wse_err_clear();
+		return wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from "
+		    "%.253s: %.500s", domain, errs);
+	}
+	if (v->relates_to_s == NULL || strcmp(v->relates_to_s, request_id) != 0)
+		return wse_err(WSE_ERR_TEMPFAIL, "answer from %.253s does not "
+		    "relate to our DeliverBatch", domain);
+	if (wse_fault_read(v->body, &fst, reason, sizeof(reason)) == WSE_OK)
+		return wse_err(fst, "%.253s refused: %s (%.190s)", domain,
+		    wse_fault_subcode(fst), reason);
+	if (wse_xml_only_child(v->body, WSE_NS_WSE, "DeliverBatchResponse",
+	    resp_r) == WSE_OK)
+		for (it = wse_xml_first_elem(*resp_r); it;
+		    it = wse_xml_next_elem(it))
+			if (wse_xml_is(it, WSE_NS_WSE, "Item"))
+				i++;
+	wse_err_clear();
+	if (i != n)
+		return wse_err(WSE_ERR_TEMPFAIL, "odd answer from %.253s: %zu "
+		    "items for %zu", domain, i, n);
+	return WSE_OK;
+}
+
+/* The next m:Item of a batch answer from it (NULL: the first). */
+static xmlNodePtr
+batch_item_next(const xmlNode *resp, xmlNodePtr it)
+{
+	for (it = it ? wse_xml_next_elem(it) : wse_xml_first_elem(resp); it;
+	    it = wse_xml_next_elem(it))
+		if (wse_xml_is(it, WSE_NS_WSE, "Item"))
+			return it;
+	return NULL;
+}
+
+/* 1 with *st_r when the item is m:Refused (the status its code names). */
+static int
+batch_item_refused(const xmlNode *it, wse_status *st_r)
+{
+	xmlNodePtr x;
+	xmlChar *code;
+
+	if (wse_xml_only_child(it, WSE_NS_WSE, "Refused", &x) != WSE_OK) {
+		wse_err_clear();
+		return 0;
+	}
+	code = xmlGetProp(x, BAD_CAST "code");
+	*st_r = subcode_status((const char *)code);
+	xmlFree(code);
+	return 1;
+}
+
+/*
  * Read a DeliverBatchResponse into r[0..n-1] (verified like a Deliver
  * answer).  Returns 1 when the peer does not know DeliverBatch (the jobs
  * are then sent one by one), else 0.
@@ -547,85 +622,39 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 {
 	wse_envelope *env = NULL;
 	wse_verified v;
-	wse_verify_opts o;
 	wse_status st, fst;
-	xmlNodePtr it, resp, x;
-	char reason[200], errs[512], why[1024];
-	enum outcome all = DEFER;
-	size_t i, k;
+	xmlNodePtr it = NULL, resp = NULL;
+	char why[1024];
+	size_t i;
 	int unsupported = 0;
 
 	memset(&v, 0, sizeof(v));
-	why[0] = '\0';
-	wsed_server_opts(s, domain, &o);
-	o.caller_inserts_nonce = 1;	/* bound to our request instead */
-	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
-	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
-		(void)snprintf(why, sizeof(why), "unverifiable answer from "
-		    "%.253s: %.500s", domain, wse_err_format(errs,
-		    sizeof(errs)));
-		goto all;
-	}
-	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
-		(void)snprintf(why, sizeof(why), "answer from %.253s does not "
-		    "relate to our DeliverBatch", domain);
-		goto all;
-	}
-	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
-		if (fst == WSE_ERR_UNSUPPORTED) {
-			unsupported = 1;
-			goto out;
+	st = batch_answer_open(s, domain, request_id, data, len, n, &env, &v,
+	    &resp);
+	if (st == WSE_ERR_UNSUPPORTED) {
+		unsupported = 1;
+	} else if (st != WSE_OK) {
+		(void)wse_err_format(why, sizeof(why));
+		for (i = 0; i < n; i++) {
+			r[i].what = permanent(st) ? BOUNCE : DEFER;
+			(void)snprintf(r[i].reason, sizeof(r[i].reason), "%s",
+			    why);
 		}
-		all = permanent(fst) ? BOUNCE : DEFER;
-		(void)snprintf(why, sizeof(why), "%.253s refused: %s (%.190s)",
-		    domain, wse_fault_subcode(fst), reason);
-		goto all;
-	}
-	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverBatchResponse",
-	    &resp) != WSE_OK) {
-		(void)snprintf(why, sizeof(why), "odd answer from %.253s",
-		    domain);
-		goto all;
-	}
-	for (i = 0, it = wse_xml_first_elem(resp); it;
-	    it = wse_xml_next_elem(it))
-		if (wse_xml_is(it, WSE_NS_WSE, "Item"))
-			i++;
-	if (i != n) {
-		(void)snprintf(why, sizeof(why), "answer from %.253s has %zu "
-		    "items for %zu", domain, i, n);
-		goto all;
-	}
-	for (i = 0, it = wse_xml_first_elem(resp); it;
-	    it = wse_xml_next_elem(it)) {
-		if (!wse_xml_is(it, WSE_NS_WSE, "Item"))
-			continue;
-		if (wse_xml_only_child(it, WSE_NS_WSE, "Refused", &x) ==
-		    WSE_OK) {
-			xmlChar *code = xmlGetProp(x, BAD_CAST "code");
-
-			fst = subcode_status((const char *)code);
+	} else {
+		for (i = 0; i < n && (it = batch_item_next(resp, it)); i++) {
+			if (!batch_item_refused(it, &fst)) {
+				read_delivered(it, domain, &r[i]);
+				continue;
+			}
 			r[i].what = permanent(fst) ? BOUNCE : DEFER;
 			(void)snprintf(r[i].reason, sizeof(r[i].reason),
 			    "%.253s refused: %s", domain,
 			    wse_fault_subcode(fst));
-			xmlFree(code);
-			i++;
-			continue;
 		}
-		read_delivered(it, domain, &r[i]);
-		i++;
 	}
-	goto out;
-all:
-	for (k = 0; k < n; k++) {
-		r[k].what = all;
-		(void)snprintf(r[k].reason, sizeof(r[k].reason), "%s", why);
-	}
-out:
-	wse_err_clear();
 	wse_verified_clear(&v);
 	wse_env_free(&env);
+	wse_err_clear();
 	return unsupported;
 }
 
@@ -1151,9 +1180,9 @@ instant_fail_all(struct wsed_instant_req **rq, size_t n, wse_status st)
 }
 
 /*
- * The answer to an instant DeliverBatch for rq[0..n-1]: signed by the
- * domain's server, relating to request_id, one m:Item per message.
- * Returns 1 when the peer does not know DeliverBatch.
+ * The answer to an instant DeliverBatch for rq[0..n-1] (as for mail:
+ * batch_answer_open), one outcome per message.  Returns 1 when the peer
+ * does not know DeliverBatch.
  */
 static int
 instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
@@ -1162,76 +1191,30 @@ instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
 	const char *domain = rq[0]->domain;
 	wse_envelope *env = NULL;
 	wse_verified v;
-	wse_verify_opts o;
-	wse_status fst;
-	xmlNodePtr resp, it, x;
-	char reason[200];
+	wse_status st;
+	xmlNodePtr it = NULL, resp = NULL;
 	size_t i;
 	int unsupported = 0;
 
 	memset(&v, 0, sizeof(v));
-	wsed_server_opts(s, domain, &o);
-	o.caller_inserts_nonce = 1;	/* bound to our request instead */
-	if (wse_env_parse(wse_buf_data(data), wse_buf_len(data), &s->lim,
-	    &env) != WSE_OK || wse_wss_verify(env, &o, &v) != WSE_OK) {
-		wse_err_clear();
-		(void)wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from %s",
-		    domain);
-		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
-		goto out;
-	}
-	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
-		(void)wse_err(WSE_ERR_TEMPFAIL, "answer from %s does not relate "
-		    "to our DeliverBatch", domain);
-		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
-		goto out;
-	}
-	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
-		if (fst == WSE_ERR_UNSUPPORTED) {
-			unsupported = 1;
-			goto out;
-		}
-		(void)wse_err(fst, "%s refused: %s (%s)", domain,
-		    wse_fault_subcode(fst), reason);
-		instant_fail_all(rq, n, fst);
-		goto out;
-	}
-	i = 0;
-	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverBatchResponse",
-	    &resp) == WSE_OK)
-		for (it = wse_xml_first_elem(resp); it;
-		    it = wse_xml_next_elem(it))
-			if (wse_xml_is(it, WSE_NS_WSE, "Item"))
-				i++;
-	if (i != n) {
-		wse_err_clear();
-		(void)wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to %zu "
-		    "instant messages", domain, n);
-		instant_fail_all(rq, n, WSE_ERR_TEMPFAIL);
-		goto out;
-	}
-	for (i = 0, it = wse_xml_first_elem(resp); it;
-	    it = wse_xml_next_elem(it)) {
-		if (!wse_xml_is(it, WSE_NS_WSE, "Item"))
-			continue;
-		if (wse_xml_only_child(it, WSE_NS_WSE, "Refused", &x) ==
-		    WSE_OK) {
-			xmlChar *code = xmlGetProp(x, BAD_CAST "code");
-
-			rq[i]->st = subcode_status((const char *)code);
+	st = batch_answer_open(s, domain, request_id, wse_buf_data(data),
+	    wse_buf_len(data), n, &env, &v, &resp);
+	if (st == WSE_ERR_UNSUPPORTED)
+		unsupported = 1;
+	else if (st != WSE_OK)
+		instant_fail_all(rq, n, st);
+	for (i = 0; st == WSE_OK && i < n &&
+	    (it = batch_item_next(resp, it)); i++) {
+		if (batch_item_refused(it, &rq[i]->st))
 			(void)snprintf(rq[i]->err, sizeof(rq[i]->err),
 			    "%s refused: %s", domain,
 			    wse_fault_subcode(rq[i]->st));
-			xmlFree(code);
-		} else if ((rq[i]->st = instant_accepted(it, domain,
+		else if ((rq[i]->st = instant_accepted(it, domain,
 		    rq[i]->m->to[0], &rq[i]->stored, &rq[i]->sessions)) !=
-		    WSE_OK) {
+		    WSE_OK)
 			(void)wse_err_format(rq[i]->err, sizeof(rq[i]->err));
-		}
 		wse_err_clear();
-		i++;
 	}
-out:
 	wse_err_clear();
 	wse_verified_clear(&v);
 	wse_env_free(&env);
