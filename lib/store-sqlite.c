@@ -411,6 +411,56 @@ sq_commit(struct sq_store *q)
 	return sq_run(q, Q_COMMIT, NULL, 0, "cannot commit");
 }
 
+/* One member i of a group transaction (sq_group). */
+typedef wse_status (*sq_member_fn)(struct sq_store *q, size_t i, void *arg);
+
+/* Failures of one member that leave the others of a group alone. */
+static int
+member_refusal(wse_status ws)
+{
+	return ws == WSE_ERR_EXISTS || ws == WSE_ERR_REPLAY ||
+	    ws == WSE_ERR_NO_SUCH_USER;
+}
+
+/*
+ * A group in ONE transaction (the caller holds the lock; sq_end undoes
+ * an unfinished one): each member i whose status_r[i] is WSE_OK runs in
+ * its own savepoint; a refusal of that member alone (member_refusal)
+ * undoes just it and lands in status_r[i]; any other failure is the
+ * group's.
+ */
+static wse_status
+sq_group(struct sq_store *q, size_t n, wse_status *status_r, sq_member_fn fn,
+    void *arg)
+{
+	wse_status ws;
+	size_t i;
+
+	if ((ws = sq_begin(q)) != WSE_OK)
+		return ws;
+	for (i = 0; i < n; i++) {
+		if (status_r[i] != WSE_OK)
+			continue;
+		if ((ws = sq_run(q, Q_SAVEPOINT, NULL, 0,
+		    "cannot open a savepoint")) != WSE_OK)
+			return ws;
+		ws = fn(q, i, arg);
+		if (member_refusal(ws)) {
+			/* This one alone is undone. */
+			status_r[i] = ws;
+			sq_reset_used(q);
+			if ((ws = sq_run(q, Q_ROLLBACK_TO, NULL, 0,
+			    "cannot roll back a savepoint")) != WSE_OK)
+				return ws;
+		} else if (ws != WSE_OK)
+			return ws;
+		if ((ws = sq_run(q, Q_RELEASE, NULL, 0,
+		    "cannot release a savepoint")) != WSE_OK)
+			return ws;
+	}
+	return sq_commit(q);
+}
+
 /* ---- column helpers ---- */
 
 static wse_status
@@ -968,12 +1018,17 @@ sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
 	return ws;
 }
 
-/* Failures of one delivery that leave the others of a group alone. */
-static int
-delivery_refusal(wse_status ws)
+struct deliver_group {
+	const wse_delivery *d;
+	int64_t now;
+};
+
+static wse_status
+sq_deliver_member(struct sq_store *q, size_t i, void *arg)
 {
-	return ws == WSE_ERR_EXISTS || ws == WSE_ERR_REPLAY ||
-	    ws == WSE_ERR_NO_SUCH_USER;
+	const struct deliver_group *g = arg;
+
+	return sq_deliver_one(q, &g->d[i], g->now);
 }
 
 static wse_status
@@ -981,34 +1036,11 @@ sq_deliver_many(wse_store *s, const wse_delivery *d, size_t n, int64_t now,
     wse_status *status_r)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct deliver_group g = { d, now };
 	wse_status ws;
-	size_t i;
 
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK)
-		goto out;
-	for (i = 0; i < n; i++) {
-		if (status_r[i] != WSE_OK)
-			continue;
-		if ((ws = sq_run(q, Q_SAVEPOINT, NULL, 0,
-		    "cannot open a savepoint")) != WSE_OK)
-			goto out;
-		ws = sq_deliver_one(q, &d[i], now);
-		if (delivery_refusal(ws)) {
-			/* This one alone is undone. */
-			status_r[i] = ws;
-			sq_reset_used(q);
-			if ((ws = sq_run(q, Q_ROLLBACK_TO, NULL, 0,
-			    "cannot roll back a savepoint")) != WSE_OK)
-				goto out;
-		} else if (ws != WSE_OK)
-			goto out;
-		if ((ws = sq_run(q, Q_RELEASE, NULL, 0,
-		    "cannot release a savepoint")) != WSE_OK)
-			goto out;
-	}
-	ws = sq_commit(q);
-out:
+	ws = sq_group(q, n, status_r, sq_deliver_member, &g);
 	sq_end(q);
 	return ws;
 }
@@ -1188,47 +1220,36 @@ sq_enqueue_one(struct sq_store *q, const wse_submission *sub, int64_t now,
 	return WSE_OK;
 }
 
+struct enqueue_group {
+	const wse_submission *subs;
+	int64_t now, lifetime;
+};
+
+/* One submission: its replay entry (WSE_ERR_REPLAY: seen before), then
+ * its rows. */
+static wse_status
+sq_enqueue_member(struct sq_store *q, size_t i, void *arg)
+{
+	const struct enqueue_group *g = arg;
+	const wse_submission *sub = &g->subs[i];
+	wse_status ws;
+
+	if (sub->replay_id != NULL && (ws = sq_replay_add(q, sub->replay_id,
+	    sub->replay_expires, g->now)) != WSE_OK)
+		return ws;
+	return sq_enqueue_one(q, sub, g->now, g->lifetime);
+}
+
 static wse_status
 sq_enqueue(wse_store *s, const wse_submission *subs, size_t n, int64_t now,
     int64_t lifetime, wse_status *status_r)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct enqueue_group g = { subs, now, lifetime };
 	wse_status ws;
-	size_t i;
 
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK)
-		goto out;
-	for (i = 0; i < n; i++) {
-		if (status_r[i] != WSE_OK)
-			continue;
-		if ((ws = sq_run(q, Q_SAVEPOINT, NULL, 0,
-		    "cannot open a savepoint")) != WSE_OK)
-			goto out;
-		if (subs[i].replay_id != NULL) {
-			ws = sq_replay_add(q, subs[i].replay_id,
-			    subs[i].replay_expires, now);
-			if (ws == WSE_ERR_REPLAY) {
-				/* This one alone is undone. */
-				status_r[i] = WSE_ERR_REPLAY;
-				if ((ws = sq_run(q, Q_ROLLBACK_TO, NULL, 0,
-				    "cannot roll back a savepoint")) != WSE_OK ||
-				    (ws = sq_run(q, Q_RELEASE, NULL, 0,
-				    "cannot release a savepoint")) != WSE_OK)
-					goto out;
-				continue;
-			}
-			if (ws != WSE_OK)
-				goto out;
-		}
-		if ((ws = sq_enqueue_one(q, &subs[i], now, lifetime)) !=
-		    WSE_OK ||
-		    (ws = sq_run(q, Q_RELEASE, NULL, 0,
-		    "cannot release a savepoint")) != WSE_OK)
-			goto out;
-	}
-	ws = sq_commit(q);
-out:
+	ws = sq_group(q, n, status_r, sq_enqueue_member, &g);
 	sq_end(q);
 	return ws;
 }
