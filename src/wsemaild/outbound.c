@@ -76,12 +76,33 @@ nomem:
 	return wse_err(WSE_ERR_NOMEM, "cannot copy a queue item");
 }
 
+/* Close the Deliver body begun in body (Origin, OriginId, the Rcpt
+ * elements and the message) and sign it as an envelope to url. */
+static wse_status
+sign_deliver(struct wsed *s, wse_buf *body, const char *url, wse_buf *out,
+    char msgid_r[WSE_UUID_URN_LEN + 1])
+{
+	wse_envelope *env = NULL;
+	wse_status st;
+
+	if ((st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
+	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
+	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
+	    wse_buf_len(body), &s->lim)) != WSE_OK)
+		goto out;
+	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
+	    wse_env_message_id(env));
+	st = wsed_sign_out(s, env, out);
+out:
+	wse_env_free(&env);
+	return st;
+}
+
 /* The signed Deliver envelope for a job, addressed to url. */
 static wse_status
 build_deliver(struct wsed *s, const struct job *j, const char *url,
     wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
-	wse_envelope *env = NULL;
 	wse_buf *body = NULL;
 	wse_status st;
 	size_t i;
@@ -97,17 +118,9 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 		    j->rcpts[i])) != WSE_OK)
 			goto out;
 	if ((st = wse_buf_put(body, wse_buf_data(j->payload),
-	    wse_buf_len(j->payload))) != WSE_OK ||
-	    (st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
-	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
-	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
-	    wse_buf_len(body), &s->lim)) != WSE_OK)
-		goto out;
-	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
-	    wse_env_message_id(env));
-	st = wsed_sign_out(s, env, out);
+	    wse_buf_len(j->payload))) == WSE_OK)
+		st = sign_deliver(s, body, url, out, msgid_r);
 out:
-	wse_env_free(&env);
 	wse_buf_free(&body);
 	return st;
 }
@@ -915,7 +928,6 @@ static wse_status
 build_instant(struct wsed *s, const wse_msg *m, const char *id,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
-	wse_envelope *env = NULL;
 	wse_buf *body = NULL;
 	wse_status st;
 
@@ -923,18 +935,9 @@ build_instant(struct wsed *s, const wse_msg *m, const char *id,
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
 	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
 	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>"
-	    "<m:Rcpt>%s</m:Rcpt>", s->domain, id, m->to[0])) != WSE_OK ||
-	    (st = wse_msg_to_xml(m, body)) != WSE_OK ||
-	    (st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
-	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
-	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
-	    wse_buf_len(body), &s->lim)) != WSE_OK)
-		goto out;
-	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
-	    wse_env_message_id(env));
-	st = wsed_sign_out(s, env, out);
-out:
-	wse_env_free(&env);
+	    "<m:Rcpt>%s</m:Rcpt>", s->domain, id, m->to[0])) == WSE_OK &&
+	    (st = wse_msg_to_xml(m, body)) == WSE_OK)
+		st = sign_deliver(s, body, url, out, msgid_r);
 	wse_buf_free(&body);
 	return st;
 }
