@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libxml/tree.h>
 
@@ -19,6 +20,29 @@
 
 /* A whole number in [lo, hi] from the command line, or exit(2) with a
  * message naming prog. */
+/* Seconds on the monotonic clock. */
+static inline double
+bench_now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Give up: prog: what: the library's last error, exit status 2. */
+static inline void bench_die(const char *prog, const char *what)
+    __attribute__((noreturn));
+static inline void
+bench_die(const char *prog, const char *what)
+{
+	char eb[1024];
+
+	fprintf(stderr, "%s: %s: %s\n", prog, what,
+	    wse_err_format(eb, sizeof(eb)));
+	exit(2);
+}
+
 static inline long
 bench_opt_num(const char *prog, const char *s, long lo, long hi)
 {

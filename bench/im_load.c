@@ -86,26 +86,7 @@ static atomic_int online, stop;
 static double t_end;
 static char *filler;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) __attribute__((noreturn));
-
-static void
-die(const char *what)
-{
-	char eb[1024];
-
-	fprintf(stderr, "im_load: %s: %s\n", what,
-	    wse_err_format(eb, sizeof(eb)));
-	exit(2);
-}
+#define die(what) bench_die("im_load", what)
 
 static wse_http_client *
 new_client(void)
@@ -299,7 +280,7 @@ rx_main(void *arg)
 	if (orig == NULL || wse_replay_memory_new(1 << 20, &replay) !=
 	    WSE_OK || wse_uuid_urn(sid) != WSE_OK)
 		die("set-up");
-	while (!atomic_load(&stop) && now_s() < t_end) {
+	while (!atomic_load(&stop) && bench_now_mono() < t_end) {
 		wse_envelope *env = NULL;
 		xmlNodePtr p, it;
 
@@ -333,7 +314,7 @@ rx_main(void *arg)
 				continue;
 			after = seq;
 			if ((k = item_number(u, it, orig)) >= 0) {
-				t_arrived[k] = now_s();
+				t_arrived[k] = bench_now_mono();
 				atomic_fetch_add(&received, 1);
 				/* Our answer; latency: the sender's next. */
 				sem_post(cfg.latency ? &u->other->turn :
@@ -372,7 +353,7 @@ send_one(const struct user *u, wse_http_client *http, wse_replay *replay,
 	    WSE_OK || wse_msg_to_xml(m, payload) != WSE_OK ||
 	    wse_buf_puts(payload, "</m:Submit>") != WSE_OK)
 		die("message");
-	t_sent[k] = now_s();
+	t_sent[k] = bench_now_mono();
 	if (call(u, http, replay, "Submit", wse_buf_str(payload), 1, &env,
 	    &p) != 0 || wse_xml_only_child(p, WSE_NS_WSE, "Instant", &in) !=
 	    WSE_OK || (res = wse_xml_attr(in, NULL, "result")) == NULL) {
@@ -412,7 +393,7 @@ tx_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		if (atomic_load(&stop) || now_s() >= t_end)
+		if (atomic_load(&stop) || bench_now_mono() >= t_end)
 			break;
 		if (sem_timedwait(&u->turn, &ts) != 0)
 			continue;
@@ -538,15 +519,15 @@ main(int argc, char **argv)
 		if (sem_init(&a->turn, 0, 1) != 0 || sem_init(&b->turn, 0, 0) != 0)
 			die("semaphore");
 	}
-	t_end = now_s() + (double)cfg.deadline_s;
+	t_end = bench_now_mono() + (double)cfg.deadline_s;
 	for (i = 0; i < nusers; i++)
 		if (pthread_create(&users[i].rx, NULL, rx_main, &users[i]) != 0)
 			die("thread");
-	while (atomic_load(&online) < nusers && now_s() < t_end)
+	while (atomic_load(&online) < nusers && bench_now_mono() < t_end)
 		usleep(10000);
 	/* Every session is online; let each hold its next WaitInstant. */
 	usleep(300000);
-	t0 = now_s();
+	t0 = bench_now_mono();
 	for (i = 0; i < nusers; i++) {
 		if (cfg.latency && i > 0)
 			break;
@@ -556,7 +537,7 @@ main(int argc, char **argv)
 	for (i = 0; i < nusers; i++)
 		if (!cfg.latency || i == 0)
 			pthread_join(users[i].tx, NULL);
-	while (!atomic_load(&stop) && now_s() < t_end)
+	while (!atomic_load(&stop) && bench_now_mono() < t_end)
 		usleep(10000);
 	atomic_store(&stop, 1);
 	for (i = 0; i < nusers; i++)

@@ -91,26 +91,7 @@ now_real(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what) __attribute__((noreturn));
-
-static void
-die(const char *what)
-{
-	char eb[1024];
-
-	fprintf(stderr, "relay_load: %s: %s\n", what,
-	    wse_err_format(eb, sizeof(eb)));
-	exit(2);
-}
+#define die(what) bench_die("relay_load", what)
 
 static size_t
 split(char *s, char **v)
@@ -174,7 +155,7 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 		    wse_err_format(eb, sizeof(eb)));
 		goto out;
 	}
-	t0 = now_mono();
+	t0 = bench_now_mono();
 	if (wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
 	    wse_buf_data(req), wse_buf_len(req), resp, &status) != WSE_OK) {
 		(void)snprintf(why, whysz, "post: %s",
@@ -224,7 +205,7 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 			    want);
 		goto out;
 	}
-	*post_ms = (now_mono() - t0) * 1e3;
+	*post_ms = (bench_now_mono() - t0) * 1e3;
 	*resp_r = pl;
 	*env_r = ans;
 	ans = NULL;
@@ -323,7 +304,7 @@ client_main(void *arg)
 		double ms, t0;
 		long k, a;
 
-		if (atomic_load(&acked) >= cfg.n || now_mono() > t_deadline)
+		if (atomic_load(&acked) >= cfg.n || bench_now_mono() > t_deadline)
 			break;
 		/* Never more than N acknowledged: a slot is held while a
 		 * Submit is in flight and given back when it fails. */
@@ -335,7 +316,7 @@ client_main(void *arg)
 		k = atomic_fetch_add(&next_msg, 1);
 		if (cfg.rate > 0) {
 			double wait = t_start + (double)k / cfg.rate -
-			    now_mono();
+			    bench_now_mono();
 
 			if (wait > 0)
 				usleep((useconds_t)(wait * 1e6));
@@ -502,7 +483,7 @@ main(int argc, char **argv)
 	wse_replay_free(&replay);
 	cpu_s = -cpu_now();	/* the logins' PBKDF2 is not counted */
 
-	t_start = now_mono();
+	t_start = bench_now_mono();
 	t_deadline = t_start + (double)cfg.deadline_s;
 	for (i = 0; i < cfg.c; i++)
 		if (pthread_create(&th[i], NULL, client_main,
