@@ -59,10 +59,10 @@ bench_opt_num(const char *prog, const char *s, long lo, long hi)
 	return v;
 }
 
-/* An HTTPS client trusting roots, answers up to max_response bytes;
- * NULL (reason on the error stack) on failure. */
+/* An HTTPS client trusting roots, answers up to max_response bytes; on
+ * failure prog gives up (bench_die). */
 static inline wse_http_client *
-bench_http_client(const char *roots, size_t max_response)
+bench_http_client(const char *prog, const char *roots, size_t max_response)
 {
 	wse_http_client_opts o;
 	wse_http_client *c = NULL;
@@ -73,7 +73,7 @@ bench_http_client(const char *roots, size_t max_response)
 	o.timeout_ms = 60000;
 	o.max_response = max_response;
 	if (wse_http_client_new(&o, &c) != WSE_OK)
-		return NULL;
+		bench_die(prog, "HTTPS client");
 	return c;
 }
 

@@ -87,17 +87,8 @@ static double t_end;
 static char *filler;
 
 #define die(what) bench_die("im_load", what)
-
-static wse_http_client *
-new_client(void)
-{
-	wse_http_client *c = bench_http_client(cfg.roots,
-	    cfg.resp_lim.max_message_bytes);
-
-	if (c == NULL)
-		die("HTTPS client");
-	return c;
-}
+#define new_client() bench_http_client("im_load", cfg.roots, \
+	    cfg.resp_lim.max_message_bytes)
 
 /*
  * One exchange with u's server: op around payload, signed by u (unless

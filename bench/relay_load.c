@@ -92,6 +92,8 @@ now_real(void)
 }
 
 #define die(what) bench_die("relay_load", what)
+#define new_client() bench_http_client("relay_load", cfg.roots, \
+	    cfg.resp_lim.max_message_bytes)
 
 static size_t
 split(char *s, char **v)
@@ -103,17 +105,6 @@ split(char *s, char **v)
 	    p = strtok_r(NULL, ",", &save))
 		v[n++] = p;
 	return n;
-}
-
-static wse_http_client *
-new_client(void)
-{
-	wse_http_client *c = bench_http_client(cfg.roots,
-	    cfg.resp_lim.max_message_bytes);
-
-	if (c == NULL)
-		die("HTTPS client");
-	return c;
 }
 
 /*
