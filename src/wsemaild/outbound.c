@@ -76,17 +76,20 @@ nomem:
 	return wse_err(WSE_ERR_NOMEM, "cannot copy a queue item");
 }
 
-/* Close the Deliver body begun in body (Origin, OriginId, the Rcpt
- * elements and the message) and sign it as an envelope to url. */
+/* Close the m:<op> body begun in body (for a Deliver: Origin, OriginId,
+ * the Rcpt elements and the message) and sign it as an envelope to url
+ * with the Action of op. */
 static wse_status
-sign_deliver(struct wsed *s, wse_buf *body, const char *url, wse_buf *out,
-    char msgid_r[WSE_UUID_URN_LEN + 1])
+sign_call(struct wsed *s, wse_buf *body, const char *op, const char *url,
+    wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
 	wse_envelope *env = NULL;
 	wse_status st;
+	char action[64];
 
-	if ((st = wse_buf_puts(body, "</m:Deliver>")) != WSE_OK ||
-	    (st = wse_env_new(url, WSED_ACTION("Deliver"), &env)) != WSE_OK ||
+	(void)snprintf(action, sizeof(action), WSE_ACTION_PREFIX "%s", op);
+	if ((st = wse_buf_printf(body, "</m:%s>", op)) != WSE_OK ||
+	    (st = wse_env_new(url, action, &env)) != WSE_OK ||
 	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
 	    wse_buf_len(body), &s->lim)) != WSE_OK)
 		goto out;
@@ -119,7 +122,7 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 			goto out;
 	if ((st = wse_buf_put(body, wse_buf_data(j->payload),
 	    wse_buf_len(j->payload))) == WSE_OK)
-		st = sign_deliver(s, body, url, out, msgid_r);
+		st = sign_call(s, body, "Deliver", url, out, msgid_r);
 out:
 	wse_buf_free(&body);
 	return st;
@@ -169,54 +172,66 @@ read_delivered(const xmlNode *out, const char *domain, struct result *r)
 }
 
 /*
- * Read a DeliverResponse (verified) or Fault into r.  The answer must be
- * signed by the recipient domain's server and relate to our request
- * (request_id): an old answer replayed cannot confirm a new Deliver, so
- * answers need no durable replay entry.
+ * Open the answer to our op call (request_id) from domain's server:
+ * verified as its server's (certificate profile), relating to our
+ * request, and its body the only m:<op>Response (*resp_r, a node of
+ * *env_r: the caller frees *env_r and clears v).  Otherwise the status
+ * a Fault names, or WSE_ERR_TEMPFAIL; the reason is set with wse_err.
+ * An old answer replayed cannot confirm a new call, so answers need no
+ * durable replay entry.
  */
+static wse_status
+answer_open(struct wsed *s, const char *domain, const char *op,
+    const char *request_id, const uint8_t *data, size_t len,
+    wse_envelope **env_r, wse_verified *v, xmlNodePtr *resp_r)
+{
+	wse_verify_opts o;
+	wse_status fst;
+	char reason[200], errs[512], want[64];
+
+	wsed_server_opts(s, domain, &o);
+	o.caller_inserts_nonce = 1;	/* bound to our request instead */
+	if (wse_env_parse(data, len, &s->lim, env_r) != WSE_OK ||
+	    wse_wss_verify(*env_r, &o, v) != WSE_OK) {
+		(void)wse_err_format(errs, sizeof(errs));
+		wse_err_clear();
+		return wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from "
+		    "%.253s: %.500s", domain, errs);
+	}
+	if (v->relates_to_s == NULL || strcmp(v->relates_to_s, request_id) != 0)
+		return wse_err(WSE_ERR_TEMPFAIL, "answer from %.253s does not "
+		    "relate to our %s", domain, op);
+	if (wse_fault_read(v->body, &fst, reason, sizeof(reason)) == WSE_OK)
+		return wse_err(fst, "%.253s refused: %s (%.190s)", domain,
+		    wse_fault_subcode(fst), reason);
+	(void)snprintf(want, sizeof(want), "%sResponse", op);
+	if (wse_xml_only_child(v->body, WSE_NS_WSE, want, resp_r) != WSE_OK) {
+		wse_err_clear();
+		return wse_err(WSE_ERR_TEMPFAIL, "odd answer from %.253s to "
+		    "our %s", domain, op);
+	}
+	return WSE_OK;
+}
+
+/* Read a DeliverResponse (answer_open) or Fault into r. */
 static void
 read_answer(struct wsed *s, const struct job *j, const char *request_id,
     const uint8_t *data, size_t len, struct result *r)
 {
 	wse_envelope *env = NULL;
 	wse_verified v;
-	wse_verify_opts o;
-	wse_status st, fst;
-	xmlNodePtr resp;
-	char reason[200], errs[512];
+	wse_status st;
+	xmlNodePtr resp = NULL;
 
 	memset(&v, 0, sizeof(v));
-	wsed_server_opts(s, j->item.domain, &o);
-	o.caller_inserts_nonce = 1;	/* bound to our request instead */
-	if ((st = wse_env_parse(data, len, &s->lim, &env)) != WSE_OK ||
-	    (st = wse_wss_verify(env, &o, &v)) != WSE_OK) {
-		r->what = DEFER;
-		(void)snprintf(r->reason, sizeof(r->reason), "unverifiable "
-		    "answer from %.253s: %.500s", j->item.domain,
-		    wse_err_format(errs, sizeof(errs)));
-		goto out;
+	st = answer_open(s, j->item.domain, "Deliver", request_id, data, len,
+	    &env, &v, &resp);
+	if (st == WSE_OK)
+		read_delivered(resp, j->item.domain, r);
+	else {
+		r->what = permanent(st) ? BOUNCE : DEFER;
+		(void)wse_err_format(r->reason, sizeof(r->reason));
 	}
-	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
-		r->what = DEFER;
-		(void)snprintf(r->reason, sizeof(r->reason), "answer from "
-		    "%.253s does not relate to our Deliver", j->item.domain);
-		goto out;
-	}
-	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
-		r->what = permanent(fst) ? BOUNCE : DEFER;
-		(void)snprintf(r->reason, sizeof(r->reason), "%.253s refused: %s "
-		    "(%.190s)", j->item.domain, wse_fault_subcode(fst), reason);
-		goto out;
-	}
-	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverResponse", &resp) !=
-	    WSE_OK) {
-		r->what = DEFER;
-		(void)snprintf(r->reason, sizeof(r->reason), "odd answer from "
-		    "%.253s", j->item.domain);
-		goto out;
-	}
-	read_delivered(resp, j->item.domain, r);
-out:
 	wse_verified_clear(&v);
 	wse_env_free(&env);
 	wse_err_clear();
@@ -470,7 +485,6 @@ static wse_status
 batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
-	wse_envelope *env = NULL;
 	wse_buf *body = NULL;
 	wse_status st;
 	size_t i;
@@ -486,17 +500,8 @@ batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
 		    wse_buf_len(items[i]), body)) != WSE_OK ||
 		    (st = wse_buf_puts(body, "</m:Item>")) != WSE_OK)
 			goto out;
-	if ((st = wse_buf_puts(body, "</m:DeliverBatch>")) != WSE_OK ||
-	    (st = wse_env_new(url, WSED_ACTION("DeliverBatch"), &env)) !=
-	    WSE_OK ||
-	    (st = wse_env_add_body_xml(env, wse_buf_str(body),
-	    wse_buf_len(body), &s->lim)) != WSE_OK)
-		goto out;
-	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
-	    wse_env_message_id(env));
-	st = wsed_sign_out(s, env, out);
+	st = sign_call(s, body, "DeliverBatch", url, out, msgid_r);
 out:
-	wse_env_free(&env);
 	wse_buf_free(&body);
 	return st;
 }
@@ -549,53 +554,6 @@ build_batch(struct wsed *s, struct job *const *jobs, size_t n,
 	return st;
 }
 
-/*
- * Open the answer to a DeliverBatch of n items: verified as the domain's
- * server's, relating to our request (request_id), a DeliverBatchResponse
- * with exactly n m:Item.  WSE_OK with *resp_r (a node of *env_r: the
- * caller frees *env_r and clears v); the status a Fault names
- * (WSE_ERR_UNSUPPORTED: a server without batches); WSE_ERR_TEMPFAIL for
- * anything else.  The reason is set with wse_err.
- */
-static wse_status
-batch_answer_open(struct wsed *s, const char *domain, const char *request_id,
-    const uint8_t *data, size_t len, size_t n, wse_envelope **env_r,
-    wse_verified *v, xmlNodePtr *resp_r)
-{
-	wse_verify_opts o;
-	wse_status fst;
-	xmlNodePtr it;
-	char reason[200], errs[512];
-	size_t i = 0;
-
-	wsed_server_opts(s, domain, &o);
-	o.caller_inserts_nonce = 1;	/* bound to our request instead */
-	if (wse_env_parse(data, len, &s->lim, env_r) != WSE_OK ||
-	    wse_wss_verify(*env_r, &o, v) != WSE_OK) {
-		(void)wse_err_format(errs, sizeof(errs));
-		wse_err_clear();
-		return wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from "
-		    "%.253s: %.500s", domain, errs);
-	}
-	if (v->relates_to_s == NULL || strcmp(v->relates_to_s, request_id) != 0)
-		return wse_err(WSE_ERR_TEMPFAIL, "answer from %.253s does not "
-		    "relate to our DeliverBatch", domain);
-	if (wse_fault_read(v->body, &fst, reason, sizeof(reason)) == WSE_OK)
-		return wse_err(fst, "%.253s refused: %s (%.190s)", domain,
-		    wse_fault_subcode(fst), reason);
-	if (wse_xml_only_child(v->body, WSE_NS_WSE, "DeliverBatchResponse",
-	    resp_r) == WSE_OK)
-		for (it = wse_xml_first_elem(*resp_r); it;
-		    it = wse_xml_next_elem(it))
-			if (wse_xml_is(it, WSE_NS_WSE, "Item"))
-				i++;
-	wse_err_clear();
-	if (i != n)
-		return wse_err(WSE_ERR_TEMPFAIL, "odd answer from %.253s: %zu "
-		    "items for %zu", domain, i, n);
-	return WSE_OK;
-}
-
 /* The next m:Item of a batch answer from it (NULL: the first). */
 static xmlNodePtr
 batch_item_next(const xmlNode *resp, xmlNodePtr it)
@@ -605,6 +563,27 @@ batch_item_next(const xmlNode *resp, xmlNodePtr it)
 		if (wse_xml_is(it, WSE_NS_WSE, "Item"))
 			return it;
 	return NULL;
+}
+
+/* answer_open for a DeliverBatch of n items, and exactly n m:Item. */
+static wse_status
+batch_answer_open(struct wsed *s, const char *domain, const char *request_id,
+    const uint8_t *data, size_t len, size_t n, wse_envelope **env_r,
+    wse_verified *v, xmlNodePtr *resp_r)
+{
+	wse_status st;
+	xmlNodePtr it = NULL;
+	size_t i = 0;
+
+	if ((st = answer_open(s, domain, "DeliverBatch", request_id, data,
+	    len, env_r, v, resp_r)) != WSE_OK)
+		return st;
+	while ((it = batch_item_next(*resp_r, it)) != NULL)
+		i++;
+	if (i != n)
+		return wse_err(WSE_ERR_TEMPFAIL, "odd answer from %.253s: %zu "
+		    "items for %zu", domain, i, n);
+	return WSE_OK;
 }
 
 /* 1 with *st_r when the item is m:Refused (the status its code names). */
@@ -937,7 +916,7 @@ build_instant(struct wsed *s, const wse_msg *m, const char *id,
 	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>"
 	    "<m:Rcpt>%s</m:Rcpt>", s->domain, id, m->to[0])) == WSE_OK &&
 	    (st = wse_msg_to_xml(m, body)) == WSE_OK)
-		st = sign_deliver(s, body, url, out, msgid_r);
+		st = sign_call(s, body, "Deliver", url, out, msgid_r);
 	wse_buf_free(&body);
 	return st;
 }
@@ -983,39 +962,13 @@ instant_answer(struct wsed *s, const char *domain, const char *rcpt,
 {
 	wse_envelope *env = NULL;
 	wse_verified v;
-	wse_verify_opts o;
-	wse_status st, fst;
-	xmlNodePtr resp;
-	char reason[200];
+	wse_status st;
+	xmlNodePtr resp = NULL;
 
 	memset(&v, 0, sizeof(v));
-	wsed_server_opts(s, domain, &o);
-	o.caller_inserts_nonce = 1;	/* bound to our request instead */
-	if (wse_env_parse(wse_buf_data(data), wse_buf_len(data), &s->lim,
-	    &env) != WSE_OK || wse_wss_verify(env, &o, &v) != WSE_OK) {
-		st = wse_err(WSE_ERR_TEMPFAIL, "unverifiable answer from %s",
-		    domain);
-		goto out;
-	}
-	if (v.relates_to_s == NULL || strcmp(v.relates_to_s, request_id) != 0) {
-		st = wse_err(WSE_ERR_TEMPFAIL, "answer from %s does not relate "
-		    "to our Deliver", domain);
-		goto out;
-	}
-	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
-		st = wse_err(fst, "%s refused: %s (%s)", domain,
-		    wse_fault_subcode(fst), reason);
-		goto out;
-	}
-	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverResponse", &resp) !=
-	    WSE_OK) {
-		wse_err_clear();
-		st = wse_err(WSE_ERR_TEMPFAIL, "odd answer from %s to an "
-		    "instant message", domain);
-		goto out;
-	}
-	st = instant_accepted(resp, domain, rcpt, stored_r, sessions_r);
-out:
+	if ((st = answer_open(s, domain, "Deliver", request_id,
+	    wse_buf_data(data), wse_buf_len(data), &env, &v, &resp)) == WSE_OK)
+		st = instant_accepted(resp, domain, rcpt, stored_r, sessions_r);
 	wse_verified_clear(&v);
 	wse_env_free(&env);
 	return st;
