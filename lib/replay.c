@@ -67,6 +67,22 @@ wse_replay_seen(wse_replay *r, const char *id, int64_t now)
 }
 
 wse_status
+wse_replay_check(wse_replay *r, const char *id, int64_t created, int64_t now)
+{
+	int64_t floor;
+	wse_status st;
+
+	if ((st = check_id(id)) != WSE_OK)
+		return st;
+	floor = r->ops->floor != NULL ? r->ops->floor(r->ctx) : 0;
+	if (floor > 0 && created < floor)
+		return wse_err(WSE_ERR_EXPIRED, "Timestamp is older than the "
+		    "replay cache's memory (the server's machine restarted); "
+		    "sign the message again");
+	return r->ops->seen(r->ctx, id, now);
+}
+
+wse_status
 wse_replay_insert(wse_replay *r, const char *id, int64_t expires,
     int64_t now)
 {

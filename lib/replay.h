@@ -27,6 +27,10 @@ struct wse_replay_ops {
 	wse_status (*insert)(void *ctx, const char *id, int64_t expires,
 	    int64_t now);
 	void (*free)(void *ctx);
+	/* Optional: a time (s) before which entries may be missing (the
+	 * store's commits of lone entries skip the fsync, and the machine
+	 * restarted since); 0 or NULL: the cache forgets nothing. */
+	int64_t (*floor)(void *ctx);
 };
 
 /* Wrap a backend; the cache owns ctx and frees it with ops->free. */
@@ -42,6 +46,11 @@ wse_status wse_replay_memory_new(size_t max_entries, wse_replay **r_r);
 size_t wse_replay_memory_count(wse_replay *r, int64_t now);
 
 wse_status wse_replay_seen(wse_replay *r, const char *id, int64_t now);
+/* The look-up a verifier makes: WSE_ERR_EXPIRED when a message created
+ * at `created` is older than the cache's floor (it may have been seen
+ * and forgotten), else as wse_replay_seen. */
+wse_status wse_replay_check(wse_replay *r, const char *id, int64_t created,
+    int64_t now);
 wse_status wse_replay_insert(wse_replay *r, const char *id, int64_t expires,
     int64_t now);
 

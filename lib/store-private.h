@@ -55,6 +55,9 @@ struct wse_store_driver;
 struct wse_store {
 	const struct wse_store_driver *v;
 	uint8_t seal_key[WSE_SEAL_KEY_LEN];	/* set by store.c after open */
+	/* Set by the driver's open: replay entries of messages created
+	 * before this time (s) may be missing (replay.h); 0: none. */
+	int64_t replay_floor;
 };
 
 /* The operations, one per public function of store.h. */

@@ -137,7 +137,8 @@ static const char *const migrations[] = {
 enum sq_q {
 	Q_BEGIN, Q_BEGIN_READ, Q_COMMIT, Q_ROLLBACK,
 	Q_SAVEPOINT, Q_RELEASE, Q_ROLLBACK_TO,
-	Q_VERSION, Q_META_PUT, Q_META_GET,
+	Q_VERSION, Q_META_PUT, Q_META_GET, Q_META_SET,
+	Q_SYNC_FULL, Q_SYNC_NORMAL,
 	Q_USER_ADD, Q_USER_SET, Q_USER_DEL, Q_USER_GET, Q_USER_LIST,
 	Q_USER_EXISTS,
 	Q_DEDUP_ADD, Q_REPLAY_PURGE_ONE, Q_REPLAY_ADD, Q_REPLAY_SEEN,
@@ -161,6 +162,9 @@ static const char *const sq_sql[Q__COUNT] = {
 	[Q_VERSION] = "PRAGMA user_version",
 	[Q_META_PUT] = "INSERT OR IGNORE INTO meta(name, value) VALUES(?1, ?2)",
 	[Q_META_GET] = "SELECT value FROM meta WHERE name = ?1",
+	[Q_META_SET] = "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
+	[Q_SYNC_FULL] = "PRAGMA synchronous = FULL",
+	[Q_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 	[Q_USER_ADD] = "INSERT INTO users(name, salt, iterations, sealed_key,"
 	    " created) VALUES(?1, ?2, ?3, ?4, ?5)",
 	[Q_USER_SET] = "UPDATE users SET salt = ?2, iterations = ?3,"
@@ -233,6 +237,8 @@ struct sq_store {
 	sqlite3_stmt *stmt[Q__COUNT];
 	unsigned char used[Q__COUNT];	/* to reset when the op ends */
 	int version;
+	int lazy_replay;		/* replay-only commits skip the fsync */
+	int sync_normal;		/* synchronous is NORMAL right now */
 };
 
 /* ---- errors ---- */
@@ -391,9 +397,31 @@ sq_end(struct sq_store *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/*
+ * Every write transaction but a replay-only one runs with
+ * synchronous=FULL: put it back first if a replay insert lowered it.
+ */
+static wse_status
+sq_sync(struct sq_store *q, int normal)
+{
+	wse_status ws;
+
+	if (q->sync_normal == normal)
+		return WSE_OK;
+	if ((ws = sq_run(q, normal ? Q_SYNC_NORMAL : Q_SYNC_FULL, NULL, 0,
+	    "cannot set the synchronous mode")) != WSE_OK)
+		return ws;
+	q->sync_normal = normal;
+	return WSE_OK;
+}
+
 static wse_status
 sq_begin(struct sq_store *q)
 {
+	wse_status ws;
+
+	if ((ws = sq_sync(q, 0)) != WSE_OK)
+		return ws;
 	return sq_run(q, Q_BEGIN, NULL, 0, "cannot begin a transaction");
 }
 
@@ -660,6 +688,99 @@ out:
 	return ws;
 }
 
+/*
+ * Replay entries stored with nothing else (the nonce of a request that
+ * stores no message: WaitInstant, ListHeaders, an instant message...)
+ * are committed with synchronous=NORMAL: in WAL mode such a commit
+ * survives the death of the process, and the next FULL commit or
+ * checkpoint syncs it, but a crash of the machine may lose the last
+ * ones.  So that a lost entry can never let a message through twice,
+ * every opener compares the kernel's boot id with the one the database
+ * last saw: when the machine restarted in between, the opening time
+ * becomes the replay floor (kept in meta, so every process sharing the
+ * database uses it), and the verifier refuses any message created
+ * before it (replay.h).  Without a boot id (no /proc) every commit
+ * stays FULL.
+ */
+#define SQ_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+static int
+sq_boot_id(char *out, size_t size)
+{
+	FILE *f = fopen(SQ_BOOT_ID_PATH, "re");
+	size_t n;
+
+	if (f == NULL)
+		return 0;
+	n = fread(out, 1, size - 1, f);
+	(void)fclose(f);
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+		n--;
+	out[n] = '\0';
+	return n >= 16 && strspn(out, "0123456789abcdef-") == n;
+}
+
+/* meta[name] as text into out (empty when absent). */
+static wse_status
+sq_meta_text(struct sq_store *q, const char *name, char *out, size_t size)
+{
+	sqlite3_stmt *st;
+	wse_status ws;
+	int rc, n;
+
+	out[0] = '\0';
+	if ((ws = sq_prep(q, Q_META_GET, &st, VALS(T(name)))) != WSE_OK)
+		return ws;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n = sqlite3_column_bytes(st, 0);
+		if (n > 0 && (size_t)n < size) {
+			memcpy(out, sqlite3_column_blob(st, 0), (size_t)n);
+			out[n] = '\0';
+		}
+	} else if (rc != SQLITE_DONE)
+		ws = sq_fail(q, rc, "cannot read meta");
+	(void)sqlite3_reset(st);
+	return ws;
+}
+
+static wse_status
+sq_boot(struct sq_store *q)
+{
+	char boot[64], seen[64], floor[32];
+	int64_t fl;
+	wse_status ws;
+
+	if (!sq_boot_id(boot, sizeof(boot)))
+		return WSE_OK;
+	if ((ws = sq_begin(q)) != WSE_OK ||
+	    (ws = sq_meta_text(q, "boot_id", seen, sizeof(seen))) != WSE_OK ||
+	    (ws = sq_meta_text(q, "replay_floor", floor, sizeof(floor))) !=
+	    WSE_OK)
+		goto out;
+	fl = strtoll(floor, NULL, 10);
+	if (seen[0] != '\0' && strcmp(seen, boot) != 0) {
+		fl = (int64_t)time(NULL);
+		(void)snprintf(floor, sizeof(floor), "%lld", (long long)fl);
+		if ((ws = sq_run(q, Q_META_SET, VALS(T("replay_floor"),
+		    B(floor, strlen(floor))), "cannot store the replay "
+		    "floor")) != WSE_OK)
+			goto out;
+	}
+	if (strcmp(seen, boot) != 0 && (ws = sq_run(q, Q_META_SET,
+	    VALS(T("boot_id"), B(boot, strlen(boot))), "cannot store the "
+	    "boot id")) != WSE_OK)
+		goto out;
+	if ((ws = sq_commit(q)) != WSE_OK)
+		goto out;
+	q->base.replay_floor = fl > 0 ? fl : 0;
+	q->lazy_replay = 1;
+out:
+	sq_reset_used(q);
+	if (!sqlite3_get_autocommit(q->db))
+		(void)sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	return ws;
+}
+
 static wse_status
 sq_open(const char *path, wse_store **s_r)
 {
@@ -714,7 +835,7 @@ sq_open(const char *path, wse_store **s_r)
 	if ((ws = sq_exec_const(q, "PRAGMA synchronous = FULL;"
 	    "PRAGMA foreign_keys = ON;", "cannot configure")) != WSE_OK)
 		goto out;
-	if ((ws = sq_migrate(q)) != WSE_OK)
+	if ((ws = sq_migrate(q)) != WSE_OK || (ws = sq_boot(q)) != WSE_OK)
 		goto out;
 	*s_r = &q->base;
 	q = NULL;
@@ -1576,8 +1697,15 @@ sq_replay_insert(wse_store *s, const char *id, int64_t expires, int64_t now)
 	wse_status ws;
 
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK ||
-	    (ws = sq_replay_add(q, id, expires, now)) != WSE_OK)
+	/* Without the fsync when sq_boot allows it (FULL if that fails). */
+	if (q->lazy_replay && sq_sync(q, 1) == WSE_OK)
+		ws = sq_run(q, Q_BEGIN, NULL, 0, "cannot begin a transaction");
+	else {
+		wse_err_clear();
+		ws = sq_begin(q);
+	}
+	if (ws != WSE_OK || (ws = sq_replay_add(q, id, expires, now)) !=
+	    WSE_OK)
 		goto out;
 	ws = sq_commit(q);
 out:

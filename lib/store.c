@@ -958,6 +958,12 @@ replay_insert(void *ctx, const char *id, int64_t expires, int64_t now)
 	return s->v->replay_insert(s, id, expires, now);
 }
 
+static int64_t
+replay_floor(void *ctx)
+{
+	return ((wse_store *)ctx)->replay_floor;
+}
+
 static void
 replay_free(void *ctx)
 {
@@ -967,6 +973,7 @@ replay_free(void *ctx)
 static const struct wse_replay_ops store_replay_ops = {
 	.seen = replay_seen,
 	.insert = replay_insert,
+	.floor = replay_floor,
 	.free = replay_free,
 };
 

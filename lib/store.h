@@ -10,7 +10,10 @@
  *
  * Rules every driver keeps:
  *  - every state change is one transaction; success is returned only
- *    after the commit is durable (SQLite: WAL + synchronous=FULL);
+ *    after the commit is durable (SQLite: WAL + synchronous=FULL).  The
+ *    one exception is a replay entry stored alone: it must survive the
+ *    death of the process, and may be lost with the machine only if the
+ *    driver then sets a replay floor (store-private.h, replay.h);
  *  - prepared statements only; the schema is versioned and migrated on
  *    open;
  *  - "not found" (WSE_ERR_NOT_FOUND) is kept apart from "backend down"

@@ -1586,7 +1586,8 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 		if ((st = wse_cert_check_time(v.signer, o->now)) != WSE_OK)
 			goto out;
 		/* (3) replay cache */
-		if ((st = wse_replay_seen(o->replay, msgid, o->now)) != WSE_OK)
+		if ((st = wse_replay_check(o->replay, msgid, v.created,
+		    o->now)) != WSE_OK)
 			goto out;
 		/* (4) signature */
 		if ((st = check_signature(&v, NULL)) != WSE_OK)
@@ -1610,7 +1611,8 @@ wse_wss_verify(wse_envelope *env, const wse_verify_opts *o,
 		wse_status lst;
 
 		/* (2) replay cache */
-		if ((st = wse_replay_seen(o->replay, msgid, o->now)) != WSE_OK)
+		if ((st = wse_replay_check(o->replay, msgid, v.created,
+		    o->now)) != WSE_OK)
 			goto out;
 		/* (3) MAC, with the same work whether or not the user
 		 * exists. */

@@ -113,8 +113,10 @@ static void c_free(void *c) { (void)c; custom_frees++; }
 static void
 test_custom_backend(void **state)
 {
-	static const struct wse_replay_ops ops = { c_seen, c_insert, c_free };
-	static const struct wse_replay_ops bad = { NULL, c_insert, c_free };
+	static const struct wse_replay_ops ops = { .seen = c_seen,
+	    .insert = c_insert, .free = c_free };
+	static const struct wse_replay_ops bad = { .insert = c_insert,
+	    .free = c_free };
 	wse_replay *r = NULL;
 
 	(void)state;
@@ -127,6 +129,37 @@ test_custom_backend(void **state)
 	assert_wse_status(wse_replay_memory_new(0, &r), WSE_ERR_INVALID);
 }
 
+static int64_t c_floor(void *c) { (void)c; return 1000; }
+static wse_status c_ok(void *c, const char *id, int64_t now)
+{ (void)c; (void)id; (void)now; return WSE_OK; }
+
+/* A cache that may have forgotten what came before its floor refuses
+ * messages created before it as expired; the others are looked up. */
+static void
+test_floor(void **state)
+{
+	static const struct wse_replay_ops ops = { .seen = c_ok,
+	    .insert = c_insert, .free = c_free, .floor = c_floor };
+	static const char id[] = "urn:uuid:8d3c4a52-1b6e-4f0a-9c1d-2e5f7a9b0c3d";
+	wse_replay *r = NULL, *m = NULL;
+
+	(void)state;
+	assert_wse_ok(wse_replay_new(&ops, NULL, &r));
+	assert_wse_status(wse_replay_check(r, id, 999, 1100), WSE_ERR_EXPIRED);
+	assert_wse_status(wse_replay_check(r, id, 0, 1100), WSE_ERR_EXPIRED);
+	assert_wse_ok(wse_replay_check(r, id, 1000, 1100));
+	assert_wse_ok(wse_replay_check(r, id, 1050, 1100));
+	assert_wse_status(wse_replay_check(r, "", 1050, 1100),
+	    WSE_ERR_INVALID);
+	wse_replay_free(&r);
+	/* No floor: only the look-up decides. */
+	assert_wse_ok(wse_replay_memory_new(4, &m));
+	assert_wse_ok(wse_replay_check(m, id, 0, 1100));
+	assert_wse_ok(wse_replay_insert(m, id, 2000, 1100));
+	assert_wse_status(wse_replay_check(m, id, 1050, 1100), WSE_ERR_REPLAY);
+	wse_replay_free(&m);
+}
+
 int
 main(void)
 {
@@ -135,6 +168,7 @@ main(void)
 		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_concurrent_insert),
 		cmocka_unit_test(test_custom_backend),
+		cmocka_unit_test(test_floor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -1572,6 +1573,58 @@ test_replay_backend(void **state)
 	assert_wse_status(wse_store_replay(NULL, &r), WSE_ERR_INVALID);
 }
 
+/*
+ * Replay entries stored alone skip the fsync; once the machine has
+ * restarted (another boot id than the database last saw), messages
+ * created before the reopening are refused, in every later process too,
+ * because the last entries may have been lost (SQLite driver).
+ */
+static void
+test_replay_floor(void **state)
+{
+	struct fix *f = *state;
+	const char *path = sqlite_path(f->dir);
+	const char *id = "urn:uuid:6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e";
+	wse_replay *r = NULL;
+	int64_t t0;
+
+	if (path == NULL || access("/proc/sys/kernel/random/boot_id", R_OK) != 0)
+		skip();
+	/* Same boot: nothing forgotten, entries persist and are refused. */
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_ok(wse_replay_check(r, id, 0, 1000));
+	assert_wse_ok(wse_replay_insert(r, id, INT64_MAX / 2, 1000));
+	wse_replay_free(&r);
+	wse_store_close(&f->s);
+	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_status(wse_replay_check(r, id, 1000, 1001), WSE_ERR_REPLAY);
+	assert_wse_ok(wse_replay_check(r, "urn:uuid:x", 5, 1001));
+	wse_replay_free(&r);
+	wse_store_close(&f->s);
+	/* The machine "restarted": the database saw another boot. */
+	raw_exec(path, "UPDATE meta SET value = "
+	    "'00000000-0000-4000-8000-000000000000' WHERE name = 'boot_id'");
+	t0 = (int64_t)time(NULL);
+	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_status(wse_replay_check(r, "urn:uuid:x", t0 - 1, t0 + 5),
+	    WSE_ERR_EXPIRED);
+	assert_wse_ok(wse_replay_check(r, "urn:uuid:x", t0 + 2, t0 + 5));
+	assert_wse_status(wse_replay_check(r, id, t0 + 2, t0 + 5),
+	    WSE_ERR_REPLAY);
+	wse_replay_free(&r);
+	wse_store_close(&f->s);
+	/* A later opener in the same boot keeps the floor. */
+	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_status(wse_replay_check(r, "urn:uuid:x", t0 - 1, t0 + 5),
+	    WSE_ERR_EXPIRED);
+	assert_true(raw_int(path, "SELECT CAST(value AS INTEGER) FROM meta "
+	    "WHERE name = 'replay_floor'") >= t0);
+	wse_replay_free(&r);
+}
+
 /* De-dup records are kept long past any retry, then expire. */
 static void
 test_expire_dedup(void **state)
@@ -1987,6 +2040,7 @@ main(void)
 		T(test_queue_lease_defer_flush),
 		T(test_queue_callback_reenters),
 		T(test_replay_backend),
+		T(test_replay_floor),
 		T(test_expire_dedup),
 		T(test_threads_one_object),
 		T(test_threads_own_objects),
