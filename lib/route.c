@@ -12,6 +12,27 @@
  * mutex, and every resolution builds its own c-ares channel, so concurrent
  * wse_router_resolve calls never share c-ares state.
  *
+ * Cache: an SRV resolution costs a few hundred microseconds on every
+ * message (one SRV and two address queries per target), so the answer of
+ * a successful one is kept per domain: the records in answer order and
+ * each target's addresses, until the smallest TTL involved runs out (SRV
+ * and CNAME records of the SRV answer, every address kept; at most
+ * ROUTE_CACHE_TTL_MAX).  c-ares 1.18 does not report SRV TTLs, so we walk
+ * the answer section ourselves; whatever does not parse cleanly gives TTL
+ * 0, and TTL 0 (dnsmasq's default for its own records) is never cached.
+ * Nothing negative is kept: not NXDOMAIN, NODATA or "." (RFC 2308 would
+ * need the SOA; a permanent "no" is rare on a path that delivers mail),
+ * not a timeout or SERVFAIL of any query, not an answer with a target
+ * left without addresses.  The one negative fact that is kept is a
+ * family without addresses beside one with them (a host with A and no
+ * AAAA): it lives as long as the addresses it goes with.  Every hit is
+ * ordered afresh (RFC 2782 weights), so load spreading is the same as
+ * without the cache.  Expiry is by the monotonic clock; the cache holds at
+ * most ROUTE_CACHE_MAX domains (an expired entry goes first, else the one
+ * least recently used) under its own mutex, never held during a query;
+ * concurrent misses on one domain each ask DNS, the last answer stays.
+ * Static routes are configuration, not DNS: never cached.
+ *
  * Address order within a target: IPv4 first, then IPv6 (at least half of
  * the slots are kept for each family when both are present).
  */
@@ -38,10 +59,32 @@
 #define ROUTE_TIMEOUT_MAX 600000	/* ms */
 #define ROUTE_SRV_PREFIX "_wsemail._tcp."
 #define ROUTE_ADDRLEN 46		/* INET6_ADDRSTRLEN */
+#define ROUTE_CACHE_MAX 256		/* domains in the SRV cache */
+#define ROUTE_CACHE_TTL_MAX 300		/* s: longer TTLs are cut to this */
 
 struct static_route {
 	char domain[ROUTE_NAME_MAX + 1];
 	wse_route_target t;		/* naddrs 1 when host is numeric */
+};
+
+/*
+ * One SRV record with the addresses of its target.  Addresses belong to
+ * the host name alone, so a fresh ordering of the records can find each
+ * one's addresses by name.
+ */
+struct srv_target {
+	wse_srv_rec srv;
+	size_t naddrs;
+	char addrs[WSE_ROUTE_MAX_ADDRS][ROUTE_ADDRLEN];
+};
+
+struct cache_entry {
+	char domain[ROUTE_NAME_MAX + 1];	/* normalised */
+	uint32_t hash;			/* of domain */
+	double expires;			/* now_ms() value */
+	uint64_t used;			/* cache_tick of the last hit */
+	struct srv_target *targets;	/* n, in answer order */
+	size_t n;
 };
 
 struct wse_router {
@@ -50,6 +93,10 @@ struct wse_router {
 	pthread_mutex_t lock;		/* guards statics */
 	struct static_route *statics;
 	size_t nstatics, capstatics;
+	pthread_mutex_t cache_lock;	/* guards the four below */
+	struct cache_entry *cache;
+	size_t ncache, capcache;
+	uint64_t cache_tick;
 };
 
 /* ---- c-ares library initialisation (reference counted, thread safe) ---- */
@@ -263,6 +310,7 @@ wse_router_new(const char *dns_server, int timeout_ms, wse_router **r_r)
 		return st;
 	}
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->cache_lock, NULL);
 	*r_r = r;
 	return WSE_OK;
 }
@@ -271,10 +319,15 @@ void
 wse_router_free(wse_router **rp)
 {
 	wse_router *r;
+	size_t i;
 
 	if (rp == NULL || (r = *rp) == NULL)
 		return;
 	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->cache_lock);
+	for (i = 0; i < r->ncache; i++)
+		free(r->cache[i].targets);
+	free(r->cache);
 	free(r->statics);
 	free(r);
 	*rp = NULL;
@@ -446,6 +499,8 @@ struct srv_query {
 	struct lookup *lk;
 	int status;			/* ares status of query, then parse */
 	struct ares_srv_reply *reply;
+	uint32_t ttl;			/* of the answer section; 0: do not
+					 * cache */
 };
 
 struct addr_query {
@@ -454,11 +509,82 @@ struct addr_query {
 	int status;
 	size_t n;
 	char addrs[WSE_ROUTE_MAX_ADDRS][ROUTE_ADDRLEN];
+	uint32_t ttls[WSE_ROUTE_MAX_ADDRS];	/* s, of addrs[i] */
 };
 
 struct host_job {
 	struct addr_query q4, q6;
 };
+
+static unsigned
+get16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | (unsigned)p[1];
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/*
+ * The smallest TTL (seconds) of the answer section of a DNS message that
+ * c-ares has accepted already: ares_parse_srv_reply drops the TTLs, the
+ * cache needs them.  Any doubt gives 0 ("do not cache"): not exactly one
+ * question, no answer, a name that does not expand, a record running past
+ * the end.  A TTL with the top bit set counts as 0 (RFC 2181 section 8).
+ * Every answer record counts, CNAMEs on the way to the SRV set included.
+ */
+static uint32_t
+answer_min_ttl(const unsigned char *abuf, int alen)
+{
+	const unsigned char *p, *end;
+	unsigned i, qdcount, ancount;
+	uint32_t ttl, min = UINT32_MAX;
+	size_t rdlen;
+	long enclen;
+	char *name;
+
+	if (abuf == NULL || alen < HFIXEDSZ)
+		return 0;
+	end = abuf + alen;
+	qdcount = get16(abuf + 4);
+	ancount = get16(abuf + 6);
+	if (qdcount != 1 || ancount == 0)
+		return 0;
+	p = abuf + HFIXEDSZ;
+	for (i = 0; i < qdcount + ancount; i++) {
+		if (p >= end || ares_expand_name(p, abuf, alen, &name,
+		    &enclen) != ARES_SUCCESS)
+			return 0;
+		ares_free_string(name);
+		if (enclen <= 0 || enclen > end - p)
+			return 0;
+		p += enclen;
+		if (i < qdcount) {		/* type, class */
+			if (end - p < QFIXEDSZ)
+				return 0;
+			p += QFIXEDSZ;
+			continue;
+		}
+		/* type, class, TTL, RDLENGTH, then RDATA */
+		if (end - p < RRFIXEDSZ)
+			return 0;
+		ttl = get32(p + 4);
+		rdlen = get16(p + 8);
+		p += RRFIXEDSZ;
+		if (rdlen > (size_t)(end - p))
+			return 0;
+		p += rdlen;
+		if (ttl > INT32_MAX)
+			ttl = 0;
+		if (ttl < min)
+			min = ttl;
+	}
+	return min;
+}
 
 static void
 srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -468,8 +594,12 @@ srv_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	(void)timeouts;
 	q->lk->pending--;
 	q->status = status;
-	if (status == ARES_SUCCESS)
-		q->status = ares_parse_srv_reply(abuf, alen, &q->reply);
+	q->ttl = 0;
+	if (status != ARES_SUCCESS)
+		return;
+	q->status = ares_parse_srv_reply(abuf, alen, &q->reply);
+	if (q->status == ARES_SUCCESS)
+		q->ttl = answer_min_ttl(abuf, alen);
 }
 
 static void
@@ -495,10 +625,14 @@ addr_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 	for (i = 0; i < n && i < WSE_ROUTE_MAX_ADDRS; i++) {
 		const void *src = q->family == AF_INET ?
 		    (const void *)&a4[i].ipaddr : (const void *)&a6[i].ip6addr;
+		int ttl = q->family == AF_INET ? a4[i].ttl : a6[i].ttl;
 
 		if (inet_ntop(q->family, src, q->addrs[q->n],
-		    ROUTE_ADDRLEN) != NULL)
-			q->n++;
+		    ROUTE_ADDRLEN) == NULL)
+			continue;
+		/* c-ares has taken the CNAMEs' TTLs into account; it hands
+		 * the 32 bits over as an int (RFC 2181: top bit = 0) */
+		q->ttls[q->n++] = ttl > 0 ? (uint32_t)ttl : 0;
 	}
 	if (q->n == 0)
 		q->status = ARES_ENODATA;
@@ -644,68 +778,103 @@ ares_status_text(int status)
 
 /*
  * Resolve the A and AAAA records of every target that has no address yet
- * (numeric static routes already have theirs), then drop the targets left
- * without any.  WSE_ERR_TEMPFAIL when none remains.
+ * (numeric static routes already have theirs).  *ttl_r (when not NULL):
+ * the smallest TTL of the addresses kept, or 0 when the result must not
+ * be cached: a query that did not end in an answer or a definite "no such
+ * name / no such record", or a target left without any address (the
+ * answer to keep would then hold a negative one whose SOA we have not
+ * seen).  *last_r: the status that explains a target without addresses.
  */
 static wse_status
-resolve_targets(const wse_router *r, struct lookup *lk, const char *domain,
-    wse_route_target *t, size_t *n_r)
+resolve_targets(const wse_router *r, struct lookup *lk, wse_route_target *t,
+    size_t n, uint32_t *ttl_r, int *last_r)
 {
 	struct host_job *jobs = NULL;
-	size_t i, k, n = *n_r, n4, n6, keep4, keep6;
-	int need = 0, last_status = ARES_SUCCESS;
-	wse_status st;
+	const struct addr_query *qs[2];
+	size_t i, j, k, n4, n6, keep4, keep6;
+	uint32_t ttl = ROUTE_CACHE_TTL_MAX;
+	int need = 0;
+	wse_status st = WSE_OK;
 
+	*last_r = ARES_SUCCESS;
 	for (i = 0; i < n; i++)
 		if (t[i].naddrs == 0)
 			need = 1;
-	if (need) {
-		if ((jobs = calloc(n, sizeof(*jobs))) == NULL)
-			return wse_err(WSE_ERR_NOMEM, "cannot allocate "
-			    "address lookups");
-		if (lk->ch == NULL && (st = lookup_open(r, lk)) != WSE_OK)
-			goto out;
-		for (i = 0; i < n; i++) {
-			if (t[i].naddrs != 0)
-				continue;
-			jobs[i].q4.lk = jobs[i].q6.lk = lk;
-			jobs[i].q4.family = AF_INET;
-			jobs[i].q6.family = AF_INET6;
-			lk->pending += 2;
-			ares_query(lk->ch, t[i].host, C_IN, T_A, addr_cb,
-			    &jobs[i].q4);
-			ares_query(lk->ch, t[i].host, C_IN, T_AAAA, addr_cb,
-			    &jobs[i].q6);
+	if (!need)
+		goto out;
+	if ((jobs = calloc(n, sizeof(*jobs))) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate address lookups");
+		goto out;
+	}
+	if (lk->ch == NULL && (st = lookup_open(r, lk)) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (t[i].naddrs != 0)
+			continue;
+		jobs[i].q4.lk = jobs[i].q6.lk = lk;
+		jobs[i].q4.family = AF_INET;
+		jobs[i].q6.family = AF_INET6;
+		lk->pending += 2;
+		ares_query(lk->ch, t[i].host, C_IN, T_A, addr_cb, &jobs[i].q4);
+		ares_query(lk->ch, t[i].host, C_IN, T_AAAA, addr_cb,
+		    &jobs[i].q6);
+	}
+	if ((st = lookup_run(lk)) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (t[i].naddrs != 0)
+			continue;
+		qs[0] = &jobs[i].q4;
+		qs[1] = &jobs[i].q6;
+		for (j = 0; j < 2; j++)
+			if (ares_status_temporary(qs[j]->status))
+				ttl = 0;
+		n4 = qs[0]->n;
+		n6 = qs[1]->n;
+		keep6 = n6 < WSE_ROUTE_MAX_ADDRS / 2 ? n6 :
+		    WSE_ROUTE_MAX_ADDRS / 2;
+		keep4 = n4 < WSE_ROUTE_MAX_ADDRS - keep6 ? n4 :
+		    WSE_ROUTE_MAX_ADDRS - keep6;
+		if (keep4 + keep6 < WSE_ROUTE_MAX_ADDRS)
+			keep6 = n6 < WSE_ROUTE_MAX_ADDRS - keep4 ?
+			    n6 : WSE_ROUTE_MAX_ADDRS - keep4;
+		for (k = 0; k < keep4; k++) {
+			memcpy(t[i].addrs[t[i].naddrs++], qs[0]->addrs[k],
+			    ROUTE_ADDRLEN);
+			if (qs[0]->ttls[k] < ttl)
+				ttl = qs[0]->ttls[k];
 		}
-		if ((st = lookup_run(lk)) != WSE_OK)
-			goto out;
-		for (i = 0; i < n; i++) {
-			if (t[i].naddrs != 0)
-				continue;
-			n4 = jobs[i].q4.n;
-			n6 = jobs[i].q6.n;
-			keep6 = n6 < WSE_ROUTE_MAX_ADDRS / 2 ? n6 :
-			    WSE_ROUTE_MAX_ADDRS / 2;
-			keep4 = n4 < WSE_ROUTE_MAX_ADDRS - keep6 ? n4 :
-			    WSE_ROUTE_MAX_ADDRS - keep6;
-			if (keep4 + keep6 < WSE_ROUTE_MAX_ADDRS)
-				keep6 = n6 < WSE_ROUTE_MAX_ADDRS - keep4 ?
-				    n6 : WSE_ROUTE_MAX_ADDRS - keep4;
-			for (k = 0; k < keep4; k++)
-				memcpy(t[i].addrs[t[i].naddrs++],
-				    jobs[i].q4.addrs[k], ROUTE_ADDRLEN);
-			for (k = 0; k < keep6; k++)
-				memcpy(t[i].addrs[t[i].naddrs++],
-				    jobs[i].q6.addrs[k], ROUTE_ADDRLEN);
-			if (t[i].naddrs == 0) {
-				last_status = ares_status_temporary(
-				    jobs[i].q4.status) ? jobs[i].q4.status :
-				    jobs[i].q6.status;
-			}
+		for (k = 0; k < keep6; k++) {
+			memcpy(t[i].addrs[t[i].naddrs++], qs[1]->addrs[k],
+			    ROUTE_ADDRLEN);
+			if (qs[1]->ttls[k] < ttl)
+				ttl = qs[1]->ttls[k];
+		}
+		if (t[i].naddrs == 0) {
+			ttl = 0;
+			*last_r = ares_status_temporary(qs[0]->status) ?
+			    qs[0]->status : qs[1]->status;
 		}
 	}
-	/* compact, keeping the order */
-	for (i = 0, k = 0; i < n; i++) {
+out:
+	if (ttl_r != NULL)
+		*ttl_r = st == WSE_OK && need ? ttl : 0;
+	free(jobs);
+	return st;
+}
+
+/*
+ * Drop the targets without any address, keeping the order.
+ * WSE_ERR_TEMPFAIL when none remains (last: the status of the last
+ * failure, for the message).
+ */
+static wse_status
+compact_targets(const char *domain, wse_route_target *t, size_t *n_r,
+    int last)
+{
+	size_t i, k;
+
+	for (i = 0, k = 0; i < *n_r; i++) {
 		if (t[i].naddrs == 0)
 			continue;
 		if (i != k)
@@ -713,18 +882,19 @@ resolve_targets(const wse_router *r, struct lookup *lk, const char *domain,
 		k++;
 	}
 	*n_r = k;
-	st = k > 0 ? WSE_OK : wse_err(WSE_ERR_TEMPFAIL, "no address for any "
-	    "mail server of %s (last: %s)", domain,
-	    ares_status_text(last_status));
-out:
-	free(jobs);
-	return st;
+	if (k == 0)
+		return wse_err(WSE_ERR_TEMPFAIL, "no address for any mail "
+		    "server of %s (last: %s)", domain, ares_status_text(last));
+	return WSE_OK;
 }
 
-/* Look up the SRV records of domain into recs (at most max). */
+/*
+ * Look up the SRV records of domain into recs (at most max), in the order
+ * of the answer; *ttl_r: the answer's smallest TTL, 0 when unknown.
+ */
 static wse_status
 lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
-    wse_srv_rec *recs, size_t max, size_t *n_r)
+    wse_srv_rec *recs, size_t max, size_t *n_r, uint32_t *ttl_r)
 {
 	char qname[sizeof(ROUTE_SRV_PREFIX) + ROUTE_NAME_MAX];
 	struct srv_query q;
@@ -734,6 +904,7 @@ lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
 	int len;
 
 	*n_r = 0;
+	*ttl_r = 0;
 	memset(&q, 0, sizeof(q));
 	len = snprintf(qname, sizeof(qname), "%s%s", ROUTE_SRV_PREFIX, domain);
 	if (len < 0 || (size_t)len >= sizeof(qname) || len > ROUTE_NAME_MAX)
@@ -792,10 +963,183 @@ lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
 		goto out;
 	}
 	*n_r = n;
+	*ttl_r = q.ttl;
 	st = WSE_OK;
 out:
 	if (q.reply != NULL)
 		ares_free_data(q.reply);
+	return st;
+}
+
+/* ---- the SRV cache ---- */
+
+/* FNV-1a: a cheap first comparison of names. */
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* The entry for domain, or NULL; with r->cache_lock held. */
+static struct cache_entry *
+cache_find(wse_router *r, const char *domain, uint32_t hash)
+{
+	size_t i;
+
+	for (i = 0; i < r->ncache; i++)
+		if (r->cache[i].hash == hash &&
+		    strcmp(r->cache[i].domain, domain) == 0)
+			return &r->cache[i];
+	return NULL;
+}
+
+/*
+ * Copy domain's unexpired answer into out (room for ROUTE_MAX_TARGETS).
+ * Returns its number of records, 0 on a miss; an expired entry is
+ * dropped on the way.
+ */
+static size_t
+cache_get(wse_router *r, const char *domain, struct srv_target *out)
+{
+	struct cache_entry *e;
+	struct srv_target *stale = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&r->cache_lock);
+	if ((e = cache_find(r, domain, name_hash(domain))) != NULL) {
+		if (e->expires > now_ms()) {
+			n = e->n;
+			memcpy(out, e->targets, n * sizeof(*out));
+			e->used = ++r->cache_tick;
+		} else {
+			stale = e->targets;
+			*e = r->cache[--r->ncache];
+		}
+	}
+	pthread_mutex_unlock(&r->cache_lock);
+	free(stale);
+	return n;
+}
+
+/*
+ * Keep domain's answer (n records with their addresses) until expires.
+ * The cache only saves time: when memory is short nothing is kept and
+ * nothing fails.
+ */
+static void
+cache_put(wse_router *r, const char *domain, const struct srv_target *in,
+    size_t n, double expires)
+{
+	struct cache_entry *e, *grown;
+	struct srv_target *copy, *old = NULL;
+	uint32_t hash = name_hash(domain);
+	double now = now_ms();
+	size_t i, cap;
+
+	if (n == 0 || n > ROUTE_MAX_TARGETS ||
+	    (copy = malloc(n * sizeof(*copy))) == NULL)
+		return;
+	memcpy(copy, in, n * sizeof(*copy));
+
+	pthread_mutex_lock(&r->cache_lock);
+	if ((e = cache_find(r, domain, hash)) != NULL)
+		old = e->targets;	/* a concurrent miss got here first */
+	else if (r->ncache < r->capcache)
+		e = &r->cache[r->ncache++];
+	else if (r->capcache < ROUTE_CACHE_MAX) {
+		cap = r->capcache ? r->capcache * 2 : 16;
+		if (cap > ROUTE_CACHE_MAX)
+			cap = ROUTE_CACHE_MAX;
+		if ((grown = realloc(r->cache, cap * sizeof(*grown))) ==
+		    NULL) {
+			pthread_mutex_unlock(&r->cache_lock);
+			free(copy);
+			return;
+		}
+		r->cache = grown;
+		r->capcache = cap;
+		e = &r->cache[r->ncache++];
+	} else {
+		/* full: an expired entry (the scan stops at the first),
+		 * else the least recently used */
+		e = &r->cache[0];
+		for (i = 0; i < r->ncache && e->expires > now; i++)
+			if (r->cache[i].expires <= now ||
+			    r->cache[i].used < e->used)
+				e = &r->cache[i];
+		old = e->targets;
+	}
+	memcpy(e->domain, domain, strlen(domain) + 1);
+	e->hash = hash;
+	e->expires = expires;
+	e->used = ++r->cache_tick;
+	e->targets = copy;
+	e->n = n;
+	pthread_mutex_unlock(&r->cache_lock);
+	free(old);
+}
+
+/*
+ * Domain's SRV records with their targets' addresses, in answer order:
+ * from the cache, else from DNS (and then cached when every TTL allows).
+ * t: scratch room for ROUTE_MAX_TARGETS targets.  Targets without an
+ * address are still in out (they take part in the ordering).
+ */
+static wse_status
+srv_answer(wse_router *r, struct lookup *lk, const char *domain,
+    struct srv_target *out, size_t *n_r, wse_route_target *t)
+{
+	wse_srv_rec *recs = NULL;
+	uint32_t srv_ttl, addr_ttl;
+	size_t i, n = 0, have = 0;
+	double t0;
+	int last;
+	wse_status st;
+
+	if ((*n_r = cache_get(r, domain, out)) > 0)
+		return WSE_OK;
+
+	/* TTLs count from the question, not from the answer */
+	t0 = now_ms();
+	if ((recs = calloc(ROUTE_MAX_TARGETS, sizeof(*recs))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate SRV records");
+	if ((st = lookup_srv(r, lk, domain, recs, ROUTE_MAX_TARGETS, &n,
+	    &srv_ttl)) != WSE_OK)
+		goto out;
+	memset(t, 0, n * sizeof(*t));
+	for (i = 0; i < n; i++) {
+		memcpy(t[i].host, recs[i].host, strlen(recs[i].host) + 1);
+		t[i].port = recs[i].port;
+	}
+	if ((st = resolve_targets(r, lk, t, n, &addr_ttl, &last)) != WSE_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		out[i].srv = recs[i];
+		out[i].naddrs = t[i].naddrs;
+		memcpy(out[i].addrs, t[i].addrs, sizeof(out[i].addrs));
+		if (t[i].naddrs > 0)
+			have++;
+	}
+	if (have == 0) {
+		st = wse_err(WSE_ERR_TEMPFAIL, "no address for any mail "
+		    "server of %s (last: %s)", domain, ares_status_text(last));
+		goto out;
+	}
+	if (addr_ttl < srv_ttl)
+		srv_ttl = addr_ttl;
+	if (srv_ttl > ROUTE_CACHE_TTL_MAX)
+		srv_ttl = ROUTE_CACHE_TTL_MAX;
+	if (srv_ttl > 0)
+		cache_put(r, domain, out, n, t0 + srv_ttl * 1000.0);
+	*n_r = n;
+out:
+	free(recs);
 	return st;
 }
 
@@ -805,9 +1149,11 @@ wse_router_resolve(wse_router *r, const char *domain,
 {
 	char dom[ROUTE_NAME_MAX + 1];
 	wse_route_target *t = NULL;
+	struct srv_target *ans = NULL;
 	wse_srv_rec *recs = NULL;
 	struct lookup lk;
-	size_t i, n = 0;
+	size_t i, j, n = 0;
+	int last = ARES_SUCCESS;
 	wse_status st;
 
 	memset(&lk, 0, sizeof(lk));
@@ -827,29 +1173,47 @@ wse_router_resolve(wse_router *r, const char *domain,
 			t[n++] = r->statics[i].t;
 	pthread_mutex_unlock(&r->lock);
 
-	if (n == 0) {
-		if ((recs = calloc(ROUTE_MAX_TARGETS, sizeof(*recs))) == NULL) {
+	if (n > 0) {
+		if ((st = resolve_targets(r, &lk, t, n, NULL, &last)) !=
+		    WSE_OK)
+			goto out;
+	} else {
+		if ((ans = malloc(ROUTE_MAX_TARGETS * sizeof(*ans))) == NULL ||
+		    (recs = malloc(ROUTE_MAX_TARGETS * sizeof(*recs))) ==
+		    NULL) {
 			st = wse_err(WSE_ERR_NOMEM, "cannot allocate SRV "
 			    "records");
 			goto out;
 		}
-		if ((st = lookup_srv(r, &lk, dom, recs, ROUTE_MAX_TARGETS,
-		    &n)) != WSE_OK)
+		if ((st = srv_answer(r, &lk, dom, ans, &n, t)) != WSE_OK)
 			goto out;
+		/* a fresh RFC 2782 order every time, cached or not; then
+		 * each record finds its target's addresses by name (recs
+		 * is a permutation of ans, so the search ends on a match;
+		 * the bound only keeps j in range) */
+		for (i = 0; i < n; i++)
+			recs[i] = ans[i].srv;
 		wse_srv_order(recs, n, default_rnd, NULL);
 		for (i = 0; i < n; i++) {
+			for (j = 0; j + 1 < n &&
+			    strcmp(ans[j].srv.host, recs[i].host) != 0; j++)
+				;
+			memset(&t[i], 0, sizeof(t[i]));
 			memcpy(t[i].host, recs[i].host,
 			    strlen(recs[i].host) + 1);
 			t[i].port = recs[i].port;
+			t[i].naddrs = ans[j].naddrs;
+			memcpy(t[i].addrs, ans[j].addrs, sizeof(t[i].addrs));
 		}
 	}
-	if ((st = resolve_targets(r, &lk, dom, t, &n)) != WSE_OK)
+	if ((st = compact_targets(dom, t, &n, last)) != WSE_OK)
 		goto out;
 	*targets_r = t;
 	*n_r = n;
 	t = NULL;
 out:
 	lookup_close(&lk);
+	free(ans);
 	free(recs);
 	free(t);
 	return st;

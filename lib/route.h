@@ -11,6 +11,16 @@
  *
  * Resolution uses c-ares against a configurable DNS server (tests run
  * dnsmasq on 127.0.0.1), never a mock.
+ *
+ * Cache: a router keeps the answer of each successful SRV resolution (the
+ * records and every target's addresses) per domain until the smallest TTL
+ * of the records involved runs out (SRV, CNAME, A, AAAA; at most 300 s),
+ * by the monotonic clock.  TTL 0 is never cached, nor is any failure
+ * (NXDOMAIN, no SRV record, ".", timeout, SERVFAIL) or an answer with a
+ * target left without addresses.  Each hit is put in a fresh RFC 2782
+ * order, as a lookup would be.  At most 256 domains (expired first, else
+ * the least recently used make room); thread safe, never locked during a
+ * query; freed with the router.  Static routes are not cached.
  */
 #ifndef WSE_ROUTE_H
 #define WSE_ROUTE_H
@@ -52,7 +62,8 @@ wse_status wse_router_add_static(wse_router *r, const char *domain,
 
 /*
  * The ordered targets for domain (static routes first and only, else
- * SRV), each with its addresses.  Caller frees *targets_r with free().
+ * SRV, from the cache while its TTL lasts), each with its addresses.
+ * Caller frees *targets_r with free().
  * WSE_ERR_NOT_FOUND: permanent (NXDOMAIN, no SRV record, or "." = no
  * service); WSE_ERR_TEMPFAIL: try later (timeout, SERVFAIL, no address
  * for any target).

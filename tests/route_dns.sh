@@ -2,7 +2,8 @@
 # route_dns.sh - routing against a real DNS server: starts dnsmasq on
 # 127.0.0.1 at a free high port, authoritative for the *.test zones below
 # and for nothing else, then runs tests/test_route with WSE_TEST_DNS set so
-# that its DNS cases run (none may be skipped).
+# that its DNS cases run (none may be skipped), and with WSE_TEST_DNSMASQ
+# set so that its cache cases run their own dnsmasq instances.
 # Environment: WSE_BUILD_ROOT (the meson build directory).
 #
 # Zones served (dnsmasq --local=/test/: NXDOMAIN for unknown *.test names,
@@ -42,8 +43,9 @@ t_dns --log-queries --no-poll \
 	--srv-host=_wsemail._tcp.noaddr.test,ghost.a.test,7004,10,10
 
 out="$W/test_route.out"
-WSE_TEST_DNS="127.0.0.1:$DNS" CMOCKA_MESSAGE_OUTPUT=stdout \
-    timeout -k 5 180 "$prog" >"$out" 2>&1
+# the cache cases start dnsmasq instances of their own (with TTLs)
+WSE_TEST_DNS="127.0.0.1:$DNS" WSE_TEST_DNSMASQ=/usr/sbin/dnsmasq \
+    CMOCKA_MESSAGE_OUTPUT=stdout timeout -k 5 180 "$prog" >"$out" 2>&1
 rc=$?
 cat "$out"
 [ "$rc" -eq 0 ] || nok "test_route exited with $rc"

@@ -2,17 +2,25 @@
  * test_route.c - routing: RFC 2782 ordering, static routes, and (when
  * WSE_TEST_DNS names a DNS server, as tests/route_dns.sh does with a real
  * dnsmasq on loopback) SRV resolution.  The timeout cases bind their own
- * loopback UDP ports and need no DNS server.
+ * loopback UDP ports and need no DNS server.  The cache cases (when
+ * WSE_TEST_DNSMASQ names dnsmasq) start their own dnsmasq instances with
+ * the TTLs they need, stop and restart them with other records, and count
+ * the queries each one logged.
  */
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -763,6 +771,541 @@ test_dns_threads(void **state)
 	wse_router_free(&r);
 }
 
+/* ---- the SRV cache, against dnsmasq instances of our own ---- */
+
+#define DNSMASQ_MAX_ARGS 640
+
+struct dnsmasq {
+	const char *prog;
+	char *dir;			/* testutil_tmpdir, for the logs */
+	char log[512];			/* this instance's log */
+	unsigned port;
+	char addr[64];			/* "127.0.0.1:PORT" */
+	pid_t pid;
+	int starts;
+};
+
+static void
+sleep_ms(double ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)((ms - (double)ts.tv_sec * 1000) * 1e6);
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+/* A loopback UDP port free a moment ago. */
+static unsigned
+free_udp_port(void)
+{
+	char addr[64];
+	int fd;
+	unsigned port;
+
+	fd = silent_server(addr, sizeof(addr));
+	close(fd);
+	assert_int_equal(sscanf(addr, "127.0.0.1:%u", &port), 1);
+	return port;
+}
+
+/*
+ * Start dnsmasq on d->port with the options opts (NULL-terminated)
+ * besides "ready.test", which tells when it answers.  Returns 0 when it
+ * exited instead (its port was taken).  Each start logs to a file of its
+ * own.  The instance dies with the test program (PR_SET_PDEATHSIG).
+ */
+static int
+dnsmasq_spawn(struct dnsmasq *d, const char *const *opts)
+{
+	const char *argv[DNSMASQ_MAX_ARGS];
+	char portopt[32];
+	wse_router *probe;
+	wse_route_target *t;
+	size_t n, i, k = 0;
+	int fd, tries;
+
+	snprintf(d->log, sizeof(d->log), "%s/dnsmasq.%d.log", d->dir,
+	    ++d->starts);
+	snprintf(portopt, sizeof(portopt), "--port=%u", d->port);
+	argv[k++] = d->prog;
+	argv[k++] = "--no-daemon";
+	argv[k++] = "--conf-file=/dev/null";
+	argv[k++] = "--no-resolv";
+	argv[k++] = "--no-hosts";
+	argv[k++] = "--listen-address=127.0.0.1";
+	argv[k++] = "--bind-interfaces";
+	argv[k++] = portopt;
+	argv[k++] = "--local=/test/";
+	argv[k++] = "--log-queries";
+	argv[k++] = "--srv-host=_wsemail._tcp.ready.test,ready.test,1";
+	argv[k++] = "--host-record=ready.test,127.0.0.1";
+	for (i = 0; opts[i] != NULL; i++) {
+		assert_true(k + 1 < DNSMASQ_MAX_ARGS);
+		argv[k++] = opts[i];
+	}
+	argv[k] = NULL;
+
+	d->pid = fork();
+	assert_true(d->pid >= 0);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execv(d->prog, (char *const *)argv);
+		_exit(127);
+	}
+	/* a router of its own each time: nothing cached in between */
+	for (tries = 0; tries < 100; tries++) {
+		assert_wse_ok(wse_router_new(d->addr, 200, &probe));
+		t = NULL;
+		if (wse_router_resolve(probe, "ready.test", &t, &n) ==
+		    WSE_OK) {
+			free(t);
+			wse_router_free(&probe);
+			return 1;
+		}
+		wse_router_free(&probe);
+		if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return 0;
+		}
+		sleep_ms(50);
+	}
+	fail_msg("dnsmasq on %s does not answer (log %s)", d->addr, d->log);
+	return 0;
+}
+
+/*
+ * Start (or restart, on the same port) dnsmasq with opts.  The first
+ * start takes another free port when the one picked was taken meanwhile
+ * (dnsmasq binds TCP too).
+ */
+static void
+dnsmasq_start(struct dnsmasq *d, const char *const *opts)
+{
+	int attempt;
+
+	if (d->dir != NULL) {
+		if (!dnsmasq_spawn(d, opts))
+			fail_msg("dnsmasq did not restart on %s (log %s)",
+			    d->addr, d->log);
+		return;
+	}
+	assert_non_null(d->dir = testutil_tmpdir());
+	for (attempt = 0; attempt < 5; attempt++) {
+		d->port = free_udp_port();
+		snprintf(d->addr, sizeof(d->addr), "127.0.0.1:%u", d->port);
+		if (dnsmasq_spawn(d, opts))
+			return;
+	}
+	fail_msg("dnsmasq did not start (log %s)", d->log);
+}
+
+static void
+dnsmasq_stop(struct dnsmasq *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGTERM);
+		waitpid(d->pid, NULL, 0);
+	}
+	d->pid = 0;
+}
+
+/* The instances of the cache cases; the teardown stops them, whether the
+ * case passed or not. */
+static struct dnsmasq dm[2];
+
+static int
+dnsmasq_teardown(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(dm) / sizeof(dm[0]); i++) {
+		dnsmasq_stop(&dm[i]);
+		if (dm[i].dir != NULL)
+			testutil_rmtree(dm[i].dir);
+		free(dm[i].dir);
+		memset(&dm[i], 0, sizeof(dm[i]));
+	}
+	return 0;
+}
+
+/* The instance we need, or skip (tests/route_dns.sh sets it). */
+static struct dnsmasq *
+dnsmasq_init(int i)
+{
+	struct dnsmasq *d = &dm[i];
+
+	memset(d, 0, sizeof(*d));
+	d->prog = getenv("WSE_TEST_DNSMASQ");
+	if (d->prog == NULL || *d->prog == '\0')
+		skip();
+	return d;
+}
+
+/* How many TYPE queries for NAME the current instance has logged. */
+static size_t
+queries(const struct dnsmasq *d, const char *type, const char *name)
+{
+	char line[1024], want[600];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(want, sizeof(want), "query[%s] %s from ", type, name);
+	assert_non_null(f = fopen(d->log, "r"));
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, want) != NULL)
+			n++;
+	fclose(f);
+	return n;
+}
+
+static void
+assert_one_target(wse_router *r, const char *domain, const char *host,
+    unsigned port, const char *addr)
+{
+	wse_route_target *t = NULL;
+	size_t n = 0;
+
+	assert_wse_ok(wse_router_resolve(r, domain, &t, &n));
+	assert_int_equal(n, 1);
+	assert_string_equal(t[0].host, host);
+	assert_int_equal(t[0].port, port);
+	assert_int_equal(t[0].naddrs, 1);
+	assert_string_equal(t[0].addrs[0], addr);
+	free(t);
+}
+
+static void
+assert_resolve_fails(wse_router *r, const char *domain, wse_status want)
+{
+	wse_route_target *t = NULL;
+	size_t n = 0;
+
+	assert_wse_status(wse_router_resolve(r, domain, &t, &n), want);
+	assert_null(t);
+}
+
+/*
+ * Records with a TTL are answered from the cache until it runs out, even
+ * with the DNS server gone or changed; then asked again.  Negative and
+ * partial answers are never kept.
+ */
+static void
+test_cache_ttl(void **state)
+{
+	static const char *const first[] = { "--local-ttl=3",
+	    "--srv-host=_wsemail._tcp.c.test,mail.c.test,7001,10,10",
+	    "--host-record=mail.c.test,127.0.0.1",	/* A, no AAAA */
+	    "--srv-host=_wsemail._tcp.g.test,mail.c.test,7002,10,10",
+	    "--srv-host=_wsemail._tcp.g.test,ghost.c.test,7003,20,10",
+	    "--srv-host=_wsemail._tcp.none.test", NULL };
+	static const char *const second[] = { "--local-ttl=3",
+	    "--srv-host=_wsemail._tcp.c.test,mail.c.test,7009,10,10",
+	    "--host-record=mail.c.test,127.0.0.9",
+	    "--srv-host=_wsemail._tcp.late.test,mail.c.test,7010,10,10",
+	    "--srv-host=_wsemail._tcp.none.test,mail.c.test,7011,10,10",
+	    NULL };
+	struct dnsmasq *d;
+	wse_router *r;
+	wse_route_target *t = NULL;
+	size_t n = 0, i;
+	double t0, el;
+
+	(void)state;
+	d = dnsmasq_init(0);
+	dnsmasq_start(d, first);
+	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
+
+	t0 = testutil_now_ms();
+	for (i = 0; i < 20; i++)
+		assert_one_target(r, i % 2 ? "C.Test." : "c.test",
+		    "mail.c.test", 7001, "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.c.test"), 1);
+	assert_int_equal(queries(d, "A", "mail.c.test"), 1);
+	assert_int_equal(queries(d, "AAAA", "mail.c.test"), 1);
+
+	/* a target without an address: usable, not cached */
+	assert_one_target(r, "g.test", "mail.c.test", 7002, "127.0.0.1");
+	assert_one_target(r, "g.test", "mail.c.test", 7002, "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.g.test"), 2);
+	assert_resolve_fails(r, "none.test", WSE_ERR_NOT_FOUND);
+	assert_resolve_fails(r, "late.test", WSE_ERR_NOT_FOUND);
+
+	/* no server at all: c.test is still known, nothing else */
+	dnsmasq_stop(d);
+	assert_one_target(r, "c.test", "mail.c.test", 7001, "127.0.0.1");
+	assert_resolve_fails(r, "g.test", WSE_ERR_TEMPFAIL);
+	assert_resolve_fails(r, "late.test", WSE_ERR_TEMPFAIL);
+
+	/* other records: the cached c.test stands until its TTL is out;
+	 * NXDOMAIN and "." were not kept */
+	dnsmasq_start(d, second);
+	assert_one_target(r, "c.test", "mail.c.test", 7001, "127.0.0.1");
+	el = testutil_now_ms() - t0;
+	if (el >= 2800)
+		fail_msg("too slow to test a 3 s TTL: %.0f ms", el);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.c.test"), 0);
+	assert_one_target(r, "late.test", "mail.c.test", 7010, "127.0.0.9");
+	assert_one_target(r, "none.test", "mail.c.test", 7011, "127.0.0.9");
+
+	/* the TTL has run out: asked again */
+	sleep_ms(t0 + 3000 + 100 - testutil_now_ms());
+	assert_wse_ok(wse_router_resolve(r, "c.test", &t, &n));
+	assert_int_equal(n, 1);
+	assert_int_equal(t[0].port, 7009);
+	assert_string_equal(t[0].addrs[0], "127.0.0.9");
+	free(t);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.c.test"), 1);
+	print_message("cached within the 3 s TTL (%.0f ms after the first "
+	    "query), asked again after it\n", el);
+
+	wse_router_free(&r);
+}
+
+/* TTL 0, dnsmasq's default for its own records: never cached. */
+static void
+test_cache_ttl_zero(void **state)
+{
+	static const char *const recs[] = {
+	    "--srv-host=_wsemail._tcp.c.test,mail.c.test,7001,10,10",
+	    "--host-record=mail.c.test,127.0.0.1", NULL };
+	struct dnsmasq *d;
+	wse_router *r;
+	size_t i;
+
+	(void)state;
+	d = dnsmasq_init(0);
+	dnsmasq_start(d, recs);
+	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
+	for (i = 0; i < 5; i++)
+		assert_one_target(r, "c.test", "mail.c.test", 7001,
+		    "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.c.test"), 5);
+	assert_int_equal(queries(d, "A", "mail.c.test"), 5);
+	dnsmasq_stop(d);
+	assert_resolve_fails(r, "c.test", WSE_ERR_TEMPFAIL);
+	wse_router_free(&r);
+}
+
+/*
+ * The entry lives as long as the shortest TTL: of the SRV record, of an
+ * address, of a CNAME on the way to an address.  Two servers, since
+ * dnsmasq gives every SRV record the one --local-ttl.
+ */
+static void
+test_cache_min_ttl(void **state)
+{
+	static const char *const long_srv[] = { "--local-ttl=60",
+	    /* A record: 2 s */
+	    "--srv-host=_wsemail._tcp.a.test,mail.a.test,7001,10,10",
+	    "--host-record=mail.a.test,127.0.0.1,2",
+	    /* CNAME: 2 s, its A record 60 s */
+	    "--srv-host=_wsemail._tcp.cn.test,alias.cn.test,7002,10,10",
+	    "--host-record=real.cn.test,127.0.0.2,60",
+	    "--cname=alias.cn.test,real.cn.test,2",
+	    /* the SRV record's 60 s win over AAAA's 90 s; the cap of
+	     * 300 s is not reached */
+	    "--srv-host=_wsemail._tcp.long.test,mail.long.test,7003,10,10",
+	    "--host-record=mail.long.test,::1,90", NULL };
+	static const char *const short_srv[] = { "--local-ttl=2",
+	    "--srv-host=_wsemail._tcp.s.test,mail.s.test,7004,10,10",
+	    "--host-record=mail.s.test,127.0.0.4,60", NULL };
+	struct dnsmasq *d1, *d2;
+	wse_router *r1, *r2;
+	double t0;
+
+	(void)state;
+	d1 = dnsmasq_init(0);
+	d2 = dnsmasq_init(1);
+	dnsmasq_start(d1, long_srv);
+	dnsmasq_start(d2, short_srv);
+	assert_wse_ok(wse_router_new(d1->addr, DNS_TIMEOUT, &r1));
+	assert_wse_ok(wse_router_new(d2->addr, DNS_TIMEOUT, &r2));
+
+	t0 = testutil_now_ms();
+	assert_one_target(r1, "a.test", "mail.a.test", 7001, "127.0.0.1");
+	assert_one_target(r1, "cn.test", "alias.cn.test", 7002, "127.0.0.2");
+	assert_one_target(r1, "long.test", "mail.long.test", 7003, "::1");
+	assert_one_target(r2, "s.test", "mail.s.test", 7004, "127.0.0.4");
+	dnsmasq_stop(d1);
+	dnsmasq_stop(d2);
+	/* all four cached */
+	assert_one_target(r1, "a.test", "mail.a.test", 7001, "127.0.0.1");
+	assert_one_target(r1, "cn.test", "alias.cn.test", 7002, "127.0.0.2");
+	assert_one_target(r1, "long.test", "mail.long.test", 7003, "::1");
+	assert_one_target(r2, "s.test", "mail.s.test", 7004, "127.0.0.4");
+	if (testutil_now_ms() - t0 >= 1800)
+		fail_msg("too slow to test a 2 s TTL");
+	/* after 2 s only the one whose every TTL is long */
+	sleep_ms(t0 + 2000 + 100 - testutil_now_ms());
+	assert_resolve_fails(r1, "a.test", WSE_ERR_TEMPFAIL);
+	assert_resolve_fails(r1, "cn.test", WSE_ERR_TEMPFAIL);
+	assert_resolve_fails(r2, "s.test", WSE_ERR_TEMPFAIL);
+	assert_one_target(r1, "long.test", "mail.long.test", 7003, "::1");
+	wse_router_free(&r1);
+	wse_router_free(&r2);
+}
+
+/*
+ * Hits are ordered afresh by weight, each record keeps its own port and
+ * its target's addresses.
+ */
+static void
+test_cache_weights(void **state)
+{
+	static const char *const recs[] = { "--local-ttl=60",
+	    "--srv-host=_wsemail._tcp.w.test,mail1.w.test,7001,10,60",
+	    "--srv-host=_wsemail._tcp.w.test,mail2.w.test,7002,10,30",
+	    "--srv-host=_wsemail._tcp.w.test,mail1.w.test,7011,20,0",
+	    "--host-record=mail1.w.test,127.0.0.1,::1",
+	    "--host-record=mail2.w.test,127.0.0.2", NULL };
+	struct dnsmasq *d;
+	wse_router *r;
+	wse_route_target *t = NULL;
+	const wse_route_target *m1, *m2;
+	size_t n = 0, i, first1 = 0, first2 = 0;
+
+	(void)state;
+	d = dnsmasq_init(0);
+	dnsmasq_start(d, recs);
+	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
+	for (i = 0; i < 300; i++) {
+		assert_wse_ok(wse_router_resolve(r, "w.test", &t, &n));
+		assert_int_equal(n, 3);
+		m1 = strcmp(t[0].host, "mail1.w.test") == 0 ? &t[0] : &t[1];
+		m2 = m1 == &t[0] ? &t[1] : &t[0];
+		if (m1 == &t[0])
+			first1++;
+		else
+			first2++;
+		assert_string_equal(m1->host, "mail1.w.test");
+		assert_int_equal(m1->port, 7001);
+		assert_int_equal(m1->naddrs, 2);
+		assert_string_equal(m1->addrs[0], "127.0.0.1");
+		assert_string_equal(m1->addrs[1], "::1");
+		assert_string_equal(m2->host, "mail2.w.test");
+		assert_int_equal(m2->port, 7002);
+		assert_int_equal(m2->naddrs, 1);
+		assert_string_equal(m2->addrs[0], "127.0.0.2");
+		assert_string_equal(t[2].host, "mail1.w.test");
+		assert_int_equal(t[2].port, 7011);
+		assert_int_equal(t[2].naddrs, 2);
+		free(t);
+		t = NULL;
+	}
+	print_message("from the cache, first: mail1 (weight 60) %zu, mail2 "
+	    "(weight 30) %zu\n", first1, first2);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.w.test"), 1);
+	assert_true(first2 > 0);
+	assert_true(first1 > first2);
+	wse_router_free(&r);
+}
+
+#define MANY_DOMAINS 300		/* more than the cache holds (256) */
+
+struct many_arg {
+	wse_router *r;
+	unsigned seed;
+	int ok;
+};
+
+static void *
+many_thread(void *p)
+{
+	struct many_arg *a = p;
+	wse_route_target *t;
+	char dom[32];
+	size_t n, i;
+
+	a->ok = 0;
+	for (i = 0; i < 400; i++) {
+		a->seed = a->seed * 1103515245u + 12345u;
+		snprintf(dom, sizeof(dom), "d%u.test",
+		    (a->seed >> 8) % MANY_DOMAINS);
+		t = NULL;
+		if (wse_router_resolve(a->r, dom, &t, &n) != WSE_OK ||
+		    n != 1 || t[0].port != 7000 || t[0].naddrs != 1) {
+			free(t);
+			return NULL;
+		}
+		free(t);
+	}
+	a->ok = 1;
+	return NULL;
+}
+
+/*
+ * The cache is bounded: past 256 domains the least recently used goes.
+ * Then four threads share one router over more domains than it keeps
+ * (hits, misses, evictions at once).
+ */
+static void
+test_cache_bound(void **state)
+{
+	static char opts[MANY_DOMAINS + 2][64];
+	const char *argv[MANY_DOMAINS + 3];
+	struct many_arg a[4];
+	pthread_t th[4];
+	struct dnsmasq *d;
+	wse_router *r;
+	char dom[32], qname[64];
+	size_t i;
+
+	(void)state;
+	d = dnsmasq_init(0);
+	for (i = 0; i < MANY_DOMAINS; i++) {
+		snprintf(opts[i], sizeof(opts[i]), "--srv-host=_wsemail._tcp."
+		    "d%zu.test,mail.c.test,7000,10,10", i);
+		argv[i] = opts[i];
+	}
+	argv[i++] = "--local-ttl=60";
+	argv[i++] = "--host-record=mail.c.test,127.0.0.1";
+	argv[i] = NULL;
+	dnsmasq_start(d, argv);
+	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
+	for (i = 0; i < MANY_DOMAINS; i++) {
+		snprintf(dom, sizeof(dom), "d%zu.test", i);
+		assert_one_target(r, dom, "mail.c.test", 7000, "127.0.0.1");
+	}
+	/* d44..d299 are the 256 kept: the last one and one in the middle
+	 * answer from the cache; the first one was dropped */
+	assert_one_target(r, "d299.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_one_target(r, "d100.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_one_target(r, "d44.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d299.test"), 1);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d100.test"), 1);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d44.test"), 1);
+	assert_one_target(r, "d0.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d0.test"), 2);
+	/* d0 took the place of the least recently used, d45 (d44 was
+	 * just used) */
+	assert_one_target(r, "d44.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_one_target(r, "d45.test", "mail.c.test", 7000, "127.0.0.1");
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d44.test"), 1);
+	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.d45.test"), 2);
+	snprintf(qname, sizeof(qname), "_wsemail._tcp.d%u.test", 1u);
+	assert_int_equal(queries(d, "SRV", qname), 1);
+
+	for (i = 0; i < 4; i++) {
+		a[i].r = r;
+		a[i].seed = (unsigned)i * 7919u + 1;
+		assert_int_equal(pthread_create(&th[i], NULL, many_thread,
+		    &a[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_true(a[i].ok);
+	}
+	wse_router_free(&r);
+}
+
 int
 main(void)
 {
@@ -783,6 +1326,16 @@ main(void)
 		cmocka_unit_test(test_dns_tempfail),
 		cmocka_unit_test(test_dns_static),
 		cmocka_unit_test(test_dns_threads),
+		cmocka_unit_test_teardown(test_cache_ttl,
+		    dnsmasq_teardown),
+		cmocka_unit_test_teardown(test_cache_ttl_zero,
+		    dnsmasq_teardown),
+		cmocka_unit_test_teardown(test_cache_min_ttl,
+		    dnsmasq_teardown),
+		cmocka_unit_test_teardown(test_cache_weights,
+		    dnsmasq_teardown),
+		cmocka_unit_test_teardown(test_cache_bound,
+		    dnsmasq_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
