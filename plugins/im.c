@@ -56,6 +56,7 @@
 #define POLICY_MAX	1000	/* entries of one user's policy */
 #define ITEMS_MAX	100	/* items in one WaitInstantResponse */
 #define USER_HASH	1024
+#define STMT_MAX	32	/* statements kept prepared (14 used) */
 
 enum accept { ACCEPT_ANYONE, ACCEPT_LISTED, ACCEPT_NOBODY };
 static const char *const accept_name[] = { "anyone", "listed", "nobody" };
@@ -89,6 +90,21 @@ struct imuser {
 	struct imuser *next;		/* hash chain */
 };
 
+/*
+ * A statement prepared once and kept for the connection: an instant
+ * message runs some 13 statements, and preparing each anew was a good
+ * part of its latency.
+ * sql is the statement's own copy of its text (sqlite3_sql), so callers
+ * may pass any string; busy while a caller has it, so that a nested use
+ * of the same text gets a statement of its own rather than resetting the
+ * caller's.
+ */
+struct stmt {
+	const char *sql;
+	sqlite3_stmt *q;
+	int busy;
+};
+
 struct im {
 	const struct wse_plugin_host *h;
 	pthread_mutex_t lock;
@@ -97,6 +113,8 @@ struct im {
 	pthread_t timer;
 	int timer_ok, stop;
 	sqlite3 *db;
+	struct stmt stmt[STMT_MAX];	/* under lock, like db */
+	size_t nstmt;
 	char *dir;
 	int64_t retention, grace, max_wait;
 	size_t max_sessions, max_held, nheld;
@@ -158,22 +176,99 @@ db_fail(struct im *im, const char *what)
 	    "im: database: %s: %s", what, sqlite3_errmsg(im->db));
 }
 
-static wse_status
-db_exec(struct im *im, const char *sql)
-{
-	if (sqlite3_exec(im->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(im, sql);
-	return WSE_OK;
-}
-
+/*
+ * The statement for sql (one statement), ready to bind: the kept one, or
+ * a new one kept from now on.  When the cache is full, or the kept one is
+ * in use, a statement for this call only.  Whatever the outcome the
+ * caller gives it back with db_release.
+ */
 static wse_status
 db_prep(struct im *im, const char *sql, sqlite3_stmt **q_r)
 {
-	if (sqlite3_prepare_v2(im->db, sql, -1, q_r, NULL) != SQLITE_OK) {
+	struct stmt *c;
+	size_t i;
+	int keep;
+
+	*q_r = NULL;
+	for (i = 0; i < im->nstmt; i++)
+		if (strcmp(im->stmt[i].sql, sql) == 0)
+			break;
+	if (i < im->nstmt && !im->stmt[i].busy) {
+		im->stmt[i].busy = 1;
+		*q_r = im->stmt[i].q;
+		return WSE_OK;
+	}
+	keep = i == im->nstmt && im->nstmt < STMT_MAX;
+	if (sqlite3_prepare_v3(im->db, sql, -1, keep ?
+	    SQLITE_PREPARE_PERSISTENT : 0, q_r, NULL) != SQLITE_OK) {
 		*q_r = NULL;
 		return db_fail(im, "prepare");
 	}
+	if (keep) {
+		c = &im->stmt[im->nstmt++];
+		c->sql = sqlite3_sql(*q_r);
+		c->q = *q_r;
+		c->busy = 1;
+	}
 	return WSE_OK;
+}
+
+/*
+ * Give back *q_r (NULL or from db_prep) and clear it, on every path: a
+ * kept statement is reset - a SELECT left stepping would hold its read
+ * transaction open, and no WAL checkpoint could pass it - and its
+ * bindings cleared, as they may point into the caller's memory
+ * (SQLITE_STATIC); any other is finalized.
+ */
+static void
+db_release(struct im *im, sqlite3_stmt **q_r)
+{
+	sqlite3_stmt *q = *q_r;
+	size_t i;
+
+	if (q == NULL)
+		return;
+	*q_r = NULL;
+	for (i = 0; i < im->nstmt; i++)
+		if (im->stmt[i].q == q) {
+			(void)sqlite3_reset(q);
+			(void)sqlite3_clear_bindings(q);
+			im->stmt[i].busy = 0;
+			return;
+		}
+	sqlite3_finalize(q);
+}
+
+/* One statement without parameters or rows: BEGIN, COMMIT. */
+static wse_status
+db_exec(struct im *im, const char *sql)
+{
+	sqlite3_stmt *q;
+	wse_status st;
+
+	if ((st = db_prep(im, sql, &q)) != WSE_OK)
+		return st;
+	if (sqlite3_step(q) != SQLITE_DONE)
+		st = db_fail(im, sql);
+	db_release(im, &q);
+	return st;
+}
+
+/*
+ * Undo the open transaction, if one is (a failed COMMIT may have ended
+ * it already).  The caller reports its own error, so a failure here adds
+ * none; every statement of the transaction must have been released.
+ */
+static void
+db_rollback(struct im *im)
+{
+	sqlite3_stmt *q;
+
+	if (sqlite3_get_autocommit(im->db) || db_prep(im, "ROLLBACK", &q) !=
+	    WSE_OK)
+		return;
+	(void)sqlite3_step(q);
+	db_release(im, &q);
 }
 
 /* An address or "@domain", lower-cased into out. */
@@ -363,7 +458,7 @@ expire(struct im *im)
 		if (sqlite3_step(q) != SQLITE_DONE)
 			(void)db_fail(im, "expire");
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	wse_err_clear();
 }
 
@@ -384,7 +479,7 @@ last_seq(struct im *im, const char *user, long long *last_r)
 		*last_r = sqlite3_column_int64(q, 0);
 	else if (rc != SQLITE_DONE)
 		st = db_fail(im, "last sequence number");
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	return st;
 }
 
@@ -408,16 +503,17 @@ log_append(struct im *im, const char *user,
 	sqlite3_bind_text(q, 2, d->origin, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, d->origin_id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW)
 		*seq_r = sqlite3_column_int64(q, 0);
-		sqlite3_finalize(q);
-		return db_exec(im, "COMMIT");
-	}
-	sqlite3_finalize(q);
-	q = NULL;
-	if (rc != SQLITE_DONE) {
+	else if (rc != SQLITE_DONE) {
 		st = db_fail(im, "log look-up");
 		goto fail;
+	}
+	db_release(im, &q);
+	if (rc == SQLITE_ROW) {
+		if ((st = db_exec(im, "COMMIT")) != WSE_OK)
+			goto fail;
+		return WSE_OK;
 	}
 	if ((st = last_seq(im, user, &last)) != WSE_OK ||
 	    (st = db_prep(im, "INSERT INTO log (user, seq, received, origin, "
@@ -434,8 +530,7 @@ log_append(struct im *im, const char *user,
 		st = db_fail(im, "log append");
 		goto fail;
 	}
-	sqlite3_finalize(q);
-	q = NULL;
+	db_release(im, &q);
 	if ((st = db_prep(im, "INSERT OR REPLACE INTO seqs (user, last) "
 	    "VALUES (?, ?)", &q)) != WSE_OK)
 		goto fail;
@@ -445,12 +540,16 @@ log_append(struct im *im, const char *user,
 		st = db_fail(im, "sequence number");
 		goto fail;
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);
+	/* A COMMIT that fails may leave the transaction open: roll it
+	 * back, or every later BEGIN would fail. */
+	if ((st = db_exec(im, "COMMIT")) != WSE_OK)
+		goto fail;
 	*seq_r = last + 1;
-	return db_exec(im, "COMMIT");
+	return WSE_OK;
 fail:
-	sqlite3_finalize(q);
-	(void)sqlite3_exec(im->db, "ROLLBACK", NULL, NULL, NULL);
+	db_release(im, &q);
+	db_rollback(im);
 	return st;
 }
 
@@ -512,7 +611,7 @@ build_items(struct im *im, const char *user, long long after, wse_buf **out_r)
 	*out_r = b;
 	b = NULL;
 out:
-	sqlite3_finalize(q);
+	db_release(im, &q);	/* also when it stopped early, on budget */
 	wse_buf_free(&b);
 	return st;
 }
@@ -584,7 +683,7 @@ policy_load(struct im *im, const char *user, struct policy *p)
 		st = db_fail(im, "policy");
 		goto fail;
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	if ((st = db_prep(im, "SELECT kind, value FROM policy_entry WHERE "
 	    "user = ? ORDER BY kind, value", &q)) != WSE_OK)
 		goto fail;
@@ -599,10 +698,10 @@ policy_load(struct im *im, const char *user, struct policy *p)
 		st = db_fail(im, "policy entries");
 		goto fail;
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);	/* also when POLICY_MAX stopped it */
 	return WSE_OK;
 fail:
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	policy_clear(p);
 	return st;
 }
@@ -923,7 +1022,7 @@ op_set_policy(struct im *im, const struct wse_plugin_request *r,
 		st = db_fail(im, "policy");
 		goto fail;
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	if ((st = db_prep(im, "INSERT OR REPLACE INTO policy (user, accept) "
 	    "VALUES (?, ?)", &q)) != WSE_OK)
 		goto fail;
@@ -933,7 +1032,7 @@ op_set_policy(struct im *im, const struct wse_plugin_request *r,
 		st = db_fail(im, "policy");
 		goto fail;
 	}
-	sqlite3_finalize(q);
+	db_release(im, &q);
 	if ((st = db_prep(im, "INSERT OR IGNORE INTO policy_entry (user, kind, "
 	    "value) VALUES (?, ?, ?)", &q)) != WSE_OK)
 		goto fail;
@@ -959,8 +1058,7 @@ op_set_policy(struct im *im, const struct wse_plugin_request *r,
 			goto fail;
 		}
 	}
-	sqlite3_finalize(q);
-	q = NULL;
+	db_release(im, &q);
 	if ((st = db_exec(im, "COMMIT")) != WSE_OK)
 		goto fail;
 	pthread_mutex_unlock(&im->lock);
@@ -970,8 +1068,8 @@ op_set_policy(struct im *im, const struct wse_plugin_request *r,
 	    WSE_NS_WSE "\"/>");
 fail:
 	free(t);
-	sqlite3_finalize(q);
-	(void)sqlite3_exec(im->db, "ROLLBACK", NULL, NULL, NULL);
+	db_release(im, &q);
+	db_rollback(im);
 out:
 	pthread_mutex_unlock(&im->lock);
 	return st;
@@ -1230,6 +1328,11 @@ im_deinit(void *state)
 			free(u->sess);
 			free(u);
 		}
+	/* sqlite3_close fails, and keeps the connection, while any
+	 * statement is left. */
+	for (k = 0; k < im->nstmt; k++)
+		sqlite3_finalize(im->stmt[k].q);
+	im->nstmt = 0;
 	if (im->db != NULL)
 		sqlite3_close(im->db);
 	if (im->cond_ok)
@@ -1369,8 +1472,11 @@ im_init(const struct wse_plugin_host *h, const char *args, void **state_r)
 		goto fail;
 	}
 	sqlite3_busy_timeout(im->db, 5000);
-	if ((st = db_exec(im, schema)) != WSE_OK)
+	/* Several statements, run once: not through the cache. */
+	if (sqlite3_exec(im->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+		st = db_fail(im, "schema");
 		goto fail;
+	}
 	if (pthread_create(&im->timer, NULL, timer_main, im) != 0) {
 		st = wse_err(WSE_ERR_INTERNAL, "im: cannot start the timer");
 		goto fail;

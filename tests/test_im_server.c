@@ -95,7 +95,8 @@ setup(void **state)
 	wse_http_server_opts ho;
 	char line[4096], chain[700], key[700];
 	static const char *const users[] = { "dave@a.test", "olga@a.test",
-	    "pat@a.test", "quinn@a.test", "rita@a.test", "sam@a.test", NULL };
+	    "pat@a.test", "quinn@a.test", "rita@a.test", "sam@a.test",
+	    "tess@a.test", NULL };
 	size_t i;
 
 	(void)state;
@@ -684,6 +685,51 @@ test_policy_refusals(void **state)
 	wse_buf_free(&body);
 }
 
+/* Many messages in a row to one online user, the plugin's statements
+ * used again and again, with a policy written and a refusal between
+ * some of them: the numbers run on without a gap (a refusal takes none
+ * and stores nothing), and every message comes back once, in order. */
+static void
+test_many_in_a_row(void **state)
+{
+	struct poll_arg a;
+	wse_buf *body = wse_buf_new(1 << 24);
+	char session[WSE_UUID_URN_LEN + 1], text[32];
+	long long seqs[64];
+	size_t n;
+	int i;
+
+	(void)state;
+	assert_wse_ok(wse_uuid_urn(session));
+	poll_start(&a, "tess@a.test", session, 0, 1);
+	poll_end(&a, body);		/* online from now on (grace) */
+	for (i = 1; i <= 30; i++) {
+		if (i % 10 == 5) {
+			set_policy("tess@a.test",
+			    "<m:Block>carol@a.test</m:Block>");
+			assert_wse_status(im_submit("carol@a.test",
+			    "tess@a.test", "refused", body),
+			    WSE_ERR_NOT_AUTHORIZED);
+			set_policy("tess@a.test", "");
+		}
+		snprintf(text, sizeof(text), "row %d", i);
+		wse_buf_reset(body);
+		assert_wse_ok(b_deliver("bob@b.test", "tess@a.test", text,
+		    body));
+		assert_result(body, "pushed", "1");
+	}
+	poll_start(&a, "tess@a.test", session, 0, 1);
+	wse_buf_reset(body);
+	poll_end(&a, body);
+	n = items(wse_buf_str(body), seqs, 64, "b.test", 0, NULL);
+	assert_int_equal(n, 30);
+	for (i = 0; i < 30; i++)
+		assert_int_equal(seqs[i], i + 1);
+	assert_non_null(strstr(wse_buf_str(body), "last=\"30\""));
+	assert_int_equal(stored_count("tess@a.test"), 0);
+	wse_buf_free(&body);
+}
+
 /* The mark must be signed: a SOAP header block is refused; a malformed
  * instant message is refused; an unreachable domain is TempFail. */
 static void
@@ -1152,6 +1198,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_offline_stored),
 		cmocka_unit_test(test_policy_refusals),
+		cmocka_unit_test(test_many_in_a_row),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_direct),
 		cmocka_unit_test(test_cancelled),
