@@ -258,7 +258,18 @@ CA=$!; PIDS+=("$CA")
 timeout 120 "$CLIENT" --config "$W/bob@b.test.cconf" chat alice@a.test <"$W/bob.in" >"$W/chat-bob.out" 2>"$W/chat-bob.err" &
 CB=$!; PIDS+=("$CB")
 exec 7>"$W/alice.in" 8>"$W/bob.in"
-sleep 2
+# Both chat sessions online before the first line: bob has two sessions
+# (s1 and the chat), alice one; a slow machine may take a while.
+online_n() {  # from to sessions
+	local i
+	for i in $(seq 60); do
+		C "$1" im "$2" "warming up" 2>/dev/null | grep -qF "pushed to $3 session(s)" && return 0
+		sleep 0.5
+	done
+	return 1
+}
+online_n alice@a.test bob@b.test 2 || nok "bob's chat session did not come online"
+online_n bob@b.test alice@a.test 1 || nok "alice's chat session did not come online"
 echo "hi bob, chat here" >&7
 wait_line "$W/chat-bob.out" "alice@a.test: hi bob, chat here" 15 || nok "bob's chat did not show alice's line: $(cat "$W/chat-bob.out" "$W/chat-bob.err")"
 wait_line "$W/chat-alice.out" "me: hi bob, chat here (pushed to 2 session(s))" 5 || nok "alice's chat: $(cat "$W/chat-alice.out" "$W/chat-alice.err")"
