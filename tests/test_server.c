@@ -518,6 +518,44 @@ test_auth_params(void **state)
 	wse_buf_free(&c);
 }
 
+/*
+ * One bounce per refusal, even when the queue item comes back after its
+ * bounce was queued (a crash before the item left the queue): the second
+ * bounce has the same id and the sender's mailbox keeps the first.
+ */
+static void
+test_bounce_once(void **state)
+{
+	wse_msg *m = NULL;
+	char id[WSE_UUID_URN_LEN + 1];
+	uint64_t t0, t1, t2, u;
+	int i;
+
+	(void)state;
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &t0, &u));
+	assert_wse_ok(wse_msg_new(&m));
+	assert_wse_ok(wse_msg_set(m, "from", "alice@a.test"));
+	assert_wse_ok(wse_msg_add_rcpt(m, "nobody@a.test", 0));
+	assert_wse_ok(wse_msg_set(m, "subject", "to nobody"));
+	assert_wse_ok(wse_msg_set(m, "text", "hello"));
+	assert_wse_ok(wsed_submit(&S, m, 0, NULL, 0, id));
+	for (i = 0; i < 4; i++)
+		(void)wsed_outbound_pass(&S);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &t1, &u));
+	assert_int_equal(t1, t0 + 1);
+	/* The same item again, refused again. */
+	assert_wse_ok(wsed_submit(&S, m, WSED_SUBMIT_KEEP_ID, NULL, 0, id));
+	for (i = 0; i < 4; i++)
+		(void)wsed_outbound_pass(&S);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &t2, &u));
+	assert_int_equal(t2, t1);
+	/* A caller-given id must be one. */
+	(void)snprintf(id, sizeof(id), "urn:uuid:not-an-id");
+	assert_wse_status(wsed_submit(&S, m, WSED_SUBMIT_KEEP_ID, NULL, 0,
+	    id), WSE_ERR_INVALID);
+	wse_msg_free(&m);
+}
+
 int
 main(void)
 {
@@ -528,6 +566,7 @@ main(void)
 		cmocka_unit_test(test_deliver_batch),
 		cmocka_unit_test(test_mailbox_isolation),
 		cmocka_unit_test(test_auth_params),
+		cmocka_unit_test(test_bounce_once),
 		cmocka_unit_test(test_guessing_guard),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

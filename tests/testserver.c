@@ -36,6 +36,13 @@ testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
 	S->lifetime = 60;
 	S->lease = 60;
 	S->reply_ttl = 300;
+	/* The files testpki wrote: the delivery worker's HTTPS client. */
+	snprintf(S->roots_path, sizeof(S->roots_path), "%s/root/cert.pem",
+	    p->dir);
+	snprintf(S->chain_path, sizeof(S->chain_path), "%s/a.test/chain.pem",
+	    p->dir);
+	snprintf(S->key_path, sizeof(S->key_path),
+	    "%s/a.test/service-key.pem", p->dir);
 	pthread_mutex_init(&S->wake_lock, NULL);
 	wsed_instant_init(S);
 	pthread_cond_init(&S->wake, NULL);

@@ -213,8 +213,12 @@ wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
 	}
 	for (d = 0; d < nd; d++)
 		rcpt_rows[d] = rcpts[d];
-	if ((st = wse_uuid_urn(id_r)) != WSE_OK)
-		return st;
+	if (!(flags & WSED_SUBMIT_KEEP_ID)) {
+		if ((st = wse_uuid_urn(id_r)) != WSE_OK)
+			return st;
+	} else if (!wse_uuid_urn_valid(id_r))
+		return wse_err(WSE_ERR_INVALID, "bad message id");
+	flags &= ~WSED_SUBMIT_KEEP_ID;
 	/* Plugins resolve on-demand attachments (and may refuse). */
 	if ((st = wsed_plugins_submit(s, m->from, id_r, m)) != WSE_OK)
 		return st;

@@ -324,6 +324,50 @@ out:
 	wse_buf_free(&resp);
 }
 
+/*
+ * A bounce's id is a function of what it reports: the message, the
+ * domain of the queue item and the recipients.  If the item comes back
+ * after the bounce was queued but before the item left the queue (a
+ * crash in between) and is refused again, the second bounce has the same
+ * id, and the sender's mailbox keeps only the first (delivery
+ * de-duplication on origin domain and id).  Only this server delivers
+ * under its own origin, so a predictable id gives nobody else anything.
+ */
+static wse_status
+bounce_id(const struct job *j, char (*rcpts)[WSE_ADDR_MAX + 1], size_t n,
+    char id[WSE_UUID_URN_LEN + 1])
+{
+	wse_buf *in = wse_buf_new((n + 2) * (WSE_ADDR_MAX + 2) + 512);
+	uint8_t h[WSE_SHA256_LEN];
+	wse_status st;
+	size_t i;
+
+	if (in == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	/* Each part NUL-terminated, so that no two lists run together. */
+	st = wse_buf_put(in, "wsemail bounce", 15);
+	if (st == WSE_OK)
+		st = wse_buf_put(in, j->item.message_id,
+		    strlen(j->item.message_id) + 1);
+	if (st == WSE_OK)
+		st = wse_buf_put(in, j->item.domain,
+		    strlen(j->item.domain) + 1);
+	for (i = 0; st == WSE_OK && i < n; i++)
+		st = wse_buf_put(in, rcpts[i], strlen(rcpts[i]) + 1);
+	if (st == WSE_OK)
+		st = wse_sha256(wse_buf_data(in), wse_buf_len(in), h);
+	wse_buf_free(&in);
+	if (st != WSE_OK)
+		return st;
+	h[6] = (uint8_t)((h[6] & 0x0f) | 0x40);	/* the form of a v4 id */
+	h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
+	(void)snprintf(id, WSE_UUID_URN_LEN + 1, "urn:uuid:%02x%02x%02x%02x-"
+	    "%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1],
+	    h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11],
+	    h[12], h[13], h[14], h[15]);
+	return WSE_OK;
+}
+
 /* Tell the sender, unless the item is itself a report. */
 static void
 bounce(struct wsed *s, const struct job *j, char (*rcpts)[WSE_ADDR_MAX + 1],
@@ -365,7 +409,9 @@ bounce(struct wsed *s, const struct job *j, char (*rcpts)[WSE_ADDR_MAX + 1],
 		wse_time_format(s->now(), when);
 		(void)wse_msg_set(m, "date", when);
 	}
-	if (wsed_submit(s, m, WSE_MSG_REPORT, NULL, 0, id) == WSE_OK)
+	if (bounce_id(j, rcpts, n, id) == WSE_OK &&
+	    wsed_submit(s, m, WSE_MSG_REPORT | WSED_SUBMIT_KEEP_ID, NULL, 0,
+	    id) == WSE_OK)
 		wsed_log("bounce %s for %s to %s: %s", id, j->item.message_id,
 		    j->item.sender, reason);
 	else

@@ -223,7 +223,9 @@ wse_status wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out);
 
 /* Queue a message from the local user `sender` (already authenticated
  * and checked) to every recipient; *id_r (WSE_UUID_URN_LEN + 1) gets
- * the submission's id.  Durable when it returns WSE_OK. */
+ * the submission's id (with WSED_SUBMIT_KEEP_ID in flags, id_r already
+ * holds the id to use).  Durable when it returns WSE_OK. */
+#define WSED_SUBMIT_KEEP_ID	(1u << 30)
 wse_status wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
     const char *replay_id, int64_t replay_expires, char *id_r);
 
