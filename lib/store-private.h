@@ -131,6 +131,8 @@ struct wse_store_driver {
 	wse_status (*replay_insert)(wse_store *s, const char *id,
 	    int64_t expires, int64_t now);
 	wse_status (*expire)(wse_store *s, int64_t now);
+	/* Optional (NULL: nothing to do). */
+	wse_status (*checkpoint)(wse_store *s);
 };
 
 extern const struct wse_store_driver wse_store_driver_sqlite;

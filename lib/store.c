@@ -991,3 +991,11 @@ wse_store_expire(wse_store *s, int64_t now)
 {
 	return s->v->expire(s, now);
 }
+
+wse_status
+wse_store_checkpoint(wse_store *s)
+{
+	if (s == NULL)
+		return wse_err(WSE_ERR_INVALID, "store: no store");
+	return s->v->checkpoint != NULL ? s->v->checkpoint(s) : WSE_OK;
+}

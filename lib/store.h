@@ -230,5 +230,10 @@ wse_status wse_store_queue_delete(wse_store *s, int64_t id);
 wse_status wse_store_replay(wse_store *s, wse_replay **r_r);
 /* Drop expired replay entries and leases. */
 wse_status wse_store_expire(wse_store *s, int64_t now);
+/* Move what the write-ahead log holds into the database, without holding
+ * up other operations (a server calls it about once a second from a
+ * background thread; once called, the driver leaves this work to it and
+ * no longer does it inside a commit, up to a safety limit). */
+wse_status wse_store_checkpoint(wse_store *s);
 
 #endif

@@ -335,7 +335,7 @@ hold_write_lock(void *arg)
 	if (sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE, NULL) ==
 	    SQLITE_OK &&
 	    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
-		k->ms = 1;	/* locked */
+		__atomic_store_n(&k->ms, 1, __ATOMIC_SEQ_CST);	/* locked */
 		usleep(300 * 1000);
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	}
@@ -1625,6 +1625,42 @@ test_replay_floor(void **state)
 	wse_replay_free(&r);
 }
 
+/* A checkpoint from the background moves the log into the database
+ * file, while the store goes on working (SQLite driver: file sizes). */
+static void
+test_checkpoint(void **state)
+{
+	struct fix *f = *state;
+	const char *path = sqlite_path(f->dir);
+	char id[64], wal[4200];
+	struct stat before, after, w;
+	wse_replay *r = NULL;
+	int i;
+
+	assert_wse_ok(wse_store_checkpoint(f->s));
+	assert_wse_status(wse_store_checkpoint(NULL), WSE_ERR_INVALID);
+	if (path == NULL)
+		skip();
+	assert_int_equal(stat(path, &before), 0);
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	for (i = 0; i < 3000; i++) {
+		(void)snprintf(id, sizeof(id), "urn:uuid:ck-%d", i);
+		assert_wse_ok(wse_replay_insert(r, id, 5000, 1000));
+	}
+	(void)snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(stat(wal, &w), 0);
+	assert_true(w.st_size > 0);
+	assert_wse_ok(wse_store_checkpoint(f->s));
+	assert_int_equal(stat(path, &after), 0);
+	assert_true(after.st_size > before.st_size);
+	/* Everything is still there and the store still writes. */
+	assert_wse_status(wse_replay_check(r, "urn:uuid:ck-2999", 1000, 1001),
+	    WSE_ERR_REPLAY);
+	assert_wse_ok(wse_replay_insert(r, "urn:uuid:ck-last", 5000, 1000));
+	assert_wse_ok(wse_store_checkpoint(f->s));
+	wse_replay_free(&r);
+}
+
 /* De-dup records are kept long past any retry, then expire. */
 static void
 test_expire_dedup(void **state)
@@ -2041,6 +2077,7 @@ main(void)
 		T(test_queue_callback_reenters),
 		T(test_replay_backend),
 		T(test_replay_floor),
+		T(test_checkpoint),
 		T(test_expire_dedup),
 		T(test_threads_one_object),
 		T(test_threads_own_objects),

@@ -867,6 +867,16 @@ wsed_outbound_pass(struct wsed *s)
 		    wse_err_format(errs, sizeof(errs)));
 		wse_err_clear();
 	}
+	/* Once a second, one worker moves the store's write-ahead log into
+	 * the database, so that no request's commit has to. */
+	last = __atomic_load_n(&s->last_checkpoint, __ATOMIC_RELAXED);
+	if (now != last && __atomic_compare_exchange_n(&s->last_checkpoint,
+	    &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) &&
+	    wse_store_checkpoint(s->store) != WSE_OK) {
+		wsed_log("cannot checkpoint the store: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		wse_err_clear();
+	}
 	memset(&c, 0, sizeof(c));
 	if (wse_store_queue_take(s->store, s->now(), s->lease, TAKE_MAX,
 	    take_one, &c) != WSE_OK) {

@@ -78,6 +78,7 @@ struct wsed {
 	wse_http_client *instant_pool[WSED_INSTANT_LEADERS];	/* a leader's */
 	unsigned char instant_busy[WSED_INSTANT_LEADERS];
 	int64_t last_expire;		/* last wse_store_expire run */
+	int64_t last_checkpoint;	/* last wse_store_checkpoint run */
 	atomic_int stopping;		/* set once by main at shutdown */
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake;		/* new work for the delivery worker */
