@@ -758,6 +758,7 @@ sq_boot(struct sq_store *q)
 
 	if (!sq_boot_id(boot, sizeof(boot)))
 		return WSE_OK;
+	sq_lock(q);
 	if ((ws = sq_begin(q)) != WSE_OK ||
 	    (ws = sq_meta_text(q, "boot_id", seen, sizeof(seen))) != WSE_OK ||
 	    (ws = sq_meta_text(q, "replay_floor", floor, sizeof(floor))) !=
@@ -781,10 +782,19 @@ sq_boot(struct sq_store *q)
 	q->base.replay_floor = fl > 0 ? fl : 0;
 	q->lazy_replay = 1;
 out:
-	sq_reset_used(q);
-	if (!sqlite3_get_autocommit(q->db))
-		(void)sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+	sq_end(q);
 	return ws;
+}
+
+/* What every connection of ours runs with: defensive mode, no trust in
+ * the schema's own functions, no extensions. */
+static void
+sq_harden(sqlite3 *db)
+{
+	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0,
+	    NULL);
 }
 
 static wse_status
@@ -842,10 +852,7 @@ sq_open(const char *path, wse_store **s_r)
 	}
 	(void)sqlite3_extended_result_codes(q->db, 1);
 	(void)sqlite3_busy_timeout(q->db, SQ_BUSY_TIMEOUT_MS);
-	(void)sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	(void)sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	(void)sqlite3_db_config(q->db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION,
-	    0, NULL);
+	sq_harden(q->db);
 	if ((ws = sq_set_wal(q, path)) != WSE_OK)
 		goto out;
 	if ((ws = sq_exec_const(q, "PRAGMA synchronous = FULL;"
@@ -1764,14 +1771,13 @@ sq_checkpoint(wse_store *s)
 			goto out;
 		}
 		(void)sqlite3_busy_timeout(q->ck, 100);
-		(void)sqlite3_db_config(q->ck, SQLITE_DBCONFIG_DEFENSIVE, 1,
-		    NULL);
-		(void)sqlite3_db_config(q->ck, SQLITE_DBCONFIG_TRUSTED_SCHEMA,
-		    0, NULL);
+		sq_harden(q->ck);
 		if (sqlite3_exec(q->ck, "PRAGMA synchronous = FULL;", NULL,
 		    NULL, NULL) != SQLITE_OK) {
 			ws = wse_err(WSE_ERR_IO, "store: checkpoint "
 			    "connection: %s", sqlite3_errmsg(q->ck));
+			(void)sqlite3_close(q->ck);	/* set up again next time */
+			q->ck = NULL;
 			goto out;
 		}
 	}
@@ -1780,7 +1786,7 @@ sq_checkpoint(wse_store *s)
 		    "%d;", SQ_AUTOCHECKPOINT_NET);
 		sq_lock(q);
 		ws = sq_exec_const(q, sql, "cannot set wal_autocheckpoint");
-		pthread_mutex_unlock(&q->lock);
+		sq_end(q);
 		if (ws != WSE_OK)
 			goto out;
 		q->ck_armed = 1;
