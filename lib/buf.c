@@ -12,6 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * Only d[0..len] (the bytes in use and the NUL after them) ever hold
+ * data: every write goes through buf_reserve and ends at len, and len
+ * shrinks only in wse_buf_reset, which wipes first.  So wiping len + 1
+ * bytes wipes everything the buffer was given; the rest of the
+ * allocation is never written or read.
+ */
 struct wse_buf {
 	uint8_t *d;
 	size_t len;	/* bytes in use, excluding the trailing NUL */
@@ -52,7 +59,7 @@ wse_buf_free(wse_buf **bp)
 
 	if (bp == NULL || (b = *bp) == NULL)
 		return;
-	wse_memzero(b->d, b->alloc);
+	wse_memzero(b->d, b->len + 1);
 	free(b->d);
 	free(b);
 	*bp = NULL;
@@ -61,7 +68,7 @@ wse_buf_free(wse_buf **bp)
 void
 wse_buf_reset(wse_buf *b)
 {
-	wse_memzero(b->d, b->alloc);
+	wse_memzero(b->d, b->len + 1);
 	b->len = 0;
 }
 
@@ -106,11 +113,11 @@ buf_reserve(wse_buf *b, size_t need)
 	while (nalloc < want)
 		nalloc = nalloc > (b->max + 1) / 2 ? b->max + 1 : nalloc * 2;
 	/* Grow by copy so that the old copy can be wiped. */
-	if ((nd = calloc(1, nalloc)) == NULL)
+	if ((nd = malloc(nalloc)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot grow buffer to %zu bytes",
 		    nalloc);
-	memcpy(nd, b->d, b->len);
-	wse_memzero(b->d, b->alloc);
+	memcpy(nd, b->d, b->len + 1);
+	wse_memzero(b->d, b->len + 1);
 	free(b->d);
 	b->d = nd;
 	b->alloc = nalloc;
