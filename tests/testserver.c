@@ -48,7 +48,6 @@ testserver_init(testserver *t, testpki *p, int64_t (*now_fn)(void),
 	pthread_cond_init(&S->wake, NULL);
 	pthread_mutex_init(&S->commit_lock, NULL);
 	pthread_cond_init(&S->commit_work, NULL);
-	pthread_cond_init(&S->commit_done, NULL);
 	S->commit_tail = &S->commit_head;
 	snprintf(uri, sizeof(uri), "sqlite:%s/server.db", p->dir);
 	chain[0] = p->dom[0].svc;

@@ -15,29 +15,38 @@
 
 #define BATCH_MAX 128
 
+/* A waiting worker; its own condition, so that a commit wakes exactly
+ * the workers whose submissions it wrote. */
 struct commit_req {
 	const wse_submission *sub;
 	wse_status st;
 	int done;
+	pthread_cond_t cv;
 	struct commit_req *next;
 };
 
 wse_status
 wsed_commit(struct wsed *s, const wse_submission *sub)
 {
-	struct commit_req r = { sub, WSE_ERR_INTERNAL, 0, NULL };
+	struct commit_req r;
 
+	memset(&r, 0, sizeof(r));
+	r.sub = sub;
+	r.st = WSE_ERR_INTERNAL;
+	pthread_cond_init(&r.cv, NULL);
 	pthread_mutex_lock(&s->commit_lock);
 	if (s->commit_stop) {
 		pthread_mutex_unlock(&s->commit_lock);
+		pthread_cond_destroy(&r.cv);
 		return wse_err(WSE_ERR_TEMPFAIL, "server is stopping");
 	}
 	*s->commit_tail = &r;
 	s->commit_tail = &r.next;
 	pthread_cond_signal(&s->commit_work);
 	while (!r.done)
-		pthread_cond_wait(&s->commit_done, &s->commit_lock);
+		pthread_cond_wait(&r.cv, &s->commit_lock);
 	pthread_mutex_unlock(&s->commit_lock);
+	pthread_cond_destroy(&r.cv);
 	if (r.st != WSE_OK && r.st != WSE_ERR_REPLAY)
 		return wse_err(r.st, "cannot queue the message durably");
 	if (r.st == WSE_ERR_REPLAY)
@@ -76,8 +85,8 @@ wsed_commit_main(void *arg)
 		for (i = 0; i < n; i++) {
 			batch[i]->st = st != WSE_OK ? st : one[i];
 			batch[i]->done = 1;
+			pthread_cond_signal(&batch[i]->cv);
 		}
-		pthread_cond_broadcast(&s->commit_done);
 	}
 	pthread_mutex_unlock(&s->commit_lock);
 	return NULL;

@@ -363,7 +363,6 @@ main(int argc, char **argv)
 	pthread_cond_init(&s.wake, NULL);
 	pthread_mutex_init(&s.commit_lock, NULL);
 	pthread_cond_init(&s.commit_work, NULL);
-	pthread_cond_init(&s.commit_done, NULL);
 	s.commit_tail = &s.commit_head;
 	if (wse_wss_init() != WSE_OK || setup(&s, argv[1], &ho, &threads) != 0)
 		goto out;

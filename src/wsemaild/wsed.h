@@ -84,7 +84,7 @@ struct wsed {
 	pthread_cond_t wake;		/* new work for the delivery worker */
 	/* group commit (commit.c) */
 	pthread_mutex_t commit_lock;
-	pthread_cond_t commit_work, commit_done;
+	pthread_cond_t commit_work;
 	struct commit_req *commit_head, **commit_tail;
 	int commit_stop;
 	uint64_t commits, committed;	/* transactions, submissions */
