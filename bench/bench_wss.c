@@ -9,7 +9,9 @@
  *             chain with CRLs for the certificate profile)
  * Usage: bench_wss [ITERATIONS]   (default 2000)
  *   BENCH_PHASES=1 also prints where each step's time goes;
- *   BENCH_PROFILE=certificate (or password) runs that profile only.
+ *   BENCH_PROFILE=certificate (or password) runs that profile only;
+ *   BENCH_TEXT=BYTES sets the message text (default 4096, at most 4096:
+ *   100 is an instant message of bench/im.sh).
  *
  * bench_wss --equiv: instead of timing, the differential check of the
  * subtree C14N walk (docs/performance.md): messages signed with either
@@ -302,7 +304,13 @@ main(int argc, char **argv)
 	wse_cert_profile sp = { WSE_CERT_SERVICE, "a.test", NULL, 0, t - 60,
 	    t + 86400 };
 	char body[8192], text[4097];
+	const char *tenv = getenv("BENCH_TEXT");
+	long tlen = tenv != NULL ? strtol(tenv, NULL, 10) : 4096;
 
+	if (tlen < 1 || tlen > 4096) {
+		fprintf(stderr, "bench_wss: BENCH_TEXT must be 1..4096\n");
+		return 2;
+	}
 	if (n < 10)
 		n = 10;
 	wse_limits_default(&lim);
@@ -318,8 +326,8 @@ main(int argc, char **argv)
 	CHECK(wse_trust_add_root(trust, root));
 	CHECK(wse_trust_add_crl(trust, rcrl));
 	CHECK(wse_trust_add_crl(trust, ccrl));
-	memset(text, 'x', 4096);
-	text[4096] = '\0';
+	memset(text, 'x', (size_t)tlen);
+	text[tlen] = '\0';
 	snprintf(body, sizeof(body), "<m:Deliver xmlns:m=\"urn:wsemail:2026\">"
 	    "<m:From>alice@a.test</m:From><m:To>bob@b.test</m:To>"
 	    "<m:Text>%s</m:Text></m:Deliver>", text);
