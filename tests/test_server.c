@@ -4,21 +4,33 @@
  * a PKI minted at test time.  Covers what is awkward from the outside:
  * a replayed Submit, sending as someone else, a Deliver without mutual TLS
  * or from a TLS peer of another domain, reading another user's message,
- * and GetAuthParams not revealing which accounts exist.
+ * and GetAuthParams not revealing which accounts exist.  The delivery
+ * worker (src/wsemaild/outbound.c) also sends to a second server in
+ * process, for b.test, behind a real HTTPS server on loopback: one that
+ * refuses DeliverBatch as a server from before batches does.
  */
 #include "testutil.h"
 #include "testpki.h"
 #include "testserver.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 
+#include "http.h"
 #include "msg.h"
+#include "route.h"
 #include "wsed.h"
 #include "xml.h"
 
@@ -556,10 +568,394 @@ test_bounce_once(void **state)
 	wse_msg_free(&m);
 }
 
+/* ---- a peer without DeliverBatch: b.test's server over HTTPS ---- */
+
+/*
+ * A DNS server on loopback that knows one name, mail.b.test (A 127.0.0.1,
+ * no AAAA; any other name NXDOMAIN): the address of the sender's static
+ * route "b.test mail.b.test:PORT".  The route's host is the name the
+ * peer's certificate must carry, so a numeric route would not do.
+ */
+struct dns {
+	int fd;
+	char addr[32];		/* "127.0.0.1:PORT" */
+	atomic_int stop;
+	pthread_t thread;
+	int running;
+};
+
+/* The answer to the query q (n bytes) into a (size bytes): its length,
+ * or 0 to leave q unanswered. */
+static size_t
+dns_answer(const uint8_t *q, size_t n, uint8_t *a, size_t size)
+{
+	static const uint8_t rr[] = {
+		0xc0, 0x0c,		/* the question's name */
+		0, 1, 0, 1,		/* A, IN */
+		0, 0, 0, 0,		/* TTL 0 */
+		0, 4, 127, 0, 0, 1,
+	};
+	char name[256];
+	size_t i, len = 0, end;
+	unsigned type;
+	int ours;
+
+	if (n < 12 || (q[2] & 0x80) || q[4] != 0 || q[5] != 1)
+		return 0;
+	for (i = 12; i < n && q[i] != 0; i += q[i] + 1u) {
+		if (q[i] > 63 || i + 1 + q[i] >= n ||
+		    len + q[i] + 2 > sizeof(name))
+			return 0;
+		if (len > 0)
+			name[len++] = '.';
+		memcpy(name + len, q + i + 1, q[i]);
+		len += q[i];
+	}
+	name[len] = '\0';
+	end = i + 5;		/* the root label, type and class */
+	if (end > n || end + sizeof(rr) > size)
+		return 0;
+	type = (unsigned)q[i + 1] << 8 | q[i + 2];
+	ours = strcasecmp(name, "mail.b.test") == 0;
+	memcpy(a, q, end);	/* the header and the question */
+	a[2] = 0x84 | (q[2] & 0x79);	/* an authoritative answer */
+	a[3] = ours ? 0 : 3;		/* NOERROR or NXDOMAIN */
+	memset(a + 6, 0, 6);		/* no records ... */
+	if (!ours || type != 1)
+		return end;
+	a[7] = 1;			/* ... but the address */
+	memcpy(a + end, rr, sizeof(rr));
+	return end + sizeof(rr);
+}
+
+static void *
+dns_main(void *arg)
+{
+	struct dns *d = arg;
+	struct sockaddr_storage from;
+	struct pollfd pfd;
+	socklen_t flen;
+	uint8_t q[1024], a[1100];
+	ssize_t n;
+	size_t len;
+
+	while (!atomic_load(&d->stop)) {
+		pfd.fd = d->fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 50) != 1)
+			continue;
+		flen = sizeof(from);
+		n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
+		    &flen);
+		if (n > 0 && (len = dns_answer(q, (size_t)n, a, sizeof(a))) > 0)
+			(void)sendto(d->fd, a, len, 0,
+			    (struct sockaddr *)&from, flen);
+	}
+	return NULL;
+}
+
+static int
+dns_start(struct dns *d)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	memset(d, 0, sizeof(*d));
+	if ((d->fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(d->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    getsockname(d->fd, (struct sockaddr *)&sin, &len) != 0)
+		return -1;
+	snprintf(d->addr, sizeof(d->addr), "127.0.0.1:%u",
+	    (unsigned)ntohs(sin.sin_port));
+	if (pthread_create(&d->thread, NULL, dns_main, d) != 0)
+		return -1;
+	d->running = 1;
+	return 0;
+}
+
+static void
+dns_stop(struct dns *d)
+{
+	if (d->running) {
+		atomic_store(&d->stop, 1);
+		pthread_join(d->thread, NULL);
+		d->running = 0;
+	}
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
+/*
+ * b.test's server as one from before DeliverBatch: today's operations
+ * (a real testserver for b.test behind a real HTTPS server with mutual
+ * TLS), except that a DeliverBatch is answered as any unknown operation
+ * is, with a signed Fault whose subcode is Unsupported.  The calls are
+ * counted by Action.
+ */
+static testserver B;
+static struct dns D;
+static wse_http_server *PH;
+static pthread_t peer_thread;
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+static int peer_batches, peer_delivers, peer_others;
+
+static char *
+header_text(wse_envelope *env, const char *name)
+{
+	xmlNodePtr n = wse_env_header_block(env, WSE_NS_WSA, name);
+	char *s = NULL;
+
+	if (n != NULL && wse_xml_text_dup(n, 256, &s) != WSE_OK)
+		s = NULL;
+	return s;
+}
+
+static void
+peer_request(void *arg, wse_http_req *req)
+{
+	wse_envelope *env = NULL;
+	wse_cert *const *chain;
+	wse_buf *out = wse_buf_new(B.s.lim.max_message_bytes * 3);
+	const uint8_t *body;
+	char *action = NULL, *msgid = NULL;
+	size_t len, nchain;
+	int http = 500, *count = &peer_others;
+
+	(void)arg;
+	body = wse_http_req_body(req, &len);
+	chain = wse_http_req_peer_chain(req, &nchain);
+	if (wse_env_parse(body, len, &B.s.lim, &env) == WSE_OK) {
+		action = header_text(env, "Action");
+		msgid = header_text(env, "MessageID");
+	}
+	wse_err_clear();
+	if (action != NULL && strcmp(action, WSED_ACTION("DeliverBatch")) == 0)
+		count = &peer_batches;
+	else if (action != NULL && strcmp(action, WSED_ACTION("Deliver")) == 0)
+		count = &peer_delivers;
+	pthread_mutex_lock(&peer_lock);
+	(*count)++;
+	pthread_mutex_unlock(&peer_lock);
+	if (out == NULL)
+		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
+	else {
+		if (count == &peer_batches) {
+			(void)wse_err(WSE_ERR_UNSUPPORTED, "unknown operation "
+			    "DeliverBatch");
+			wsed_answer(&B.s, "DeliverBatch", msgid,
+			    WSE_ERR_UNSUPPORTED, NULL, out, &http);
+		} else
+			wsed_handle(&B.s, body, len, chain, nchain, out, &http);
+		wse_http_reply(req, http, "application/soap+xml; charset=utf-8",
+		    wse_buf_data(out), wse_buf_len(out));
+	}
+	wse_err_clear();
+	free(action);
+	free(msgid);
+	wse_env_free(&env);
+	wse_buf_free(&out);
+}
+
+static void *
+peer_main(void *arg)
+{
+	(void)arg;
+	(void)wse_http_server_run(PH);
+	return NULL;
+}
+
+static int peer_teardown(void **state);
+
+/* Start the peer and route a.test's mail for b.test to it. */
+static int
+peer_setup(void **state)
+{
+	wse_http_server_opts ho;
+	char route[64];
+
+	(void)state;
+	D.fd = -1;
+	if (testserver_init_domain(&B, &P, 1, fixed_now, NULL) != 0 ||
+	    dns_start(&D) != 0)
+		goto fail;
+	memset(&ho, 0, sizeof(ho));
+	ho.listen = "127.0.0.1:0";
+	ho.cert_chain = B.s.chain_path;
+	ho.key = B.s.key_path;
+	ho.client_roots = B.s.roots_path;
+	ho.client_cert = WSE_CLIENT_CERT_REQUIRED;
+	ho.max_body = B.s.lim.max_message_bytes * 3;
+	ho.timeout_s = 30;
+	ho.max_connections = 16;
+	if (wse_http_server_new(&ho, peer_request, NULL, &PH) != WSE_OK)
+		goto fail;
+	if (pthread_create(&peer_thread, NULL, peer_main, NULL) != 0) {
+		wse_http_server_free(&PH);
+		goto fail;
+	}
+	snprintf(route, sizeof(route), "mail.b.test:%u",
+	    (unsigned)wse_http_server_port(PH));
+	if (wse_router_new(D.addr, 2000, &S.router) != WSE_OK ||
+	    wse_router_add_static(S.router, "b.test", route) != WSE_OK)
+		goto fail;
+	peer_batches = peer_delivers = peer_others = 0;
+	return 0;
+fail:
+	(void)peer_teardown(state);
+	return -1;
+}
+
+static int
+peer_teardown(void **state)
+{
+	(void)state;
+	wse_router_free(&S.router);
+	if (PH != NULL) {
+		wse_http_server_stop(PH);
+		pthread_join(peer_thread, NULL);
+		wse_http_server_free(&PH);
+	}
+	dns_stop(&D);
+	testserver_free(&B);
+	wse_err_clear();
+	return 0;
+}
+
+/* The calls the peer has had so far. */
+static void
+assert_peer_calls(int batches, int delivers)
+{
+	int b, d, o;
+
+	pthread_mutex_lock(&peer_lock);
+	b = peer_batches;
+	d = peer_delivers;
+	o = peer_others;
+	pthread_mutex_unlock(&peer_lock);
+	assert_int_equal(b, batches);
+	assert_int_equal(d, delivers);
+	assert_int_equal(o, 0);
+}
+
+/* Queue a message of alice@a.test to bob@b.test; its id into id. */
+static void
+queue_for_bob(const char *subject, char id[WSE_UUID_URN_LEN + 1])
+{
+	wse_msg *m = NULL;
+
+	assert_wse_ok(wse_msg_new(&m));
+	assert_wse_ok(wse_msg_set(m, "from", "alice@a.test"));
+	assert_wse_ok(wse_msg_add_rcpt(m, "bob@b.test", 0));
+	assert_wse_ok(wse_msg_set(m, "subject", subject));
+	assert_wse_ok(wse_msg_set(m, "text", "hello"));
+	assert_wse_ok(wsed_submit(&S, m, 0, NULL, 0, id));
+	wse_msg_free(&m);
+}
+
+/* The messages sent to bob, by their ids, and how often each is in his
+ * mailbox at b.test. */
+struct sent {
+	char ids[8][WSE_UUID_URN_LEN + 1];
+	int seen[8];
+	size_t n;
+	int others;
+};
+
+static wse_status
+count_sent(void *arg, const wse_msg_meta *meta)
+{
+	struct sent *o = arg;
+	size_t i;
+
+	for (i = 0; i < o->n; i++)
+		if (strcmp(meta->origin_domain, "a.test") == 0 &&
+		    strcmp(meta->origin_id, o->ids[i]) == 0) {
+			o->seen[i]++;
+			return WSE_OK;
+		}
+	o->others++;
+	return WSE_OK;
+}
+
+/* Every message sent is in bob's mailbox once, and nothing else. */
+static void
+assert_stored_once(struct sent *o)
+{
+	size_t i;
+
+	memset(o->seen, 0, sizeof(o->seen));
+	o->others = 0;
+	assert_wse_ok(wse_store_list(B.s.store, "bob@b.test", 0, 100,
+	    count_sent, o));
+	for (i = 0; i < o->n; i++)
+		assert_int_equal(o->seen[i], 1);
+	assert_int_equal(o->others, 0);
+}
+
+/*
+ * A peer that answers DeliverBatch with Unsupported (a server from before
+ * batches) gets the items one Deliver each, in the same pass: each stored
+ * there once, the queue empty, no bounce (docs/protocol.md).  The refusal
+ * is not remembered: the next pass with several items for it asks for a
+ * batch again.  A lone item goes as a Deliver.
+ */
+static void
+test_batch_unsupported(void **state)
+{
+	struct sent o;
+	uint64_t a0, a1, u;
+	char subj[32];
+
+	(void)state;
+	/* Runs first: nothing is queued yet. */
+	assert_int_equal(queue_items(), 0);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a0, &u));
+	memset(&o, 0, sizeof(o));
+	for (o.n = 0; o.n < 3; o.n++) {
+		snprintf(subj, sizeof(subj), "old peer %zu", o.n);
+		queue_for_bob(subj, o.ids[o.n]);
+	}
+	assert_int_equal(wsed_outbound_pass(&S), 3);
+	assert_peer_calls(1, 3);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* Nothing left: a pass sends nothing (a bounce would go now). */
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	assert_peer_calls(1, 3);
+	/* Two more: a batch is tried again, and refused again. */
+	for (; o.n < 5; o.n++) {
+		snprintf(subj, sizeof(subj), "old peer %zu", o.n);
+		queue_for_bob(subj, o.ids[o.n]);
+	}
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(2, 5);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* One alone: a plain Deliver. */
+	queue_for_bob("old peer alone", o.ids[o.n++]);
+	assert_int_equal(wsed_outbound_pass(&S), 1);
+	assert_peer_calls(2, 6);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* No report to alice of any of them. */
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a1, &u));
+	assert_int_equal(a1, a0);
+	assert_peer_calls(2, 6);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		/* first: it needs the queue empty */
+		cmocka_unit_test_setup_teardown(test_batch_unsupported,
+		    peer_setup, peer_teardown),
 		cmocka_unit_test(test_replayed_submit),
 		cmocka_unit_test(test_submit_refusals),
 		cmocka_unit_test(test_deliver_checks),
