@@ -8,19 +8,15 @@
  * the queries each one logged.
  */
 #include "testutil.h"
+#include "testdns.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -773,152 +769,9 @@ test_dns_threads(void **state)
 
 /* ---- the SRV cache, against dnsmasq instances of our own ---- */
 
-#define DNSMASQ_MAX_ARGS 640
-
-struct dnsmasq {
-	const char *prog;
-	char *dir;			/* testutil_tmpdir, for the logs */
-	char log[512];			/* this instance's log */
-	unsigned port;
-	char addr[64];			/* "127.0.0.1:PORT" */
-	pid_t pid;
-	int starts;
-};
-
-static void
-sleep_ms(double ms)
-{
-	struct timespec ts;
-
-	if (ms <= 0)
-		return;
-	ts.tv_sec = (time_t)(ms / 1000);
-	ts.tv_nsec = (long)((ms - (double)ts.tv_sec * 1000) * 1e6);
-	while (nanosleep(&ts, &ts) != 0)
-		;
-}
-
-/* A loopback UDP port free a moment ago. */
-static unsigned
-free_udp_port(void)
-{
-	char addr[64];
-	int fd;
-	unsigned port;
-
-	fd = silent_server(addr, sizeof(addr));
-	close(fd);
-	assert_int_equal(sscanf(addr, "127.0.0.1:%u", &port), 1);
-	return port;
-}
-
-/*
- * Start dnsmasq on d->port with the options opts (NULL-terminated)
- * besides "ready.test", which tells when it answers.  Returns 0 when it
- * exited instead (its port was taken).  Each start logs to a file of its
- * own.  The instance dies with the test program (PR_SET_PDEATHSIG).
- */
-static int
-dnsmasq_spawn(struct dnsmasq *d, const char *const *opts)
-{
-	const char *argv[DNSMASQ_MAX_ARGS];
-	char portopt[32];
-	wse_router *probe;
-	wse_route_target *t;
-	size_t n, i, k = 0;
-	int fd, tries;
-
-	snprintf(d->log, sizeof(d->log), "%s/dnsmasq.%d.log", d->dir,
-	    ++d->starts);
-	snprintf(portopt, sizeof(portopt), "--port=%u", d->port);
-	argv[k++] = d->prog;
-	argv[k++] = "--no-daemon";
-	argv[k++] = "--conf-file=/dev/null";
-	argv[k++] = "--no-resolv";
-	argv[k++] = "--no-hosts";
-	argv[k++] = "--listen-address=127.0.0.1";
-	argv[k++] = "--bind-interfaces";
-	argv[k++] = portopt;
-	argv[k++] = "--local=/test/";
-	argv[k++] = "--log-queries";
-	argv[k++] = "--srv-host=_wsemail._tcp.ready.test,ready.test,1";
-	argv[k++] = "--host-record=ready.test,127.0.0.1";
-	for (i = 0; opts[i] != NULL; i++) {
-		assert_true(k + 1 < DNSMASQ_MAX_ARGS);
-		argv[k++] = opts[i];
-	}
-	argv[k] = NULL;
-
-	d->pid = fork();
-	assert_true(d->pid >= 0);
-	if (d->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(127);
-		execv(d->prog, (char *const *)argv);
-		_exit(127);
-	}
-	/* a router of its own each time: nothing cached in between */
-	for (tries = 0; tries < 100; tries++) {
-		assert_wse_ok(wse_router_new(d->addr, 200, &probe));
-		t = NULL;
-		if (wse_router_resolve(probe, "ready.test", &t, &n) ==
-		    WSE_OK) {
-			free(t);
-			wse_router_free(&probe);
-			return 1;
-		}
-		wse_router_free(&probe);
-		if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return 0;
-		}
-		sleep_ms(50);
-	}
-	fail_msg("dnsmasq on %s does not answer (log %s)", d->addr, d->log);
-	return 0;
-}
-
-/*
- * Start (or restart, on the same port) dnsmasq with opts.  The first
- * start takes another free port when the one picked was taken meanwhile
- * (dnsmasq binds TCP too).
- */
-static void
-dnsmasq_start(struct dnsmasq *d, const char *const *opts)
-{
-	int attempt;
-
-	if (d->dir != NULL) {
-		if (!dnsmasq_spawn(d, opts))
-			fail_msg("dnsmasq did not restart on %s (log %s)",
-			    d->addr, d->log);
-		return;
-	}
-	assert_non_null(d->dir = testutil_tmpdir());
-	for (attempt = 0; attempt < 5; attempt++) {
-		d->port = free_udp_port();
-		snprintf(d->addr, sizeof(d->addr), "127.0.0.1:%u", d->port);
-		if (dnsmasq_spawn(d, opts))
-			return;
-	}
-	fail_msg("dnsmasq did not start (log %s)", d->log);
-}
-
-static void
-dnsmasq_stop(struct dnsmasq *d)
-{
-	if (d->pid > 0) {
-		kill(d->pid, SIGTERM);
-		waitpid(d->pid, NULL, 0);
-	}
-	d->pid = 0;
-}
-
-/* The instances of the cache cases; the teardown stops them, whether the
- * case passed or not. */
-static struct dnsmasq dm[2];
+/* The instances of the cache cases (tests/testdns.h); the teardown
+ * stops them, whether the case passed or not. */
+static testdns dm[2];
 
 static int
 dnsmasq_teardown(void **state)
@@ -926,44 +779,25 @@ dnsmasq_teardown(void **state)
 	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(dm) / sizeof(dm[0]); i++) {
-		dnsmasq_stop(&dm[i]);
-		if (dm[i].dir != NULL)
-			testutil_rmtree(dm[i].dir);
-		free(dm[i].dir);
-		memset(&dm[i], 0, sizeof(dm[i]));
-	}
+	for (i = 0; i < sizeof(dm) / sizeof(dm[0]); i++)
+		testdns_free(&dm[i]);
 	return 0;
 }
 
-/* The instance we need, or skip (tests/route_dns.sh sets it). */
-static struct dnsmasq *
+/* The instance we need, or skip (tests/route_dns.sh sets
+ * WSE_TEST_DNSMASQ). */
+static testdns *
 dnsmasq_init(int i)
 {
-	struct dnsmasq *d = &dm[i];
-
-	memset(d, 0, sizeof(*d));
-	d->prog = getenv("WSE_TEST_DNSMASQ");
-	if (d->prog == NULL || *d->prog == '\0')
-		skip();
-	return d;
+	testdns_init(&dm[i]);
+	return &dm[i];
 }
 
 /* How many TYPE queries for NAME the current instance has logged. */
 static size_t
-queries(const struct dnsmasq *d, const char *type, const char *name)
+queries(const testdns *d, const char *type, const char *name)
 {
-	char line[1024], want[600];
-	size_t n = 0;
-	FILE *f;
-
-	snprintf(want, sizeof(want), "query[%s] %s from ", type, name);
-	assert_non_null(f = fopen(d->log, "r"));
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strstr(line, want) != NULL)
-			n++;
-	fclose(f);
-	return n;
+	return testdns_queries(d, type, name);
 }
 
 static void
@@ -1012,7 +846,7 @@ test_cache_ttl(void **state)
 	    "--srv-host=_wsemail._tcp.late.test,mail.c.test,7010,10,10",
 	    "--srv-host=_wsemail._tcp.none.test,mail.c.test,7011,10,10",
 	    NULL };
-	struct dnsmasq *d;
+	testdns *d;
 	wse_router *r;
 	wse_route_target *t = NULL;
 	size_t n = 0, i;
@@ -1020,7 +854,7 @@ test_cache_ttl(void **state)
 
 	(void)state;
 	d = dnsmasq_init(0);
-	dnsmasq_start(d, first);
+	testdns_start(d, first);
 	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
 
 	t0 = testutil_now_ms();
@@ -1039,14 +873,14 @@ test_cache_ttl(void **state)
 	assert_resolve_fails(r, "late.test", WSE_ERR_NOT_FOUND);
 
 	/* no server at all: c.test is still known, nothing else */
-	dnsmasq_stop(d);
+	testdns_stop(d);
 	assert_one_target(r, "c.test", "mail.c.test", 7001, "127.0.0.1");
 	assert_resolve_fails(r, "g.test", WSE_ERR_TEMPFAIL);
 	assert_resolve_fails(r, "late.test", WSE_ERR_TEMPFAIL);
 
 	/* other records: the cached c.test stands until its TTL is out;
 	 * NXDOMAIN and "." were not kept */
-	dnsmasq_start(d, second);
+	testdns_start(d, second);
 	assert_one_target(r, "c.test", "mail.c.test", 7001, "127.0.0.1");
 	el = testutil_now_ms() - t0;
 	if (el >= 2800)
@@ -1056,7 +890,7 @@ test_cache_ttl(void **state)
 	assert_one_target(r, "none.test", "mail.c.test", 7011, "127.0.0.9");
 
 	/* the TTL has run out: asked again */
-	sleep_ms(t0 + 3000 + 100 - testutil_now_ms());
+	testutil_sleep_ms(t0 + 3000 + 100 - testutil_now_ms());
 	assert_wse_ok(wse_router_resolve(r, "c.test", &t, &n));
 	assert_int_equal(n, 1);
 	assert_int_equal(t[0].port, 7009);
@@ -1076,20 +910,20 @@ test_cache_ttl_zero(void **state)
 	static const char *const recs[] = {
 	    "--srv-host=_wsemail._tcp.c.test,mail.c.test,7001,10,10",
 	    "--host-record=mail.c.test,127.0.0.1", NULL };
-	struct dnsmasq *d;
+	testdns *d;
 	wse_router *r;
 	size_t i;
 
 	(void)state;
 	d = dnsmasq_init(0);
-	dnsmasq_start(d, recs);
+	testdns_start(d, recs);
 	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
 	for (i = 0; i < 5; i++)
 		assert_one_target(r, "c.test", "mail.c.test", 7001,
 		    "127.0.0.1");
 	assert_int_equal(queries(d, "SRV", "_wsemail._tcp.c.test"), 5);
 	assert_int_equal(queries(d, "A", "mail.c.test"), 5);
-	dnsmasq_stop(d);
+	testdns_stop(d);
 	assert_resolve_fails(r, "c.test", WSE_ERR_TEMPFAIL);
 	wse_router_free(&r);
 }
@@ -1117,15 +951,15 @@ test_cache_min_ttl(void **state)
 	static const char *const short_srv[] = { "--local-ttl=2",
 	    "--srv-host=_wsemail._tcp.s.test,mail.s.test,7004,10,10",
 	    "--host-record=mail.s.test,127.0.0.4,60", NULL };
-	struct dnsmasq *d1, *d2;
+	testdns *d1, *d2;
 	wse_router *r1, *r2;
 	double t0;
 
 	(void)state;
 	d1 = dnsmasq_init(0);
 	d2 = dnsmasq_init(1);
-	dnsmasq_start(d1, long_srv);
-	dnsmasq_start(d2, short_srv);
+	testdns_start(d1, long_srv);
+	testdns_start(d2, short_srv);
 	assert_wse_ok(wse_router_new(d1->addr, DNS_TIMEOUT, &r1));
 	assert_wse_ok(wse_router_new(d2->addr, DNS_TIMEOUT, &r2));
 
@@ -1134,8 +968,8 @@ test_cache_min_ttl(void **state)
 	assert_one_target(r1, "cn.test", "alias.cn.test", 7002, "127.0.0.2");
 	assert_one_target(r1, "long.test", "mail.long.test", 7003, "::1");
 	assert_one_target(r2, "s.test", "mail.s.test", 7004, "127.0.0.4");
-	dnsmasq_stop(d1);
-	dnsmasq_stop(d2);
+	testdns_stop(d1);
+	testdns_stop(d2);
 	/* all four cached */
 	assert_one_target(r1, "a.test", "mail.a.test", 7001, "127.0.0.1");
 	assert_one_target(r1, "cn.test", "alias.cn.test", 7002, "127.0.0.2");
@@ -1144,7 +978,7 @@ test_cache_min_ttl(void **state)
 	if (testutil_now_ms() - t0 >= 1800)
 		fail_msg("too slow to test a 2 s TTL");
 	/* after 2 s only the one whose every TTL is long */
-	sleep_ms(t0 + 2000 + 100 - testutil_now_ms());
+	testutil_sleep_ms(t0 + 2000 + 100 - testutil_now_ms());
 	assert_resolve_fails(r1, "a.test", WSE_ERR_TEMPFAIL);
 	assert_resolve_fails(r1, "cn.test", WSE_ERR_TEMPFAIL);
 	assert_resolve_fails(r2, "s.test", WSE_ERR_TEMPFAIL);
@@ -1166,7 +1000,7 @@ test_cache_weights(void **state)
 	    "--srv-host=_wsemail._tcp.w.test,mail1.w.test,7011,20,0",
 	    "--host-record=mail1.w.test,127.0.0.1,::1",
 	    "--host-record=mail2.w.test,127.0.0.2", NULL };
-	struct dnsmasq *d;
+	testdns *d;
 	wse_router *r;
 	wse_route_target *t = NULL;
 	const wse_route_target *m1, *m2;
@@ -1174,7 +1008,7 @@ test_cache_weights(void **state)
 
 	(void)state;
 	d = dnsmasq_init(0);
-	dnsmasq_start(d, recs);
+	testdns_start(d, recs);
 	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
 	for (i = 0; i < 300; i++) {
 		assert_wse_ok(wse_router_resolve(r, "w.test", &t, &n));
@@ -1253,7 +1087,7 @@ test_cache_bound(void **state)
 	const char *argv[MANY_DOMAINS + 3];
 	struct many_arg a[4];
 	pthread_t th[4];
-	struct dnsmasq *d;
+	testdns *d;
 	wse_router *r;
 	char dom[32], qname[64];
 	size_t i;
@@ -1268,7 +1102,7 @@ test_cache_bound(void **state)
 	argv[i++] = "--local-ttl=60";
 	argv[i++] = "--host-record=mail.c.test,127.0.0.1";
 	argv[i] = NULL;
-	dnsmasq_start(d, argv);
+	testdns_start(d, argv);
 	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
 	for (i = 0; i < MANY_DOMAINS; i++) {
 		snprintf(dom, sizeof(dom), "d%zu.test", i);

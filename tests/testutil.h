@@ -41,5 +41,7 @@ void testutil_rmtree(const char *path);
 
 /* Monotonic milliseconds, for "rejected in milliseconds" checks. */
 double testutil_now_ms(void);
+/* Sleep ms milliseconds (nothing when ms <= 0). */
+void testutil_sleep_ms(double ms);
 
 #endif
