@@ -7,24 +7,21 @@
  * and GetAuthParams not revealing which accounts exist.  The delivery
  * worker (src/wsemaild/outbound.c) also sends to a second server in
  * process, for b.test, behind a real HTTPS server on loopback: one that
- * refuses DeliverBatch as a server from before batches does.
+ * refuses DeliverBatch as a server from before batches does.  Its name is
+ * resolved by a real DNS server on loopback, dnsmasq (WSE_TEST_DNSMASQ,
+ * which tests/meson.build sets when dnsmasq is installed; that case is
+ * skipped without it).
  */
 #include "testutil.h"
 #include "testpki.h"
 #include "testserver.h"
+#include "testdns.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <libxml/parser.h>
 
@@ -571,126 +568,6 @@ test_bounce_once(void **state)
 /* ---- a peer without DeliverBatch: b.test's server over HTTPS ---- */
 
 /*
- * A DNS server on loopback that knows one name, mail.b.test (A 127.0.0.1,
- * no AAAA; any other name NXDOMAIN): the address of the sender's static
- * route "b.test mail.b.test:PORT".  The route's host is the name the
- * peer's certificate must carry, so a numeric route would not do.
- */
-struct dns {
-	int fd;
-	char addr[32];		/* "127.0.0.1:PORT" */
-	atomic_int stop;
-	pthread_t thread;
-	int running;
-};
-
-/* The answer to the query q (n bytes) into a (size bytes): its length,
- * or 0 to leave q unanswered. */
-static size_t
-dns_answer(const uint8_t *q, size_t n, uint8_t *a, size_t size)
-{
-	static const uint8_t rr[] = {
-		0xc0, 0x0c,		/* the question's name */
-		0, 1, 0, 1,		/* A, IN */
-		0, 0, 0, 0,		/* TTL 0 */
-		0, 4, 127, 0, 0, 1,
-	};
-	char name[256];
-	size_t i, len = 0, end;
-	unsigned type;
-	int ours;
-
-	if (n < 12 || (q[2] & 0x80) || q[4] != 0 || q[5] != 1)
-		return 0;
-	for (i = 12; i < n && q[i] != 0; i += q[i] + 1u) {
-		if (q[i] > 63 || i + 1 + q[i] >= n ||
-		    len + q[i] + 2 > sizeof(name))
-			return 0;
-		if (len > 0)
-			name[len++] = '.';
-		memcpy(name + len, q + i + 1, q[i]);
-		len += q[i];
-	}
-	name[len] = '\0';
-	end = i + 5;		/* the root label, type and class */
-	if (end > n || end + sizeof(rr) > size)
-		return 0;
-	type = (unsigned)q[i + 1] << 8 | q[i + 2];
-	ours = strcasecmp(name, "mail.b.test") == 0;
-	memcpy(a, q, end);	/* the header and the question */
-	a[2] = 0x84 | (q[2] & 0x79);	/* an authoritative answer */
-	a[3] = ours ? 0 : 3;		/* NOERROR or NXDOMAIN */
-	memset(a + 6, 0, 6);		/* no records ... */
-	if (!ours || type != 1)
-		return end;
-	a[7] = 1;			/* ... but the address */
-	memcpy(a + end, rr, sizeof(rr));
-	return end + sizeof(rr);
-}
-
-static void *
-dns_main(void *arg)
-{
-	struct dns *d = arg;
-	struct sockaddr_storage from;
-	struct pollfd pfd;
-	socklen_t flen;
-	uint8_t q[1024], a[1100];
-	ssize_t n;
-	size_t len;
-
-	while (!atomic_load(&d->stop)) {
-		pfd.fd = d->fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 50) != 1)
-			continue;
-		flen = sizeof(from);
-		n = recvfrom(d->fd, q, sizeof(q), 0, (struct sockaddr *)&from,
-		    &flen);
-		if (n > 0 && (len = dns_answer(q, (size_t)n, a, sizeof(a))) > 0)
-			(void)sendto(d->fd, a, len, 0,
-			    (struct sockaddr *)&from, flen);
-	}
-	return NULL;
-}
-
-static int
-dns_start(struct dns *d)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-
-	memset(d, 0, sizeof(*d));
-	if ((d->fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-		return -1;
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(d->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-	    getsockname(d->fd, (struct sockaddr *)&sin, &len) != 0)
-		return -1;
-	snprintf(d->addr, sizeof(d->addr), "127.0.0.1:%u",
-	    (unsigned)ntohs(sin.sin_port));
-	if (pthread_create(&d->thread, NULL, dns_main, d) != 0)
-		return -1;
-	d->running = 1;
-	return 0;
-}
-
-static void
-dns_stop(struct dns *d)
-{
-	if (d->running) {
-		atomic_store(&d->stop, 1);
-		pthread_join(d->thread, NULL);
-		d->running = 0;
-	}
-	if (d->fd >= 0)
-		close(d->fd);
-	d->fd = -1;
-}
-
-/*
  * b.test's server as one from before DeliverBatch: today's operations
  * (a real testserver for b.test behind a real HTTPS server with mutual
  * TLS), except that a DeliverBatch is answered as any unknown operation
@@ -698,7 +575,7 @@ dns_stop(struct dns *d)
  * counted by Action.
  */
 static testserver B;
-static struct dns D;
+static testdns D;
 static wse_http_server *PH;
 static pthread_t peer_thread;
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -771,17 +648,14 @@ peer_main(void *arg)
 
 static int peer_teardown(void **state);
 
-/* Start the peer and route a.test's mail for b.test to it. */
+/* Start the peer. */
 static int
 peer_setup(void **state)
 {
 	wse_http_server_opts ho;
-	char route[64];
 
 	(void)state;
-	D.fd = -1;
-	if (testserver_init_domain(&B, &P, 1, fixed_now, NULL) != 0 ||
-	    dns_start(&D) != 0)
+	if (testserver_init_domain(&B, &P, 1, fixed_now, NULL) != 0)
 		goto fail;
 	memset(&ho, 0, sizeof(ho));
 	ho.listen = "127.0.0.1:0";
@@ -798,16 +672,34 @@ peer_setup(void **state)
 		wse_http_server_free(&PH);
 		goto fail;
 	}
-	snprintf(route, sizeof(route), "mail.b.test:%u",
-	    (unsigned)wse_http_server_port(PH));
-	if (wse_router_new(D.addr, 2000, &S.router) != WSE_OK ||
-	    wse_router_add_static(S.router, "b.test", route) != WSE_OK)
-		goto fail;
 	peer_batches = peer_delivers = peer_others = 0;
 	return 0;
 fail:
 	(void)peer_teardown(state);
 	return -1;
+}
+
+/*
+ * Route a.test's mail for b.test to the peer: the static route
+ * "b.test mail.b.test:PORT", whose host is the name the peer's
+ * certificate must carry (so a numeric route would not do), resolved by
+ * a real DNS server on loopback, dnsmasq (tests/testdns.h), that knows
+ * mail.b.test as A 127.0.0.1 (no AAAA).  Skips the case without dnsmasq;
+ * the teardown stops it.
+ */
+static void
+peer_route(void)
+{
+	static const char *const recs[] = {
+	    "--host-record=mail.b.test,127.0.0.1", NULL };
+	char route[64];
+
+	testdns_init(&D);
+	testdns_start(&D, recs);
+	snprintf(route, sizeof(route), "mail.b.test:%u",
+	    (unsigned)wse_http_server_port(PH));
+	assert_wse_ok(wse_router_new(D.addr, 2000, &S.router));
+	assert_wse_ok(wse_router_add_static(S.router, "b.test", route));
 }
 
 static int
@@ -820,7 +712,7 @@ peer_teardown(void **state)
 		pthread_join(peer_thread, NULL);
 		wse_http_server_free(&PH);
 	}
-	dns_stop(&D);
+	testdns_free(&D);
 	testserver_free(&B);
 	wse_err_clear();
 	return 0;
@@ -912,6 +804,7 @@ test_batch_unsupported(void **state)
 	char subj[32];
 
 	(void)state;
+	peer_route();
 	/* Runs first: nothing is queued yet. */
 	assert_int_equal(queue_items(), 0);
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a0, &u));
@@ -947,6 +840,8 @@ test_batch_unsupported(void **state)
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a1, &u));
 	assert_int_equal(a1, a0);
 	assert_peer_calls(2, 6);
+	/* The peer's address came from the DNS server. */
+	assert_true(testdns_queries(&D, "A", "mail.b.test") > 0);
 }
 
 int
