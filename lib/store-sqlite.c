@@ -20,6 +20,7 @@
  * connection runs in defensive mode with untrusted schema features off.
  */
 #include "store-private.h"
+#include "sqlitedb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -652,46 +653,21 @@ out:
 	return ws;
 }
 
-/*
- * journal_mode=WAL, checked: the pragma answers the mode now in force.
- * Changing the mode needs an exclusive lock, and SQLite answers "busy" at
- * once (without its busy handler) while another connection is opening
- * the same new database: retry for up to the busy timeout.
- */
+/* journal_mode=WAL, checked: the pragma answers the mode now in force
+ * (wse_sqlite_wal retries while another connection opens a new file). */
 static wse_status
 sq_set_wal(struct sq_store *q, const char *path)
 {
-	const struct timespec pause = { 0, 10 * 1000 * 1000 };
-	sqlite3_stmt *st = NULL;
-	const unsigned char *mode;
-	wse_status ws = WSE_ERR_INTERNAL;
-	int rc, tries;
+	char mode[16];
+	int rc;
 
-	for (tries = 0;; tries++) {
-		if ((rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL",
-		    -1, &st, NULL)) == SQLITE_OK)
-			rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			break;
-		if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) !=
-		    SQLITE_LOCKED) || tries >= SQ_BUSY_TIMEOUT_MS / 10) {
-			ws = sq_fail(q, rc, "cannot set WAL mode");
-			goto out;
-		}
-		sqlite3_finalize(st);
-		st = NULL;
-		(void)nanosleep(&pause, NULL);
-	}
-	mode = sqlite3_column_text(st, 0);
-	if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
-		ws = wse_err(WSE_ERR_IO, "store: %s: journal mode is %s, "
-		    "not WAL", path, mode != NULL ? (const char *)mode : "?");
-		goto out;
-	}
-	ws = WSE_OK;
-out:
-	sqlite3_finalize(st);	/* no statement may stay in progress */
-	return ws;
+	if ((rc = wse_sqlite_wal(q->db, SQ_BUSY_TIMEOUT_MS, mode,
+	    sizeof(mode))) != SQLITE_OK)
+		return sq_fail(q, rc, "cannot set WAL mode");
+	if (strcmp(mode, "wal") != 0)
+		return wse_err(WSE_ERR_IO, "store: %s: journal mode is %s, "
+		    "not WAL", path, mode[0] != '\0' ? mode : "?");
+	return WSE_OK;
 }
 
 /*
@@ -786,17 +762,6 @@ out:
 	return ws;
 }
 
-/* What every connection of ours runs with: defensive mode, no trust in
- * the schema's own functions, no extensions. */
-static void
-sq_harden(sqlite3 *db)
-{
-	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	(void)sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0,
-	    NULL);
-}
-
 static wse_status
 sq_open(const char *path, wse_store **s_r)
 {
@@ -852,7 +817,7 @@ sq_open(const char *path, wse_store **s_r)
 	}
 	(void)sqlite3_extended_result_codes(q->db, 1);
 	(void)sqlite3_busy_timeout(q->db, SQ_BUSY_TIMEOUT_MS);
-	sq_harden(q->db);
+	wse_sqlite_harden(q->db);
 	if ((ws = sq_set_wal(q, path)) != WSE_OK)
 		goto out;
 	if ((ws = sq_exec_const(q, "PRAGMA synchronous = FULL;"
@@ -1771,7 +1736,7 @@ sq_checkpoint(wse_store *s)
 			goto out;
 		}
 		(void)sqlite3_busy_timeout(q->ck, 100);
-		sq_harden(q->ck);
+		wse_sqlite_harden(q->ck);
 		if (sqlite3_exec(q->ck, "PRAGMA synchronous = FULL;", NULL,
 		    NULL, NULL) != SQLITE_OK) {
 			ws = wse_err(WSE_ERR_IO, "store: checkpoint "

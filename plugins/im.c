@@ -22,7 +22,8 @@
  * apply, and what is pushed or stored is the token-signed request).
  *
  * Storage: dir/im.db (SQLite, WAL, synchronous=NORMAL: the log is not
- * fsynced per message): policies, the per-user log with its last
+ * fsynced per message; created 0600 and opened hardened, symbolic links
+ * refused: lib/sqlitedb.h): policies, the per-user log with its last
  * sequence number (kept even when the log is emptied by retention, so
  * numbers never go back), rows older than retention are dropped at most
  * once a minute.  Memory is bounded: at most max_sessions held requests
@@ -45,6 +46,7 @@
 #include <sqlite3.h>
 
 #include "plugin.h"
+#include "sqlitedb.h"
 #include "xml.h"
 
 #define DEF_RETENTION	86400
@@ -139,8 +141,10 @@ static const unsigned im_op_flags[] = {
 	WSE_PLUGIN_OP_HOLD, 0, 0, WSE_PLUGIN_OP_TOKEN, WSE_PLUGIN_OP_TOKEN,
 };
 
-static const char schema[] =
-	"PRAGMA journal_mode = WAL;"
+/* Run at every opening (wse_sqlite_open, which sets WAL mode first):
+ * the log carries no schema version, and its statements are harmless to
+ * repeat. */
+static const char setup[] =
 	"PRAGMA synchronous = NORMAL;"
 	/* The timer thread checkpoints once a second from its own
 	 * connection (checkpoint()); a commit does it only as a net. */
@@ -1401,6 +1405,14 @@ im_init(const struct wse_plugin_host *h, const char *args, void **state_r)
 	    "max_wait", "max_sessions", "max_held" };
 	struct im *im;
 	char *copy = NULL, *w, *save = NULL, *eq, path[4200];
+	struct wse_sqlite_db spec = {
+		.who = "im",
+		.dirfd = -1,
+		.name = "im.db",
+		.flags = SQLITE_OPEN_NOMUTEX,
+		.busy_ms = 5000,
+		.setup = setup,
+	};
 	long long v = 0;
 	wse_status st;
 	pthread_condattr_t ca;
@@ -1493,31 +1505,17 @@ im_init(const struct wse_plugin_host *h, const char *args, void **state_r)
 		st = wse_err(WSE_ERR_CONFIG, "im: dir= is required");
 		goto fail;
 	}
+	spec.dir = im->dir;
 	if (mkdir(im->dir, 0700) == -1 && errno != EEXIST) {
 		st = wse_err(WSE_ERR_CONFIG, "im: cannot create dir=%s: %s",
 		    im->dir, strerror(errno));
 		goto fail;
 	}
 	(void)snprintf(path, sizeof(path), "%s/im.db", im->dir);
-	if (sqlite3_open_v2(path, &im->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		st = wse_err(WSE_ERR_CONFIG, "im: cannot open %s: %s", path,
-		    im->db ? sqlite3_errmsg(im->db) : "out of memory");
+	if ((st = wse_sqlite_open(&spec, &im->db)) != WSE_OK ||
+	    (st = wse_sqlite_connect("im", path, SQLITE_OPEN_NOMUTEX, 100,
+	    &im->ck)) != WSE_OK)
 		goto fail;
-	}
-	sqlite3_busy_timeout(im->db, 5000);
-	/* Several statements, run once: not through the cache. */
-	if (sqlite3_exec(im->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		st = db_fail(im, "schema");
-		goto fail;
-	}
-	if (sqlite3_open_v2(path, &im->ck, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		st = wse_err(WSE_ERR_CONFIG, "im: cannot open %s: %s", path,
-		    im->ck ? sqlite3_errmsg(im->ck) : "out of memory");
-		goto fail;
-	}
-	sqlite3_busy_timeout(im->ck, 100);
 	if (pthread_create(&im->timer, NULL, timer_main, im) != 0) {
 		st = wse_err(WSE_ERR_INTERNAL, "im: cannot start the timer");
 		goto fail;

@@ -75,6 +75,7 @@
 
 #include "pki.h"
 #include "plugin.h"
+#include "sqlitedb.h"
 #include "xml.h"
 
 #define TOKEN_LEN 43			/* 256 bits, base64url, no '=' */
@@ -454,24 +455,7 @@ child_u64(const xmlNode *req, const char *name, uint64_t *v_r,
 static wse_status
 db_fail(struct od *o, int rc, const char *what)
 {
-	wse_status st;
-
-	switch (rc & 0xff) {
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-	case SQLITE_FULL:
-	case SQLITE_IOERR:
-		st = WSE_ERR_TEMPFAIL;
-		break;
-	case SQLITE_NOMEM:
-		st = WSE_ERR_NOMEM;
-		break;
-	default:
-		st = WSE_ERR_IO;
-		break;
-	}
-	return wse_err(st, "ondemand: database: %s: %s", what,
-	    o->db != NULL ? sqlite3_errmsg(o->db) : sqlite3_errstr(rc));
+	return wse_sqlite_fail("ondemand", o->db, rc, what);
 }
 
 static void
@@ -1721,89 +1705,29 @@ open_subdir(struct od *o, const char *name, int *fd_r)
 static wse_status
 db_open(struct od *o)
 {
-	char *path = NULL, *msg = NULL;
-	sqlite3_stmt *s = NULL;
-	const unsigned char *mode;
+	const struct wse_sqlite_db d = {
+		.who = "ondemand",
+		.dir = o->dir,
+		.dirfd = o->dirfd,
+		.name = "ondemand.db",
+		.flags = SQLITE_OPEN_FULLMUTEX,
+		.busy_ms = BUSY_TIMEOUT_MS,
+		.setup = "PRAGMA synchronous = FULL;"
+		    "PRAGMA foreign_keys = ON;",
+		.version = SCHEMA_VERSION,
+		.schema = schema,
+	};
 	wse_status st;
-	int fd, rc, i, v;
+	int rc, i;
 
-	if (asprintf(&path, "%s/ondemand.db", o->dir) == -1)
-		return wse_err(WSE_ERR_NOMEM, "ondemand: out of memory");
-	/* Create the file ourselves, private, before SQLite does. */
-	if ((fd = openat(o->dirfd, "ondemand.db", O_RDWR | O_CREAT |
-	    O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
-		st = wse_err(WSE_ERR_CONFIG, "ondemand: cannot create %s: %s",
-		    path, strerror(errno));
-		goto out;
-	}
-	close(fd);
-	rc = sqlite3_open_v2(path, &o->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
-	if (rc != SQLITE_OK) {
-		st = wse_err(WSE_ERR_CONFIG, "ondemand: cannot open %s: %s",
-		    path, o->db != NULL ? sqlite3_errmsg(o->db) :
-		    sqlite3_errstr(rc));
-		goto out;
-	}
-	(void)sqlite3_extended_result_codes(o->db, 1);
-	(void)sqlite3_busy_timeout(o->db, BUSY_TIMEOUT_MS);
-	(void)sqlite3_db_config(o->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	(void)sqlite3_db_config(o->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	(void)sqlite3_db_config(o->db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION,
-	    0, NULL);
-	if ((rc = sqlite3_prepare_v2(o->db, "PRAGMA journal_mode = WAL", -1,
-	    &s, NULL)) != SQLITE_OK || (rc = sqlite3_step(s)) != SQLITE_ROW) {
-		st = db_fail(o, rc, "cannot set WAL mode");
-		goto out;
-	}
-	mode = sqlite3_column_text(s, 0);
-	if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
-		st = wse_err(WSE_ERR_CONFIG, "ondemand: %s: journal mode is "
-		    "not WAL", path);
-		goto out;
-	}
-	sqlite3_finalize(s);
-	s = NULL;
-	if ((rc = sqlite3_prepare_v2(o->db, "PRAGMA user_version", -1, &s,
-	    NULL)) != SQLITE_OK || (rc = sqlite3_step(s)) != SQLITE_ROW) {
-		st = db_fail(o, rc, "cannot read the schema version");
-		goto out;
-	}
-	v = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	s = NULL;
-	if (v < 0 || v > SCHEMA_VERSION) {
-		st = wse_err(WSE_ERR_CONFIG, "ondemand: %s has schema version "
-		    "%d, this plugin knows up to %d", path, v, SCHEMA_VERSION);
-		goto out;
-	}
-	/* Constant SQL only: pragmas and the schema. */
-	if ((rc = sqlite3_exec(o->db, "PRAGMA synchronous = FULL;"
-	    "PRAGMA foreign_keys = ON;", NULL, NULL, &msg)) != SQLITE_OK ||
-	    (v < SCHEMA_VERSION && (rc = sqlite3_exec(o->db,
-	    "BEGIN IMMEDIATE;", NULL, NULL, &msg)) != SQLITE_OK) ||
-	    (v < SCHEMA_VERSION && (rc = sqlite3_exec(o->db, schema, NULL,
-	    NULL, &msg)) != SQLITE_OK) ||
-	    (v < SCHEMA_VERSION && (rc = sqlite3_exec(o->db, "COMMIT;", NULL,
-	    NULL, &msg)) != SQLITE_OK)) {
-		st = wse_err(WSE_ERR_CONFIG, "ondemand: %s: cannot set up the "
-		    "database: %s", path, msg != NULL ? msg :
-		    sqlite3_errstr(rc));
-		goto out;
-	}
+	if ((st = wse_sqlite_open(&d, &o->db)) != WSE_OK)
+		return st;
 	for (i = 0; i < Q__COUNT; i++)
 		if ((rc = sqlite3_prepare_v3(o->db, sql_text[i], -1,
 		    SQLITE_PREPARE_PERSISTENT, &o->stmt[i], NULL)) !=
-		    SQLITE_OK) {
-			st = db_fail(o, rc, "cannot prepare a statement");
-			goto out;
-		}
-	st = WSE_OK;
-out:
-	sqlite3_free(msg);
-	sqlite3_finalize(s);
-	free(path);
-	return st;
+		    SQLITE_OK)
+			return db_fail(o, rc, "cannot prepare a statement");
+	return WSE_OK;
 }
 
 static void
