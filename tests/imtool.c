@@ -46,35 +46,10 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-#include "buf.h"
 #include "crypto.h"
-#include "http.h"
 #include "msg.h"
-#include "pki.h"
-#include "replay.h"
-#include "soap.h"
-#include "wselimits.h"
-#include "wss.h"
+#include "testcall.h"
 #include "xml.h"
-
-struct call {
-	const char *server, *connect, *roots, *user;
-	wse_limits lim, resp_lim;
-	wse_trust *trust;
-	wse_replay *replay;
-	wse_http_client *http;
-	wse_signer *signer;
-};
-
-static int
-fail(const char *what)
-{
-	char errs[1024];
-
-	fprintf(stderr, "imtool: %s: %s\n", what,
-	    wse_err_format(errs, sizeof(errs)));
-	return 1;
-}
 
 static double
 now_s(void)
@@ -83,142 +58,6 @@ now_s(void)
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *
-child_text(const xmlNode *parent, const char *local)
-{
-	xmlNodePtr n;
-	wse_buf *b;
-	char *s = NULL;
-
-	if (wse_xml_only_child(parent, WSE_NS_WSE, local, &n) != WSE_OK ||
-	    (b = wse_buf_new(4096)) == NULL)
-		return NULL;
-	if (wse_xml_text(n, b) == WSE_OK)
-		s = wse_buf_steal(b, NULL);
-	wse_buf_free(&b);
-	return s;
-}
-
-/* One signed (or not) request of op with payload, serialised. */
-static int
-build(struct call *c, const char *op, const char *payload, int sign,
-    wse_envelope **env_r, wse_buf *req)
-{
-	char action[256];
-
-	(void)snprintf(action, sizeof(action), WSE_ACTION_PREFIX "%s", op);
-	if (wse_env_new(c->server, action, env_r) != WSE_OK ||
-	    wse_env_add_body_xml(*env_r, payload, strlen(payload), &c->lim) !=
-	    WSE_OK ||
-	    (sign && wse_wss_sign(*env_r, c->signer, (int64_t)time(NULL),
-	    300) != WSE_OK) || wse_env_serialize(*env_r, req) != WSE_OK)
-		return fail("cannot build the request");
-	return 0;
-}
-
-/* One exchange through the HTTPS client; *payload_r: <op>Response. */
-static int
-exchange(struct call *c, const char *op, const char *payload, int sign,
-    wse_envelope **ans_r, wse_verified *v, xmlNodePtr *payload_r)
-{
-	wse_envelope *env = NULL;
-	wse_buf *req = NULL, *resp = NULL;
-	wse_verify_opts o;
-	char want[300];
-	long http = 0;
-	int rc = 1;
-
-	*ans_r = NULL;
-	if ((req = wse_buf_new(c->lim.max_message_bytes)) == NULL ||
-	    (resp = wse_buf_new(c->resp_lim.max_message_bytes)) == NULL ||
-	    build(c, op, payload, sign, &env, req) != 0)
-		goto out;
-	if (wse_http_post(c->http, c->server, c->connect,
-	    "application/soap+xml", wse_buf_data(req), wse_buf_len(req), resp,
-	    &http) != WSE_OK) {
-		rc = fail("POST");
-		goto out;
-	}
-	if (wse_env_parse(wse_buf_data(resp), wse_buf_len(resp), &c->resp_lim,
-	    ans_r) != WSE_OK) {
-		rc = fail("answer");
-		goto out;
-	}
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &c->resp_lim;
-	o.replay = c->replay;
-	o.now = (int64_t)time(NULL);
-	o.trust = c->trust;
-	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = wse_addr_domain(c->user);
-	if (wse_wss_verify(*ans_r, &o, v) != WSE_OK) {
-		rc = fail("the answer does not verify");
-		goto out;
-	}
-	(void)snprintf(want, sizeof(want), "%sResponse", op);
-	if (wse_xml_only_child(v->body, WSE_NS_WSE, want, payload_r) !=
-	    WSE_OK) {
-		rc = fail(want);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (rc != 0) {
-		wse_verified_clear(v);
-		wse_env_free(ans_r);
-	}
-	wse_env_free(&env);
-	wse_buf_free(&req);
-	wse_buf_free(&resp);
-	return rc;
-}
-
-static int
-login(struct call *c, const char *password)
-{
-	wse_envelope *env = NULL;
-	wse_verified v;
-	xmlNodePtr p;
-	wse_buf *req = NULL, *salt = NULL;
-	char *salt_b64 = NULL, *iter = NULL;
-	uint8_t key[WSE_DERIVED_KEY_LEN];
-	int rc = 1;
-
-	memset(&v, 0, sizeof(v));
-	if ((req = wse_buf_new(1024)) == NULL ||
-	    (salt = wse_buf_new(256)) == NULL ||
-	    wse_buf_printf(req, "<m:GetAuthParams xmlns:m=\"" WSE_NS_WSE "\">"
-	    "<m:User>%s</m:User></m:GetAuthParams>", c->user) != WSE_OK)
-		goto out;
-	if (exchange(c, "GetAuthParams", wse_buf_str(req), 0, &env, &v,
-	    &p) != 0)
-		goto out;
-	if ((salt_b64 = child_text(p, "Salt")) == NULL ||
-	    (iter = child_text(p, "Iterations")) == NULL ||
-	    wse_base64_decode(salt_b64, strlen(salt_b64), salt) != WSE_OK) {
-		fprintf(stderr, "imtool: bad GetAuthParamsResponse\n");
-		goto out;
-	}
-	if (wse_pbkdf2_sha256(password, strlen(password), wse_buf_data(salt),
-	    wse_buf_len(salt), (uint32_t)strtoul(iter, NULL, 10), key) !=
-	    WSE_OK ||
-	    wse_signer_new_password(c->user, key, &c->signer) != WSE_OK) {
-		rc = fail("key");
-		goto out;
-	}
-	rc = 0;
-out:
-	wse_memzero(key, sizeof(key));
-	wse_verified_clear(&v);
-	wse_env_free(&env);
-	wse_buf_free(&req);
-	wse_buf_free(&salt);
-	free(salt_b64);
-	free(iter);
-	return rc;
 }
 
 struct conn {
@@ -295,26 +134,24 @@ open_one(SSL_CTX *ctx, const char *host, const char *addr, int port,
 static int
 direct(int argc, char **argv)
 {
-	struct call c;
-	wse_http_client_opts ho;
+	struct tcall c;
 	const char *key_path = NULL, *chain_path = NULL, *from = NULL;
 	const char *to = NULL, *text = "a forged instant message";
 	wse_key *key = NULL;
 	wse_cert **chain = NULL;
 	size_t nchain = 0;
 	wse_msg *m = NULL;
-	wse_envelope *env = NULL, *ans = NULL;
-	wse_buf *payload = NULL, *req = NULL, *resp = NULL;
-	wse_verify_opts o;
+	wse_envelope *ans = NULL;
+	wse_buf *payload = NULL;
 	wse_verified v;
 	wse_status fst;
 	xmlNodePtr acc;
-	char date[21], reason[256];
-	long http = 0;
+	char date[21];
 	int i, instant = 1, rc = 1;
 
 	memset(&c, 0, sizeof(c));
 	memset(&v, 0, sizeof(v));
+	c.prog = "imtool";
 	for (i = 0; i < argc; i++) {
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -352,27 +189,17 @@ direct(int argc, char **argv)
 		    "[--text TEXT] [--connect ADDR] [--no-instant]\n");
 		return 2;
 	}
-	wse_limits_default(&c.lim);
-	c.resp_lim = c.lim;
-	c.resp_lim.max_message_bytes *= 2;
-	memset(&ho, 0, sizeof(ho));
-	ho.roots = c.roots;
-	ho.connect_timeout_ms = 10000;
-	ho.timeout_ms = 60000;
-	ho.max_response = c.resp_lim.max_message_bytes;
+	c.user = to;		/* the answer is signed by To's server */
 	wse_time_format((int64_t)time(NULL), date);
-	if (wse_wss_init() != WSE_OK || wse_trust_new(&c.trust) != WSE_OK ||
-	    wse_trust_load_roots(c.trust, c.roots) != WSE_OK ||
-	    wse_replay_memory_new(64, &c.replay) != WSE_OK ||
-	    wse_http_client_new(&ho, &c.http) != WSE_OK ||
-	    wse_key_load(key_path, &key) != WSE_OK ||
+	if (tcall_setup(&c) != 0)
+		goto out;
+	if (wse_key_load(key_path, &key) != WSE_OK ||
 	    wse_cert_load_list(chain_path, &chain, &nchain) != WSE_OK ||
 	    nchain < 1 ||
 	    wse_signer_new_cert(key, chain, nchain, &c.signer) != WSE_OK) {
-		rc = fail("set-up");
+		rc = tcall_fail(&c, "set-up");
 		goto out;
 	}
-	wse_trust_skip_crls(c.trust);
 	if (wse_msg_new(&m) != WSE_OK || wse_msg_set(m, "from", from) !=
 	    WSE_OK || wse_msg_add_rcpt(m, to, 0) != WSE_OK ||
 	    wse_msg_set(m, "text", text) != WSE_OK ||
@@ -381,45 +208,20 @@ direct(int argc, char **argv)
 	    (payload = wse_buf_new(1 << 20)) == NULL ||
 	    wse_buf_puts(payload, "<m:DeliverDirect xmlns:m=\"" WSE_NS_WSE
 	    "\">") != WSE_OK || wse_msg_to_xml(m, payload) != WSE_OK ||
-	    wse_buf_puts(payload, "</m:DeliverDirect>") != WSE_OK ||
-	    wse_env_new(c.server, WSE_ACTION_PREFIX "DeliverDirect", &env) !=
-	    WSE_OK || wse_env_add_body_xml(env, wse_buf_str(payload),
-	    wse_buf_len(payload), &c.lim) != WSE_OK ||
-	    wse_wss_sign(env, c.signer, (int64_t)time(NULL), 300) != WSE_OK ||
-	    (req = wse_buf_new(c.lim.max_message_bytes)) == NULL ||
-	    (resp = wse_buf_new(c.resp_lim.max_message_bytes)) == NULL ||
-	    wse_env_serialize(env, req) != WSE_OK) {
-		rc = fail("cannot build the request");
+	    wse_buf_puts(payload, "</m:DeliverDirect>") != WSE_OK) {
+		rc = tcall_fail(&c, "cannot build the request");
 		goto out;
 	}
-	if (wse_http_post(c.http, c.server, c.connect, "application/soap+xml",
-	    wse_buf_data(req), wse_buf_len(req), resp, &http) != WSE_OK ||
-	    wse_env_parse(wse_buf_data(resp), wse_buf_len(resp), &c.resp_lim,
-	    &ans) != WSE_OK) {
-		rc = fail("POST");
+	if (tcall_exchange(&c, "DeliverDirect", wse_buf_str(payload), 1, &ans,
+	    &v, &acc, &fst) != 0)
 		goto out;
-	}
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &c.resp_lim;
-	o.replay = c.replay;
-	o.now = (int64_t)time(NULL);
-	o.trust = c.trust;
-	o.purpose = WSE_PURPOSE_SERVICE;
-	o.expected_domain = wse_addr_domain(to);
-	if (wse_wss_verify(ans, &o, &v) != WSE_OK) {
-		rc = fail("the answer does not verify");
-		goto out;
-	}
-	if (wse_fault_read(v.body, &fst, reason, sizeof(reason)) == WSE_OK) {
+	if (fst != WSE_OK) {
 		printf("FAULT %s\n", wse_fault_subcode(fst));
 		rc = 3;
 		goto out;
 	}
-	if (wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverDirectResponse",
-	    &acc) != WSE_OK ||
-	    wse_xml_only_child(acc, WSE_NS_WSE, "Accepted", &acc) != WSE_OK) {
-		rc = fail("the answer holds no result");
+	if (wse_xml_only_child(acc, WSE_NS_WSE, "Accepted", &acc) != WSE_OK) {
+		rc = tcall_fail(&c, "the answer holds no result");
 		goto out;
 	}
 	printf("OK %s\n", wse_xml_attr(acc, NULL, "result") ?
@@ -428,26 +230,19 @@ direct(int argc, char **argv)
 out:
 	wse_verified_clear(&v);
 	wse_env_free(&ans);
-	wse_env_free(&env);
 	wse_buf_free(&payload);
-	wse_buf_free(&req);
-	wse_buf_free(&resp);
 	wse_msg_free(&m);
-	wse_signer_free(&c.signer);
 	if (chain != NULL)
 		wse_cert_list_free(&chain, nchain);
 	wse_key_free(&key);
-	wse_http_client_free(&c.http);
-	wse_replay_free(&c.replay);
-	wse_trust_free(&c.trust);
+	tcall_free(&c);
 	return rc;
 }
 
 static int
 hold(int argc, char **argv)
 {
-	struct call c;
-	wse_http_client_opts ho;
+	struct tcall c;
 	const char *password;
 	long n = 1000, wait = 50, hold = 20;
 	char *ulist = NULL, *save = NULL, *tok;
@@ -468,6 +263,7 @@ hold(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	memset(&v, 0, sizeof(v));
+	c.prog = "imtool";
 	for (i = 0; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--server") == 0)
 			c.server = argv[i + 1];
@@ -499,22 +295,8 @@ hold(int argc, char **argv)
 		    "[-n N] [--wait S] [--hold S] [--after SEQ]\n");
 		return 2;
 	}
-	wse_limits_default(&c.lim);
-	c.resp_lim = c.lim;
-	c.resp_lim.max_message_bytes *= 2;
-	memset(&ho, 0, sizeof(ho));
-	ho.roots = c.roots;
-	ho.connect_timeout_ms = 10000;
-	ho.timeout_ms = 60000;
-	ho.max_response = c.resp_lim.max_message_bytes;
-	if (wse_wss_init() != WSE_OK || wse_trust_new(&c.trust) != WSE_OK ||
-	    wse_trust_load_roots(c.trust, c.roots) != WSE_OK ||
-	    wse_replay_memory_new(64, &c.replay) != WSE_OK ||
-	    wse_http_client_new(&ho, &c.http) != WSE_OK) {
-		rc = fail("set-up");
+	if (tcall_setup(&c) != 0)
 		goto out;
-	}
-	wse_trust_skip_crls(c.trust);
 	if ((ulist = strdup(users)) == NULL)
 		goto out;
 	for (tok = strtok_r(ulist, ",", &save); tok != NULL;
@@ -526,7 +308,7 @@ hold(int argc, char **argv)
 		}
 		c.user = tok;
 		c.signer = NULL;
-		if (login(&c, password) != 0)
+		if (tcall_login(&c, password) != 0)
 			goto out;
 		signers[nusers++] = c.signer;
 	}
@@ -552,7 +334,7 @@ hold(int argc, char **argv)
 		    "<m:After>%lld</m:After><m:Wait>%ld</m:Wait>"
 		    "</m:WaitInstant>", sid, last, wait);
 		c.signer = signers[(size_t)i % nusers];
-		if (build(&c, "WaitInstant", payload, 1, &env, req) != 0)
+		if (tcall_build(&c, "WaitInstant", payload, 1, &env, req) != 0)
 			goto out;
 		wse_env_free(&env);
 		if (open_one(ctx, host, c.connect ? c.connect : "127.0.0.1",
@@ -616,9 +398,7 @@ out:
 	while (nusers > 0)
 		wse_signer_free(&signers[--nusers]);
 	free(ulist);
-	wse_http_client_free(&c.http);
-	wse_replay_free(&c.replay);
-	wse_trust_free(&c.trust);
+	tcall_free(&c);
 	return rc;
 }
 
