@@ -109,6 +109,51 @@ verify_without_crls(struct cli *c, struct cli_e2e *e, wse_verify_opts *o,
 	return wse_wss_verify(e->env, o, &e->v);
 }
 
+/*
+ * Check e's signature (certificate profile) as of received, for purpose
+ * and, when expected_domain is set, that domain; with a replay cache of
+ * its own (a stored original is read again and again).  A failure
+ * refuses e.
+ */
+static void
+e2e_verify(struct cli *c, struct cli_e2e *e, int64_t received,
+    wse_purpose purpose, const char *expected_domain)
+{
+	wse_replay *fresh = NULL;
+	wse_verify_opts o;
+	wse_status st;
+
+	if (wse_replay_memory_new(16, &fresh) != WSE_OK) {
+		e2e_refuse(e, WSE_ERR_NOMEM, NULL);
+		return;
+	}
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &c->lim;
+	o.replay = fresh;
+	o.now = received;
+	o.trust = c->trust;
+	o.purpose = purpose;
+	o.expected_domain = expected_domain;
+	st = wse_wss_verify(e->env, &o, &e->v);
+	if (st == WSE_ERR_TEMPFAIL && c->crls_checked)
+		st = verify_without_crls(c, e, &o, fresh);
+	if (st != WSE_OK)
+		e2e_refuse(e, st, NULL);
+	wse_replay_free(&fresh);
+}
+
+/* The signer's subject into e->signer ("?" when it cannot be read). */
+static void
+e2e_signer(struct cli_e2e *e)
+{
+	if (wse_cert_subject(e->v.signer, e->signer, sizeof(e->signer)) !=
+	    WSE_OK) {
+		(void)snprintf(e->signer, sizeof(e->signer), "?");
+		wse_err_clear();
+	}
+}
+
 /* 1 when the message's To names addr (a DeliverDirect has no Rcpt). */
 static int
 has_to(const wse_msg *m, const char *addr)
@@ -132,31 +177,13 @@ verify_direct(struct cli *c, xmlNodePtr direct, int64_t received,
     struct cli_e2e *e)
 {
 	xmlNodePtr mnode = NULL;
-	wse_replay *fresh = NULL;
-	wse_verify_opts o;
 	wse_status st;
 
 	e->direct = 1;
 	if (wse_xml_only_child(direct, WSE_NS_WSE, "Message", &mnode) !=
 	    WSE_OK)
 		mnode = NULL;
-	if (wse_replay_memory_new(16, &fresh) != WSE_OK) {
-		e2e_refuse(e, WSE_ERR_NOMEM, NULL);
-		goto show;
-	}
-	memset(&o, 0, sizeof(o));
-	o.profile = WSE_PROFILE_CERT;
-	o.limits = &c->lim;
-	o.replay = fresh;
-	o.now = received;
-	o.trust = c->trust;
-	o.purpose = WSE_PURPOSE_TOKEN;
-	o.expected_domain = NULL;
-	st = wse_wss_verify(e->env, &o, &e->v);
-	if (st == WSE_ERR_TEMPFAIL && c->crls_checked)
-		st = verify_without_crls(c, e, &o, fresh);
-	if (st != WSE_OK)
-		e2e_refuse(e, st, NULL);
+	e2e_verify(c, e, received, WSE_PURPOSE_TOKEN, NULL);
 	if (e->valid) {
 		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "DeliverDirect") !=
 		    0 || direct->parent != e->v.body)
@@ -165,13 +192,8 @@ verify_direct(struct cli *c, xmlNodePtr direct, int64_t received,
 		else if (e->v.signer_mailbox == NULL)
 			e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "the signing "
 			    "certificate is not a token of a mailbox");
-		if (wse_cert_subject(e->v.signer, e->signer,
-		    sizeof(e->signer)) != WSE_OK) {
-			(void)snprintf(e->signer, sizeof(e->signer), "?");
-			wse_err_clear();
-		}
+		e2e_signer(e);
 	}
-show:
 	if (mnode == NULL) {
 		e2e_refuse(e, WSE_ERR_INVALID, "the DeliverDirect holds no "
 		    "Message");
@@ -196,7 +218,6 @@ show:
 		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among the "
 		    "signed recipients", c->address);
 out:
-	wse_replay_free(&fresh);
 	wse_err_clear();
 }
 
@@ -205,8 +226,6 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
     struct cli_e2e *e)
 {
 	xmlNodePtr deliver = NULL, mnode = NULL;
-	wse_replay *fresh = NULL;
-	wse_verify_opts o;
 	char *origin_s = NULL, origin[256];
 	wse_status st;
 
@@ -248,23 +267,7 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 			origin[i] = (origin_s[i] >= 'A' && origin_s[i] <= 'Z') ?
 			    (char)(origin_s[i] + 32) : origin_s[i];
 		origin[i] = '\0';
-		if (wse_replay_memory_new(16, &fresh) != WSE_OK) {
-			e2e_refuse(e, WSE_ERR_NOMEM, NULL);
-			goto show;
-		}
-		memset(&o, 0, sizeof(o));
-		o.profile = WSE_PROFILE_CERT;
-		o.limits = &c->lim;
-		o.replay = fresh;
-		o.now = received;
-		o.trust = c->trust;
-		o.purpose = WSE_PURPOSE_SERVICE;
-		o.expected_domain = origin;
-		st = wse_wss_verify(e->env, &o, &e->v);
-		if (st == WSE_ERR_TEMPFAIL && c->crls_checked)
-			st = verify_without_crls(c, e, &o, fresh);
-		if (st != WSE_OK)
-			e2e_refuse(e, st, NULL);
+		e2e_verify(c, e, received, WSE_PURPOSE_SERVICE, origin);
 	}
 	if (e->valid) {
 		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "Deliver") != 0 ||
@@ -274,13 +277,8 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 		else if (!has_rcpt(deliver, c->address))
 			e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among "
 			    "the signed recipients", c->address);
-		if (wse_cert_subject(e->v.signer, e->signer,
-		    sizeof(e->signer)) != WSE_OK) {
-			(void)snprintf(e->signer, sizeof(e->signer), "?");
-			wse_err_clear();
-		}
+		e2e_signer(e);
 	}
-show:
 	if (mnode == NULL) {
 		e2e_refuse(e, WSE_ERR_INVALID, "the Deliver holds no Message");
 		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
@@ -301,7 +299,6 @@ show:
 		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
 		    "signing domain %s", e->m->from, origin);
 out:
-	wse_replay_free(&fresh);
 	free(origin_s);
 	wse_err_clear();
 }
