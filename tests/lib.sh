@@ -27,9 +27,15 @@
 #                       dns_server line if t_dns has not run)
 #   t_start DOMAIN      start its server, wait until ready; $LAST_PID
 #   t_stop PID          stop one server, wait for it; its exit status
-#   t_users DOMAIN ADDRESS...   create users (password $WSEMAIL_PASSWORD)
+#   t_users DOMAIN ADDRESS...   create users (password $WSEMAIL_PASSWORD);
+#                       with KDF_ITERATIONS set, their PBKDF2 cost is that
+#                       ([limits] pbkdf2_iterations for wsemail-admin only;
+#                       the server's own configuration is unchanged)
 #   t_client ADDRESS [EXTRA-LINES]  $W/ADDRESS.cconf for the wsemail
-#                       client, for the url of the address's domain
+#                       client, for the url of the address's domain; with
+#                       KDF_ITERATIONS set, it ends in a [limits] section
+#                       whose pbkdf2_min_iterations is that (so a line for
+#                       the main section must go before it)
 #   t_merge DEFAULTS EXTRA  print the configuration lines DEFAULTS with
 #                       EXTRA merged in: a main-section "key = value" of
 #                       EXTRA replaces DEFAULTS' lines of that key ("key ="
@@ -247,9 +253,14 @@ t_stop() {  # pid -> its exit status
 }
 
 t_users() {  # domain address...
-	local d=$1 u; shift
+	local d=$1 u conf=$W/$1.conf; shift
+	if [ -n "${KDF_ITERATIONS:-}" ]; then
+		conf=$W/$d.users.conf
+		{ cat "$W/$d.conf"; printf '[limits]\npbkdf2_iterations = %s\npbkdf2_min_iterations = %s\n' \
+			"$KDF_ITERATIONS" "$KDF_ITERATIONS"; } >"$conf"
+	fi
 	for u in "$@"; do
-		timeout 60 "$ADMIN" --config "$W/$d.conf" user add "$u" \
+		timeout 60 "$ADMIN" --config "$conf" user add "$u" \
 			>/dev/null || fail "user add $u"
 	done
 }
@@ -268,6 +279,8 @@ state_dir = $W/state"
 		c+=$'\n'"connect = mail.${f##*/} 127.0.0.1"
 	done
 	t_merge "$c" "${2:-}" >"$W/$1.cconf"
+	[ -z "${KDF_ITERATIONS:-}" ] ||
+		printf '[limits]\npbkdf2_min_iterations = %s\n' "$KDF_ITERATIONS" >>"$W/$1.cconf"
 }
 
 C() { local u=$1; shift; timeout 600 "$CLIENT" --config "$W/$u.cconf" "$@"; }
