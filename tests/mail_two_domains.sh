@@ -27,7 +27,12 @@ settings='lifetime = 12
 threads = 2
 [limits]
 max_message_bytes = 1048576'
-t_conf a.test "$PA" "$settings"
+# a.test retries a deferred item after 60 s, or at its expiry if that is
+# sooner: no retry of its own falls between b.test's restart and the
+# queue flush below (which must send the three waiting items together).
+t_conf a.test "$PA" "retry_first = 60
+retry_max = 60
+$settings"
 t_conf b.test "$PB2" "url = https://mail2.b.test:$PB2/wsemail
 $settings"
 t_start a.test; APID=$LAST_PID
@@ -79,7 +84,10 @@ t_stop "$BPID"
 printf 'while you were away\n' | C alice@a.test send --to bob@b.test --subject "retry me" - >/dev/null || fail "send while b is down"
 printf 'two of you\n' | C alice@a.test send --to bob@b.test --to dave@b.test --subject "retry two" - >/dev/null || fail "send while b is down"
 printf 'nobody home\n' | C alice@a.test send --to nobody@b.test --subject "retry nobody" - >/dev/null || fail "send while b is down"
-sleep 3
+for _ in $(seq 100); do
+	[ "$(grep -c "deferred" "$W/a.test.log")" -ge 3 ] && break
+	sleep 0.1
+done
 [ "$(grep -c "deferred" "$W/a.test.log")" -ge 3 ] || fail "no deferral logged"
 t_start b.test; BPID=$LAST_PID
 setsid -w "$ADMIN" --config "$W/a.test.conf" queue flush >/dev/null || fail "queue flush"
