@@ -82,17 +82,7 @@ bench_http_client(const char *prog, const char *roots, size_t max_response)
 static inline char *
 bench_child_text(const xmlNode *parent, const char *local, size_t max)
 {
-	xmlNodePtr n;
-	wse_buf *b;
-	char *s = NULL;
-
-	if (parent == NULL || wse_xml_only_child(parent, WSE_NS_WSE, local,
-	    &n) != WSE_OK || (b = wse_buf_new(max)) == NULL)
-		return NULL;
-	if (wse_xml_text(n, b) == WSE_OK)
-		s = wse_buf_steal(b, NULL);
-	wse_buf_free(&b);
-	return s;
+	return wse_xml_child_text(parent, WSE_NS_WSE, local, max);
 }
 
 #endif

@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -1063,4 +1064,20 @@ wse_xml_text_dup(const xmlNode *node, size_t max, char **out)
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
 	wse_buf_free(&b);
 	return st;
+}
+
+char *
+wse_xml_child_text(const xmlNode *parent, const char *ns, const char *local,
+    size_t max)
+{
+	xmlNodePtr n;
+	char *s = NULL;
+
+	if (parent == NULL ||
+	    wse_xml_only_child(parent, ns, local, &n) != WSE_OK ||
+	    wse_xml_text_dup(n, max, &s) != WSE_OK) {
+		free(s);
+		return NULL;
+	}
+	return s;
 }

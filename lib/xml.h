@@ -82,6 +82,11 @@ wse_status wse_xml_text(const xmlNode *node, wse_buf *out);
  * (WSE_ERR_TOO_LARGE beyond).  The caller frees *out. */
 wse_status wse_xml_text_dup(const xmlNode *node, size_t max, char **out);
 
+/* The text of parent's only child ns:local, at most max bytes, malloc'd;
+ * NULL when there is none, or several, or it holds more than text. */
+char *wse_xml_child_text(const xmlNode *parent, const char *ns,
+    const char *local, size_t max);
+
 /* WSE_ERR_PARSE when the subtree at node holds a comment or a processing
  * instruction. */
 wse_status wse_xml_check_no_comments(const xmlNode *node);

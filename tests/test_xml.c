@@ -213,6 +213,40 @@ text_of(const xmlNode *n)
 /* well-formed input                                                   */
 /* ------------------------------------------------------------------ */
 
+/* wse_xml_child_text: the one child's text, or NULL for anything else. */
+static void
+test_child_text(void **state)
+{
+	static const char doc_s[] = "<m:R xmlns:m=\"" WSE_NS "\">"
+	    "<m:A>alpha &amp; beta</m:A><m:B>1</m:B><m:B>2</m:B>"
+	    "<m:C><m:D>x</m:D></m:C><m:E></m:E><m:F>0123456789</m:F>"
+	    "<o:A xmlns:o=\"urn:other\">other</o:A></m:R>";
+	xmlDocPtr doc;
+	xmlNodePtr r;
+	char *s;
+
+	(void)state;
+	doc = parse_ok(doc_s);
+	r = xmlDocGetRootElement(doc);
+	assert_non_null(s = wse_xml_child_text(r, WSE_NS, "A", 64));
+	assert_string_equal(s, "alpha & beta");
+	free(s);
+	assert_non_null(s = wse_xml_child_text(r, WSE_NS, "E", 64));
+	assert_string_equal(s, "");
+	free(s);
+	assert_null(wse_xml_child_text(r, WSE_NS, "Z", 64));	/* none */
+	assert_null(wse_xml_child_text(r, WSE_NS, "B", 64));	/* two */
+	assert_null(wse_xml_child_text(r, WSE_NS, "C", 64));	/* not text */
+	assert_null(wse_xml_child_text(r, WSE_NS, "F", 5));	/* too long */
+	assert_null(wse_xml_child_text(NULL, WSE_NS, "A", 64));
+	assert_non_null(s = wse_xml_child_text(r, "urn:other", "A", 64));
+	assert_string_equal(s, "other");
+	free(s);
+	wse_err_clear();
+	xmlFreeDoc(doc);
+}
+
+
 static void
 test_parse_soap(void **state)
 {
@@ -1320,6 +1354,7 @@ main(void)
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_encodings),
 		cmocka_unit_test(test_huge_text),
+		cmocka_unit_test(test_child_text),
 		cmocka_unit_test(test_no_stderr),
 		cmocka_unit_test(test_threads),
 	};

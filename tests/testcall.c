@@ -57,12 +57,7 @@ tcall_free(struct tcall *c)
 char *
 tcall_child_text(const xmlNode *parent, const char *local)
 {
-	xmlNodePtr n;
-	char *s = NULL;
-
-	if (wse_xml_only_child(parent, WSE_NS_WSE, local, &n) == WSE_OK)
-		(void)wse_xml_text_dup(n, 4096, &s);
-	return s;
+	return wse_xml_child_text(parent, WSE_NS_WSE, local, 4096);
 }
 
 int
