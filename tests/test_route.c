@@ -85,25 +85,6 @@ assert_order(const wse_srv_rec *recs, size_t n, const char *const *want)
 		assert_string_equal(recs[i].host, want[i]);
 }
 
-/* A loopback UDP socket that is bound but never read: a DNS server that
- * does not answer.  Its "127.0.0.1:PORT" goes to addr. */
-static int
-silent_server(char *addr, size_t size)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd;
-
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	assert_true(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	snprintf(addr, size, "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
-	return fd;
-}
 
 static int
 target_has_addr(const wse_route_target *t, const char *addr)
@@ -413,7 +394,7 @@ test_static_override(void **state)
 	int fd;
 
 	(void)state;
-	fd = silent_server(dns, sizeof(dns));
+	fd = testdns_silent(dns, sizeof(dns));
 	assert_wse_ok(wse_router_new(dns, 500, &r));
 	assert_wse_ok(wse_router_add_static(r, "Example.ORG",
 	    "[2001:DB8:0::7]:8443"));
@@ -459,7 +440,7 @@ test_timeout(void **state)
 	int fd;
 
 	(void)state;
-	fd = silent_server(dns, sizeof(dns));
+	fd = testdns_silent(dns, sizeof(dns));
 	assert_wse_ok(wse_router_new(dns, timeout, &r));
 
 	t0 = testutil_now_ms();
@@ -498,7 +479,7 @@ test_refused(void **state)
 	int fd;
 
 	(void)state;
-	fd = silent_server(dns, sizeof(dns));
+	fd = testdns_silent(dns, sizeof(dns));
 	close(fd);
 	assert_wse_ok(wse_router_new(dns, 2000, &r));
 	t0 = testutil_now_ms();

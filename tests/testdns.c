@@ -32,9 +32,8 @@ testdns_init(testdns *d)
 	}
 }
 
-/* A loopback UDP port free a moment ago. */
-static unsigned
-free_udp_port(void)
+int
+testdns_silent(char *addr, size_t size)
 {
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
@@ -47,8 +46,20 @@ free_udp_port(void)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	close(fd);
-	return ntohs(sin.sin_port);
+	snprintf(addr, size, "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+	return fd;
+}
+
+/* A loopback UDP port free a moment ago. */
+static unsigned
+free_udp_port(void)
+{
+	char addr[64];
+	unsigned port;
+
+	close(testdns_silent(addr, sizeof(addr)));
+	assert_int_equal(sscanf(addr, "127.0.0.1:%u", &port), 1);
+	return port;
 }
 
 /*

@@ -47,6 +47,11 @@ void testdns_stop(testdns *d);
 /* Stop it, remove its logs and clear d; for the teardowns, whether the
  * case passed or not (a d cleared or never started is fine). */
 void testdns_free(testdns *d);
+/* A loopback UDP socket that is bound but never read: a DNS server that
+ * does not answer.  Its "127.0.0.1:PORT" goes to addr; the caller closes
+ * it. */
+int testdns_silent(char *addr, size_t size);
+
 /* How many queries of TYPE ("A", "SRV", ...) for NAME the current
  * instance has logged. */
 size_t testdns_queries(const testdns *d, const char *type,
