@@ -12,6 +12,9 @@
 #                waits while its instant message is delivered, and at
 #                most half of them may, so 100 pairs need 200+)
 #                PROSODY=1 (0: skip it) MAX_SECONDS=1800 (whole run)
+#                IM_LOAD_TIMES=FILE (bench/im_load writes each message's
+#                send time and latency there; the last run's wins, so
+#                with SIZES=" " for the latency run alone)
 # Build first:   meson setup build-bench -Dbuildtype=release &&
 #                ninja -C build-bench
 #

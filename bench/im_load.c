@@ -28,6 +28,8 @@
  *   -x PREFIX_A (a)  -y PREFIX_B (b)  -P pairs (1)  -n N (10000)
  *   -s BYTES  text size (100)   -V 0|1 verify (1)   -d SECONDS (600)
  * The password comes from WSEMAIL_PASSWORD (the same for every user).
+ * IM_LOAD_TIMES=FILE also writes each arrived message's send time (s
+ * from the start) and latency (ms), one line each, in sending order.
  * Prints one line of key=value figures: mode pairs size sent received
  * stored failed bad elapsed_s rate p50_ms p90_ms p99_ms max_ms.
  * Exit status 0 when every message arrived.
@@ -428,6 +430,7 @@ int
 main(int argc, char **argv)
 {
 	double t0, t_last = 0, *lat;
+	const char *times;
 	long i, nl = 0, nusers;
 	int opt;
 
@@ -539,6 +542,16 @@ main(int argc, char **argv)
 			if (t_arrived[i] > t_last)
 				t_last = t_arrived[i];
 		}
+	if ((times = getenv("IM_LOAD_TIMES")) != NULL && *times != '\0') {
+		FILE *f = fopen(times, "w");
+
+		for (i = 0; f != NULL && i < cfg.n; i++)
+			if (t_arrived[i] > 0 && t_sent[i] > 0)
+				fprintf(f, "%.6f %.3f\n", t_sent[i] - t0,
+				    (t_arrived[i] - t_sent[i]) * 1000);
+		if (f == NULL || fclose(f) != 0)
+			fprintf(stderr, "im_load: cannot write %s\n", times);
+	}
 	qsort(lat, (size_t)nl, sizeof(double), cmp_d);
 #define PCT(p) (nl ? lat[(size_t)((double)(nl - 1) * (p))] : 0)
 	printf("mode=%s pairs=%ld size=%ld sent=%ld received=%ld stored=%ld "
