@@ -774,6 +774,19 @@ count_sent(void *arg, const wse_msg_meta *meta)
 	return WSE_OK;
 }
 
+/* Queue messages for bob until o holds upto of them. */
+static void
+send_upto(struct sent *o, size_t upto)
+{
+	char subj[32];
+
+	assert_true(upto <= sizeof(o->ids) / sizeof(o->ids[0]));
+	for (; o->n < upto; o->n++) {
+		snprintf(subj, sizeof(subj), "old peer %zu", o->n);
+		queue_for_bob(subj, o->ids[o->n]);
+	}
+}
+
 /* Every message sent is in bob's mailbox once, and nothing else. */
 static void
 assert_stored_once(struct sent *o)
@@ -801,7 +814,6 @@ test_batch_unsupported(void **state)
 {
 	struct sent o;
 	uint64_t a0, a1, u;
-	char subj[32];
 
 	(void)state;
 	peer_route();
@@ -809,10 +821,7 @@ test_batch_unsupported(void **state)
 	assert_int_equal(queue_items(), 0);
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a0, &u));
 	memset(&o, 0, sizeof(o));
-	for (o.n = 0; o.n < 3; o.n++) {
-		snprintf(subj, sizeof(subj), "old peer %zu", o.n);
-		queue_for_bob(subj, o.ids[o.n]);
-	}
+	send_upto(&o, 3);
 	assert_int_equal(wsed_outbound_pass(&S), 3);
 	assert_peer_calls(1, 3);
 	assert_int_equal(queue_items(), 0);
@@ -821,10 +830,7 @@ test_batch_unsupported(void **state)
 	assert_int_equal(wsed_outbound_pass(&S), 0);
 	assert_peer_calls(1, 3);
 	/* Two more: a batch is tried again, and refused again. */
-	for (; o.n < 5; o.n++) {
-		snprintf(subj, sizeof(subj), "old peer %zu", o.n);
-		queue_for_bob(subj, o.ids[o.n]);
-	}
+	send_upto(&o, 5);
 	assert_int_equal(wsed_outbound_pass(&S), 2);
 	assert_peer_calls(2, 5);
 	assert_int_equal(queue_items(), 0);
