@@ -7,11 +7,8 @@
 # Environment: WSE_BUILD_ROOT (the meson build directory).
 set -u
 T=client_cli
-# Test users' password cost: PBKDF2 with 1,000 iterations ([limits]
-# pbkdf2_iterations, tests/lib.sh KDF_ITERATIONS) instead of the default
-# 600,000, so that each client run does not spend its time deriving the
-# key (about 1 s under the sanitizers).  carol keeps the default cost, so
-# that one user logs in at it end to end (and admin_user.sh checks it).
+# Cheap test users (tests/lib.sh KDF_ITERATIONS), but carol keeps the
+# default cost, so that one user logs in at it end to end.
 KDF_ITERATIONS=1000
 B=${WSE_BUILD_ROOT:?WSE_BUILD_ROOT is not set}
 . "$(dirname "$0")/lib.sh"

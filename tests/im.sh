@@ -18,12 +18,7 @@
 # stopped by PID on exit.
 set -uo pipefail
 T=im
-# Test users' password cost: PBKDF2 with 1,000 iterations ([limits]
-# pbkdf2_iterations, tests/lib.sh KDF_ITERATIONS) instead of the default
-# 600,000, so that each client run does not spend its time deriving the
-# key (about 1 s under the sanitizers).  The default cost is exercised by
-# admin_user.sh and client_cli.sh.
-KDF_ITERATIONS=1000
+KDF_ITERATIONS=1000	# cheap test users (tests/lib.sh)
 B=${WSE_BUILD_ROOT:?}
 . "$(dirname "$0")/lib.sh"
 IMSO=$B/plugins/im.so

@@ -36,6 +36,12 @@
 #                       KDF_ITERATIONS set, it ends in a [limits] section
 #                       whose pbkdf2_min_iterations is that (so a line for
 #                       the main section must go before it)
+#   KDF_ITERATIONS      set by a test before sourcing this file (1000 in
+#                       the end-to-end tests): a cheap password cost for
+#                       its users instead of the default 600,000, so that
+#                       a client run does not spend its time deriving the
+#                       key (about 1 s under the sanitizers); the default
+#                       cost is exercised by admin_user.sh and client_cli.sh
 #   t_merge DEFAULTS EXTRA  print the configuration lines DEFAULTS with
 #                       EXTRA merged in: a main-section "key = value" of
 #                       EXTRA replaces DEFAULTS' lines of that key ("key ="
