@@ -752,8 +752,8 @@ queue_for_bob(const char *subject, char id[WSE_UUID_URN_LEN + 1])
 /* The messages sent to bob, by their ids, and how often each is in his
  * mailbox at b.test. */
 struct sent {
-	char ids[8][WSE_UUID_URN_LEN + 1];
-	int seen[8];
+	char ids[32][WSE_UUID_URN_LEN + 1];
+	int seen[32];
 	size_t n;
 	int others;
 };
@@ -806,8 +806,9 @@ assert_stored_once(struct sent *o)
  * A peer that answers DeliverBatch with Unsupported (a server from before
  * batches) gets the items one Deliver each, in the same pass: each stored
  * there once, the queue empty, no bounce (docs/protocol.md).  The refusal
- * is not remembered: the next pass with several items for it asks for a
- * batch again.  A lone item goes as a Deliver.
+ * is remembered for WSED_NOBATCH_SECONDS: meanwhile the passes with
+ * several items for it send them one Deliver each without asking for a
+ * batch; then a batch is tried again.  A lone item goes as a Deliver.
  */
 static void
 test_batch_unsupported(void **state)
@@ -829,23 +830,45 @@ test_batch_unsupported(void **state)
 	/* Nothing left: a pass sends nothing (a bounce would go now). */
 	assert_int_equal(wsed_outbound_pass(&S), 0);
 	assert_peer_calls(1, 3);
-	/* Two more: a batch is tried again, and refused again. */
+	/* Two more: the refusal is remembered, each goes as a Deliver at
+	 * once, without a batch refused first. */
 	send_upto(&o, 5);
 	assert_int_equal(wsed_outbound_pass(&S), 2);
-	assert_peer_calls(2, 5);
+	assert_peer_calls(1, 5);
 	assert_int_equal(queue_items(), 0);
 	assert_stored_once(&o);
 	/* One alone: a plain Deliver. */
 	queue_for_bob("old peer alone", o.ids[o.n++]);
 	assert_int_equal(wsed_outbound_pass(&S), 1);
-	assert_peer_calls(2, 6);
+	assert_peer_calls(1, 6);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* Still remembered a second before the interval ends. */
+	skew += WSED_NOBATCH_SECONDS - 1;
+	send_upto(&o, 9);
+	assert_int_equal(wsed_outbound_pass(&S), 3);
+	assert_peer_calls(1, 9);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* Once it has run out, a batch is tried again (the peer might have
+	 * been upgraded): refused, each sent alone in the same pass ... */
+	skew += 1;
+	send_upto(&o, 11);
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(2, 11);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(&o);
+	/* ... and remembered anew. */
+	send_upto(&o, 13);
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(2, 13);
 	assert_int_equal(queue_items(), 0);
 	assert_stored_once(&o);
 	/* No report to alice of any of them. */
 	assert_int_equal(wsed_outbound_pass(&S), 0);
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a1, &u));
 	assert_int_equal(a1, a0);
-	assert_peer_calls(2, 6);
+	assert_peer_calls(2, 13);
 	/* The peer's address came from the DNS server. */
 	assert_true(testdns_queries(&D, "A", "mail.b.test") > 0);
 }

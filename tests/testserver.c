@@ -63,6 +63,7 @@ testserver_init_domain(testserver *t, testpki *p, int d,
 	    "%s/%s/service-key.pem", p->dir, name);
 	pthread_mutex_init(&S->wake_lock, NULL);
 	wsed_instant_init(S);
+	wsed_outbound_init(S);
 	pthread_cond_init(&S->wake, NULL);
 	pthread_mutex_init(&S->commit_lock, NULL);
 	pthread_cond_init(&S->commit_work, NULL);
@@ -115,6 +116,7 @@ testserver_free(testserver *t)
 	}
 	wsed_plugins_unload(S);
 	wsed_instant_fini(S);
+	wsed_outbound_fini(S);
 	wse_signer_free(&S->signer);
 	wse_replay_free(&S->replay);
 	wse_store_close(&S->store);

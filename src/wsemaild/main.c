@@ -326,6 +326,7 @@ static void
 teardown(struct wsed *s)
 {
 	wsed_plugins_unload(s);
+	wsed_outbound_fini(s);
 	wse_router_free(&s->router);
 	wse_replay_free(&s->replay);
 	wse_store_close(&s->store);
@@ -360,6 +361,7 @@ main(int argc, char **argv)
 	s.now = clock_now;
 	pthread_mutex_init(&s.wake_lock, NULL);
 	wsed_instant_init(&s);
+	wsed_outbound_init(&s);
 	pthread_cond_init(&s.wake, NULL);
 	pthread_mutex_init(&s.commit_lock, NULL);
 	pthread_cond_init(&s.commit_work, NULL);

@@ -4,7 +4,9 @@
  * route or DNS SRV, next target on failure) over mutual TLS, checks the
  * signed answer, and then removes, defers (exponential backoff) or bounces
  * the item.  Local recipients take the same path without the network, so
- * every stored message carries its server's signature.
+ * every stored message carries its server's signature.  Several due items
+ * for one domain go in one DeliverBatch, unless its server refused one
+ * lately (remembered for WSED_NOBATCH_SECONDS).
  *
  * SECURITY: answers are verified like any message (certificate profile,
  * the recipient domain's service certificate); an unverifiable answer is a
@@ -507,6 +509,97 @@ handle_job(struct wsed *s, wse_http_client *client, struct job *j,
 
 /* ---- several items for one domain in one DeliverBatch ---- */
 
+/*
+ * The servers that refused a DeliverBatch with a signed Unsupported
+ * Fault (from before batches), by recipient domain: for
+ * WSED_NOBATCH_SECONDS their items go one Deliver each at once, rather
+ * than one signed round trip per pass that is refused again.  Domains
+ * are compared exactly: the queue and the message addresses hold them
+ * lower-cased.  A small table under a lock held only to read or write
+ * it, shared by the delivery workers and the instant senders.
+ */
+void
+wsed_outbound_init(struct wsed *s)
+{
+	pthread_mutex_init(&s->nobatch_lock, NULL);
+	memset(s->nobatch, 0, sizeof(s->nobatch));
+}
+
+void
+wsed_outbound_fini(struct wsed *s)
+{
+	pthread_mutex_destroy(&s->nobatch_lock);
+	memset(s->nobatch, 0, sizeof(s->nobatch));
+}
+
+/* 1 when e is in force at now.  An entry further ahead than the interval
+ * (the clock was set back) has run out too. */
+static int
+nobatch_live(const struct wsed_nobatch *e, int64_t now)
+{
+	return e->until > now && e->until - now <= WSED_NOBATCH_SECONDS;
+}
+
+/* 1 while domain's server is remembered to refuse DeliverBatch. */
+static int
+nobatch_known(struct wsed *s, const char *domain)
+{
+	int64_t now = s->now();
+	size_t i;
+	int known = 0;
+
+	pthread_mutex_lock(&s->nobatch_lock);
+	for (i = 0; i < WSED_NOBATCH_MAX && !known; i++)
+		known = nobatch_live(&s->nobatch[i], now) &&
+		    strcmp(s->nobatch[i].domain, domain) == 0;
+	pthread_mutex_unlock(&s->nobatch_lock);
+	return known;
+}
+
+/*
+ * Remember that domain's server answered a DeliverBatch with a signed
+ * Unsupported Fault.  A domain already known keeps its time (workers
+ * whose batches were on their way when the first answer came); a new one
+ * takes a free or run-out entry, else the one that runs out first.
+ * Logged once per interval.
+ */
+static void
+nobatch_remember(struct wsed *s, const char *domain)
+{
+	int64_t now = s->now();
+	struct wsed_nobatch *e = NULL;
+	size_t i;
+	int fresh = 1;
+
+	if (strlen(domain) >= sizeof(s->nobatch[0].domain))
+		return;		/* cannot be a queue's domain */
+	pthread_mutex_lock(&s->nobatch_lock);
+	for (i = 0; i < WSED_NOBATCH_MAX; i++)
+		if (s->nobatch[i].until != 0 &&
+		    strcmp(s->nobatch[i].domain, domain) == 0) {
+			e = &s->nobatch[i];
+			fresh = !nobatch_live(e, now);
+			break;
+		}
+	for (i = 0; e == NULL && i < WSED_NOBATCH_MAX; i++)
+		if (!nobatch_live(&s->nobatch[i], now))
+			e = &s->nobatch[i];
+	if (e == NULL) {
+		e = &s->nobatch[0];
+		for (i = 1; i < WSED_NOBATCH_MAX; i++)
+			if (s->nobatch[i].until < e->until)
+				e = &s->nobatch[i];
+	}
+	if (fresh) {
+		(void)snprintf(e->domain, sizeof(e->domain), "%s", domain);
+		e->until = now + WSED_NOBATCH_SECONDS;
+	}
+	pthread_mutex_unlock(&s->nobatch_lock);
+	if (fresh)
+		wsed_log("%s does not take DeliverBatch; sending one Deliver "
+		    "per item for %d s", domain, WSED_NOBATCH_SECONDS);
+}
+
 /* The status a batch answer's subcode names (TEMPFAIL when unknown). */
 static wse_status
 subcode_status(const char *code)
@@ -652,7 +745,8 @@ batch_item_refused(const xmlNode *it, wse_status *st_r)
 /*
  * Read a DeliverBatchResponse into r[0..n-1] (verified like a Deliver
  * answer).  Returns 1 when the peer does not know DeliverBatch (the jobs
- * are then sent one by one), else 0.
+ * are then sent one by one, and the domain is remembered for a while),
+ * else 0.
  */
 static int
 read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
@@ -671,6 +765,7 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 	    &resp);
 	if (st == WSE_ERR_UNSUPPORTED) {
 		unsupported = 1;
+		nobatch_remember(s, domain);
 	} else if (st != WSE_OK) {
 		(void)wse_err_format(why, sizeof(why));
 		for (i = 0; i < n; i++) {
@@ -783,8 +878,8 @@ settle:
 /*
  * Send the jobs taken in one pass: items of our own domain one by one
  * (no network); items of another domain together, in DeliverBatch calls
- * of at most WSED_BATCH_MAX items and WSED_BATCH_BYTES; a lone item as a
- * plain Deliver.
+ * of at most WSED_BATCH_MAX items and WSED_BATCH_BYTES; a lone item, and
+ * the items for a server remembered to refuse batches, as plain Delivers.
  */
 static void
 send_jobs(struct wsed *s, wse_http_client *client, struct job *jobs,
@@ -817,10 +912,14 @@ send_jobs(struct wsed *s, wse_http_client *client, struct job *jobs,
 			group[ng++] = &jobs[k];
 			taken[k] = 1;
 		}
-		if (ng == 1)
-			handle_job(s, client, group[0], dl);
-		else
+		if (ng > 1 && !nobatch_known(s, jobs[i].item.domain)) {
 			handle_batch(s, client, group, ng, dl);
+			continue;
+		}
+		/* A lone item, or a server known to refuse batches: one
+		 * Deliver each. */
+		for (k = 0; k < ng; k++)
+			handle_job(s, client, group[k], dl);
 	}
 }
 
@@ -1194,7 +1293,7 @@ instant_fail_all(struct wsed_instant_req **rq, size_t n, wse_status st)
 /*
  * The answer to an instant DeliverBatch for rq[0..n-1] (as for mail:
  * batch_answer_open), one outcome per message.  Returns 1 when the peer
- * does not know DeliverBatch.
+ * does not know DeliverBatch (remembered for a while, as for mail).
  */
 static int
 instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
@@ -1211,9 +1310,10 @@ instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
 	memset(&v, 0, sizeof(v));
 	st = batch_answer_open(s, domain, request_id, wse_buf_data(data),
 	    wse_buf_len(data), n, &env, &v, &resp);
-	if (st == WSE_ERR_UNSUPPORTED)
+	if (st == WSE_ERR_UNSUPPORTED) {
 		unsupported = 1;
-	else if (st != WSE_OK)
+		nobatch_remember(s, domain);
+	} else if (st != WSE_OK)
 		instant_fail_all(rq, n, st);
 	for (i = 0; st == WSE_OK && i < n &&
 	    (it = batch_item_next(resp, it)); i++) {
@@ -1248,7 +1348,8 @@ instant_alone(struct wsed *s, wse_http_client *client,
  * Send rq[0..n-1] (one domain, the same first address) in one call: the
  * workers' own signed Deliver envelopes, in one DeliverBatch when there
  * are several.  Anything but an answer from that address (no connection,
- * a server without batches) sends each the slow way.
+ * a server without batches) sends each the slow way.  A server
+ * remembered to refuse batches gets each envelope as a lone Deliver.
  */
 static void
 instant_group(struct wsed *s, wse_http_client *client,
@@ -1263,6 +1364,11 @@ instant_group(struct wsed *s, wse_http_client *client,
 
 	if (client == NULL)
 		goto out;
+	if (n > 1 && nobatch_known(s, rq[0]->domain)) {
+		for (i = 0; i < n; i++)
+			instant_group(s, client, &rq[i], 1, req, resp);
+		return;
+	}
 	wse_buf_reset(req);
 	wse_buf_reset(resp);
 	if (n == 1) {

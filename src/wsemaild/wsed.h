@@ -37,6 +37,20 @@
  * a sender puts in one. */
 #define WSED_BATCH_MAX 64
 #define WSED_BATCH_BYTES (2u * 1024 * 1024)
+/* Domains whose server answered a DeliverBatch with a signed Unsupported
+ * Fault are remembered for WSED_NOBATCH_SECONDS: meanwhile their items go
+ * one Deliver each, without a batch refused first.  Then a batch is tried
+ * again (the server may have been upgraded).  At most WSED_NOBATCH_MAX
+ * such domains are kept; a new one takes the place of the one that runs
+ * out first. */
+#define WSED_NOBATCH_MAX 64
+#define WSED_NOBATCH_SECONDS 3600
+
+/* A domain whose server refused DeliverBatch, until when (outbound.c). */
+struct wsed_nobatch {
+	char domain[WSE_STORE_NAME_MAX];
+	int64_t until;			/* 0: a free entry */
+};
 
 struct wsed_plugin;		/* plugins.c */
 struct wsed_holds;		/* plugins.c: held requests */
@@ -77,6 +91,10 @@ struct wsed {
 	int instant_leader;
 	wse_http_client *instant_pool[WSED_INSTANT_LEADERS];	/* a leader's */
 	unsigned char instant_busy[WSED_INSTANT_LEADERS];
+	/* Servers without DeliverBatch, shared by the delivery workers and
+	 * the instant senders; the lock is never held across a call. */
+	pthread_mutex_t nobatch_lock;
+	struct wsed_nobatch nobatch[WSED_NOBATCH_MAX];
 	int64_t last_expire;		/* last wse_store_expire run */
 	int64_t last_checkpoint;	/* last wse_store_checkpoint run */
 	atomic_int stopping;		/* set once by main at shutdown */
@@ -230,6 +248,11 @@ wse_status wsed_sign_out(struct wsed *s, wse_envelope *env, wse_buf *out);
 wse_status wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
     const char *replay_id, int64_t replay_expires, char *id_r);
 
+/* Set up and free what the delivery workers and the instant senders
+ * share (the servers remembered to refuse DeliverBatch); fini once
+ * neither runs. */
+void wsed_outbound_init(struct wsed *s);
+void wsed_outbound_fini(struct wsed *s);
 /* Run the delivery worker until s->stopping (thread entry). */
 void *wsed_outbound_main(void *arg);
 /* One pass over the due queue items; returns how many were handled. */
