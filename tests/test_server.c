@@ -7,7 +7,8 @@
  * and GetAuthParams not revealing which accounts exist.  The delivery
  * worker (src/wsemaild/outbound.c) also sends to a second server in
  * process, for b.test, behind a real HTTPS server on loopback: one that
- * refuses DeliverBatch as a server from before batches does.  Its name is
+ * refuses DeliverBatch as a server from before batches does, to mail from
+ * the queue and to instant messages sent together.  Its name is
  * resolved by a real DNS server on loopback, dnsmasq (WSE_TEST_DNSMASQ,
  * which tests/meson.build sets when dnsmasq is installed; that case is
  * skipped without it).
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 
@@ -579,7 +581,10 @@ static testdns D;
 static wse_http_server *PH;
 static pthread_t peer_thread;
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t peer_cond = PTHREAD_COND_INITIALIZER;
 static int peer_batches, peer_delivers, peer_others;
+/* 1: hold the next call until the case sets 0 again (2 while held). */
+static int peer_hold;
 
 static char *
 header_text(wse_envelope *env, const char *name)
@@ -617,6 +622,18 @@ peer_request(void *arg, wse_http_req *req)
 		count = &peer_delivers;
 	pthread_mutex_lock(&peer_lock);
 	(*count)++;
+	if (peer_hold == 1) {
+		/* Everything else waits behind it: one event loop. */
+		struct timespec ts;
+
+		peer_hold = 2;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 10;
+		while (peer_hold == 2 && pthread_cond_timedwait(&peer_cond,
+		    &peer_lock, &ts) == 0)
+			;
+		peer_hold = 0;
+	}
 	pthread_mutex_unlock(&peer_lock);
 	if (out == NULL)
 		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
@@ -714,6 +731,18 @@ peer_teardown(void **state)
 	}
 	testdns_free(&D);
 	testserver_free(&B);
+	/* The next case's peer starts afresh (its users, an empty store). */
+	{
+		static const char *const ext[] = { "", "-wal", "-shm" };
+		char path[1024];
+		size_t i;
+
+		for (i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+			snprintf(path, sizeof(path), "%s/server-b.test.db%s",
+			    P.dir, ext[i]);
+			(void)unlink(path);
+		}
+	}
 	wse_err_clear();
 	return 0;
 }
@@ -873,12 +902,175 @@ test_batch_unsupported(void **state)
 	assert_true(testdns_queries(&D, "A", "mail.b.test") > 0);
 }
 
+/* ---- instant messages to the peer without DeliverBatch ---- */
+
+struct im_send {
+	wse_msg *m;
+	const char *id;
+	wse_status st;
+	int stored;
+	unsigned sessions;
+	pthread_t th;
+};
+
+static void *
+im_send_main(void *arg)
+{
+	struct im_send *j = arg;
+
+	j->st = wsed_instant_send(&S, j->m, j->id, &j->stored, &j->sessions);
+	wse_err_clear();
+	return NULL;
+}
+
+/* Wait (at most 5 s) until done(arg) holds for a.test's instant
+ * senders (read under their lock); 1 when it does. */
+static int
+im_wait(int (*done)(const void *), const void *arg)
+{
+	struct timespec ms = { 0, 1000000 };
+	int i, ok = 0;
+
+	for (i = 0; i < 5000 && !ok; i++) {
+		pthread_mutex_lock(&S.instant_lock);
+		ok = done(arg);
+		pthread_mutex_unlock(&S.instant_lock);
+		if (!ok)
+			nanosleep(&ms, NULL);
+	}
+	return ok;
+}
+
+static int
+im_all_leading(const void *arg)
+{
+	(void)arg;
+	return S.instant_leader == WSED_INSTANT_LEADERS;
+}
+
+/* The queue of waiting messages ends elsewhere than at *arg. */
+static int
+im_queued_past(const void *arg)
+{
+	return S.instant_tail != *(struct wsed_instant_req **const *)arg;
+}
+
+#define IM_BURST (WSED_INSTANT_LEADERS + 2)
+
+/*
+ * IM_BURST instant messages for bob, sent at once by as many threads
+ * (the HTTP workers serving the Submits), made to meet the way they
+ * meet under load: the peer holds the first call until
+ * WSED_INSTANT_LEADERS calls are in flight and two more messages wait,
+ * so that those two go out together (a DeliverBatch, unless the peer is
+ * known to refuse one).  Each is stored once (bob has no session).
+ */
+static void
+im_burst(struct sent *o)
+{
+	struct im_send j[IM_BURST];
+	struct wsed_instant_req **tail;
+	char when[21];
+	size_t i;
+	int met;
+
+	assert_true(o->n + IM_BURST <= sizeof(o->ids) / sizeof(o->ids[0]));
+	wse_time_format(fixed_now(), when);
+	memset(j, 0, sizeof(j));
+	for (i = 0; i < IM_BURST; i++) {
+		assert_wse_ok(wse_msg_new(&j[i].m));
+		assert_wse_ok(wse_msg_set(j[i].m, "from", "alice@a.test"));
+		assert_wse_ok(wse_msg_add_rcpt(j[i].m, "bob@b.test", 0));
+		assert_wse_ok(wse_msg_set(j[i].m, "text", "hi"));
+		assert_wse_ok(wse_msg_set(j[i].m, "date", when));
+		j[i].m->instant = 1;
+		assert_wse_ok(wsed_instant_check(j[i].m));
+		assert_wse_ok(wse_uuid_urn(o->ids[o->n]));
+		j[i].id = o->ids[o->n++];
+	}
+	pthread_mutex_lock(&peer_lock);
+	peer_hold = 1;
+	pthread_mutex_unlock(&peer_lock);
+	for (i = 0; i < WSED_INSTANT_LEADERS; i++)
+		assert_int_equal(pthread_create(&j[i].th, NULL, im_send_main,
+		    &j[i]), 0);
+	/* Each alone in a call of its own: none can end while the peer
+	 * holds the first. */
+	met = im_wait(im_all_leading, NULL);
+	for (; i < IM_BURST; i++) {
+		pthread_mutex_lock(&S.instant_lock);
+		tail = S.instant_tail;
+		pthread_mutex_unlock(&S.instant_lock);
+		assert_int_equal(pthread_create(&j[i].th, NULL, im_send_main,
+		    &j[i]), 0);
+		met &= im_wait(im_queued_past, &tail);
+	}
+	/* Let go, and join every thread before any check may fail. */
+	pthread_mutex_lock(&peer_lock);
+	peer_hold = 0;
+	pthread_cond_broadcast(&peer_cond);
+	pthread_mutex_unlock(&peer_lock);
+	for (i = 0; i < IM_BURST; i++)
+		pthread_join(j[i].th, NULL);
+	assert_true(met);
+	for (i = 0; i < IM_BURST; i++) {
+		assert_wse_ok(j[i].st);
+		assert_int_equal(j[i].stored, 1);
+		wse_msg_free(&j[i].m);
+	}
+	assert_stored_once(o);
+}
+
+/*
+ * Instant messages share the memory of a peer that refuses DeliverBatch
+ * with the queue's mail: a batch of them refused is remembered, and the
+ * messages that meet later go one Deliver each, as do the queued mails;
+ * a batch of mail refused keeps the instant messages from trying one.
+ */
+static void
+test_batch_unsupported_instant(void **state)
+{
+	struct sent o;
+	int n = 0;
+
+	(void)state;
+	peer_route();
+	/* Runs second: the queue is empty. */
+	assert_int_equal(queue_items(), 0);
+	memset(&o, 0, sizeof(o));
+	/* What the first case remembered has run out: a batch is tried,
+	 * refused, and its two messages are sent alone. */
+	skew += WSED_NOBATCH_SECONDS;
+	im_burst(&o);
+	assert_peer_calls(1, n += IM_BURST);
+	/* Remembered: the two that meet go alone at once. */
+	im_burst(&o);
+	assert_peer_calls(1, n += IM_BURST);
+	/* So do several queued mails. */
+	send_upto(&o, o.n + 2);
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(1, n += 2);
+	assert_stored_once(&o);
+	/* Run out: the mails try a batch, refused and remembered ... */
+	skew += WSED_NOBATCH_SECONDS;
+	send_upto(&o, o.n + 2);
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(2, n += 2);
+	assert_stored_once(&o);
+	/* ... for the instant messages too. */
+	im_burst(&o);
+	assert_peer_calls(2, n += IM_BURST);
+	assert_int_equal(queue_items(), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		/* first: it needs the queue empty */
 		cmocka_unit_test_setup_teardown(test_batch_unsupported,
+		    peer_setup, peer_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_unsupported_instant,
 		    peer_setup, peer_teardown),
 		cmocka_unit_test(test_replayed_submit),
 		cmocka_unit_test(test_submit_refusals),
