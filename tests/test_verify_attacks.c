@@ -721,6 +721,47 @@ test_comment_in_signed_text(void **state)
 	free(m);
 }
 
+/* ---- a relative namespace URI outside the signed parts ---- */
+
+/*
+ * Canonicalisation walks only the referenced subtrees (lib/wss.c), but
+ * libxml2's whole-document walk failed on a relative namespace URI
+ * anywhere in the document, so the verifier still refuses one wherever
+ * it is: in an unsigned header, on the Envelope, as a default namespace.
+ * The same header with an absolute URI is accepted, so what is refused
+ * is the URI alone.
+ */
+static void
+test_relative_namespace_outside_signed_parts(void **state)
+{
+	wse_verify_opts o = cert_opts(NULL, NULL);
+	static const char *const bad[] = {
+		"<x:Extra xmlns:x=\"relative\"/></s:Header>",
+		"<x:Extra xmlns:x=\"dir/relative#frag\"/></s:Header>",
+		"<Extra xmlns=\"relative\"/></s:Header>",
+	};
+	char *m;
+	size_t i;
+
+	(void)state;
+	m = replace(wse_buf_str(genuine), "</s:Header>",
+	    "<x:Extra xmlns:x=\"urn:example:extra\"/></s:Header>");
+	EXPECT_S(m, &o, WSE_OK);
+	free(m);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		wse_replay_free(&replay);
+		assert_wse_ok(wse_replay_memory_new(10000, &replay));
+		o.replay = replay;
+		m = replace(wse_buf_str(genuine), "</s:Header>", bad[i]);
+		EXPECT_S(m, &o, WSE_ERR_BAD_SIGNATURE);
+		free(m);
+	}
+	m = replace(wse_buf_str(genuine), "<s:Envelope ",
+	    "<s:Envelope xmlns:z=\"relative\" ");
+	EXPECT_S(m, &o, WSE_ERR_BAD_SIGNATURE);
+	free(m);
+}
+
 /* ---- time ---- */
 
 static void
@@ -1177,6 +1218,7 @@ main(void)
 		T(test_many_references),
 		T(test_signature_over_timestamp_only),
 		T(test_comment_in_signed_text),
+		T(test_relative_namespace_outside_signed_parts),
 		T(test_stale_and_future),
 		T(test_expires_passed),
 		T(test_replay),
