@@ -721,6 +721,87 @@ test_comment_in_signed_text(void **state)
 	free(m);
 }
 
+/* ---- the shape of the security header ---- */
+
+/*
+ * Each rule of the verifier's structural pass, broken alone, mostly in
+ * parts no digest covers (so only the rule can catch it), with the
+ * status and the words the rule answers.  Where the change is inside a
+ * signed part, the rule runs before the signature and its own words
+ * tell it apart from a digest mismatch.  from2/to2: a second change (the
+ * end tag of a renamed element).
+ */
+static void
+test_structure_rules(void **state)
+{
+	static const struct {
+		const char *from, *to, *from2, *to2, *why;
+		wse_status want;
+	} c[] = {
+		{ "</wsu:Timestamp>", "</wsu:Timestamp><wsu:Timestamp>"
+		  "<wsu:Created>2026-01-01T00:00:00Z</wsu:Created>"
+		  "</wsu:Timestamp>", NULL, NULL,
+		  "exactly one wsu:Timestamp", WSE_ERR_BAD_SIGNATURE },
+		{ "</ds:KeyInfo>", "</ds:KeyInfo><ds:Object>x</ds:Object>",
+		  NULL, NULL, "ds:Object", WSE_ERR_UNSUPPORTED },
+		{ "</ds:KeyInfo>", "</ds:KeyInfo><!-- x -->", NULL, NULL,
+		  "comment or PI inside the signature",
+		  WSE_ERR_BAD_SIGNATURE },
+		/* a processing instruction: the envelope parser refuses it
+		 * anywhere, before the verifier */
+		{ "</ds:KeyInfo>", "</ds:KeyInfo><?x y?>", NULL, NULL,
+		  "processing instruction", WSE_ERR_PARSE },
+		{ "<ds:KeyInfo>", "<ds:KeyInfo><ds:KeyName>a.test</ds:KeyName>",
+		  NULL, NULL, "only hold one wsse:SecurityTokenReference",
+		  WSE_ERR_UNSUPPORTED },
+		{ "<wsse:Reference URI=\"#", "<wsse:Reference URI=\"https://"
+		  "evil.test/#", NULL, NULL, "one local Reference",
+		  WSE_ERR_UNSUPPORTED },
+		{ "<wsse:Reference URI=\"#", "<wsse:Reference URI=\"#no-such-",
+		  NULL, NULL, "does not reference a BinarySecurityToken",
+		  WSE_ERR_BAD_SIGNATURE },
+		{ "<ds:KeyInfo>", "<ds:Foo>", "</ds:KeyInfo>", "</ds:Foo>",
+		  "KeyInfo must reference the security token",
+		  WSE_ERR_UNSUPPORTED },
+		{ "<ds:SignatureValue>", "<ds:SignatureValue><ds:X/>", NULL,
+		  NULL, "bad SignatureValue", WSE_ERR_BAD_SIGNATURE },
+		{ "<wsu:Created>", "<wsu:Extra/><wsu:Created>", NULL, NULL,
+		  "Timestamp lacks Created", WSE_ERR_INVALID },
+		{ "</wsu:Timestamp>", "<wsu:Extra/></wsu:Timestamp>", NULL,
+		  NULL, "unexpected Timestamp content", WSE_ERR_INVALID },
+		{ "<wsa:To wsu:Id=", "<wsa:To xml:lang=", NULL, NULL,
+		  "to is not signed (no wsu:Id)", WSE_ERR_BAD_SIGNATURE },
+		{ "<wsa:Action ", "<wsa:Other ", "</wsa:Action>",
+		  "</wsa:Other>", "message lacks its action",
+		  WSE_ERR_BAD_SIGNATURE },
+		{ "<ds:Reference URI=\"#msgid", "<ds:Manifest URI=\"#msgid",
+		  "</ds:Reference>\n</ds:SignedInfo>",
+		  "</ds:Manifest>\n</ds:SignedInfo>",
+		  "unexpected Manifest in SignedInfo", WSE_ERR_BAD_SIGNATURE },
+	};
+	wse_verify_opts o = cert_opts(NULL, NULL);
+	char errs[1024], *m, *m2;
+	wse_status st;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		m = replace(wse_buf_str(genuine), c[i].from, c[i].to);
+		if (c[i].from2 != NULL) {
+			m2 = replace(m, c[i].from2, c[i].to2);
+			free(m);
+			m = m2;
+		}
+		wse_err_clear();
+		st = run(m, strlen(m), &o);
+		(void)wse_err_format(errs, sizeof(errs));
+		if (st != c[i].want || strstr(errs, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s, \"%s\"", i, c[i].why,
+			    wse_status_name(st), errs);
+		free(m);
+	}
+}
+
 /* ---- a relative namespace URI outside the signed parts ---- */
 
 /*
@@ -1218,6 +1299,7 @@ main(void)
 		T(test_many_references),
 		T(test_signature_over_timestamp_only),
 		T(test_comment_in_signed_text),
+		T(test_structure_rules),
 		T(test_relative_namespace_outside_signed_parts),
 		T(test_stale_and_future),
 		T(test_expires_passed),
