@@ -1196,7 +1196,7 @@ test_password_profile(void **state)
 	wse_buf *nouser = testenv_password("mallory", alice_key, now);
 	wse_buf *stale = testenv_password("alice", alice_key, now - 400);
 	wse_verified v;
-	char *m;
+	char errs[1024], *m;
 
 	(void)state;
 	EXPECT(wse_buf_data(bad), wse_buf_len(bad), &o, WSE_ERR_NOT_AUTHORIZED);
@@ -1213,6 +1213,29 @@ test_password_profile(void **state)
 	    "hmac-sha256\"><ds:HMACOutputLength>8</ds:HMACOutputLength>"
 	    "</ds:SignatureMethod>");
 	EXPECT_S(m, &o, WSE_ERR_UNSUPPORTED);
+	free(m);
+	/* A second, unsigned UsernameToken naming someone else. */
+	m = replace(wse_buf_str(good), "</wsse:UsernameToken>",
+	    "</wsse:UsernameToken><wsse:UsernameToken><wsse:Username>bob"
+	    "</wsse:Username></wsse:UsernameToken>");
+	EXPECT_S(m, &o, WSE_ERR_NOT_AUTHORIZED);
+	assert_non_null(strstr(wse_err_format(errs, sizeof(errs)),
+	    "exactly one UsernameToken"));
+	free(m);
+	/* More than the Username inside the token. */
+	m = replace(wse_buf_str(good), "</wsse:Username>",
+	    "</wsse:Username><wsse:Password>x</wsse:Password>");
+	EXPECT_S(m, &o, WSE_ERR_NOT_AUTHORIZED);
+	assert_non_null(strstr(wse_err_format(errs, sizeof(errs)),
+	    "malformed UsernameToken"));
+	free(m);
+	/* A certificate token next to the UsernameToken. */
+	m = replace(wse_buf_str(good), "</wsse:UsernameToken>",
+	    "</wsse:UsernameToken><wsse:BinarySecurityToken>AAAA"
+	    "</wsse:BinarySecurityToken>");
+	EXPECT_S(m, &o, WSE_ERR_UNSUPPORTED);
+	assert_non_null(strstr(wse_err_format(errs, sizeof(errs)),
+	    "certificate token in a password-profile message"));
 	free(m);
 	/* A password message offered where a certificate is required. */
 	EXPECT(wse_buf_data(good), wse_buf_len(good), &oc, WSE_ERR_UNSUPPORTED);
