@@ -96,7 +96,7 @@ setup(void **state)
 	char line[4096], chain[700], key[700];
 	static const char *const users[] = { "dave@a.test", "olga@a.test",
 	    "pat@a.test", "quinn@a.test", "rita@a.test", "sam@a.test",
-	    "tess@a.test", NULL };
+	    "tess@a.test", "una@a.test", NULL };
 	size_t i;
 
 	(void)state;
@@ -685,6 +685,101 @@ test_policy_refusals(void **state)
 	wse_buf_free(&body);
 }
 
+/* A user's own request to the im plugin, and what the server logged. */
+static wse_status
+user_call_logged(const char *user, const char *op, const char *payload,
+    wse_buf *body, char *log, size_t size)
+{
+	testutil_stderr c;
+	wse_buf *req = user_request(user, op, payload);
+	wse_status st;
+
+	testutil_stderr_begin(&c);
+	st = call(req, body);
+	testutil_stderr_end(&c, log, size);
+	wse_buf_free(&req);
+	return st;
+}
+
+#define POLICY(inner) "<m:SetInstantPolicy xmlns:m=\"" WSE_NS_WSE "\">" \
+	inner "</m:SetInstantPolicy>"
+
+/*
+ * Malformed policy and WaitInstant requests: each refused with its own
+ * reason (the server's log), and a refused policy changes nothing (it is
+ * checked whole before anything is written).
+ */
+static void
+test_policy_input(void **state)
+{
+	static const struct {
+		const char *op, *payload, *why;
+		wse_status want;
+	} c[] = {
+		{ "SetInstantPolicy", POLICY("<m:Accept>some</m:Accept>"),
+		  "Accept is anyone, listed or nobody", WSE_ERR_PARSE },
+		{ "SetInstantPolicy", POLICY("<m:Accept>listed</m:Accept>"
+		  "<m:Accept>anyone</m:Accept>"), "bad Accept",
+		  WSE_ERR_PARSE },
+		{ "SetInstantPolicy", POLICY("<m:Owner>x@a.test</m:Owner>"),
+		  "unknown element in SetInstantPolicy", WSE_ERR_PARSE },
+		{ "SetInstantPolicy", POLICY("<m:Allow>not an address"
+		  "</m:Allow>"), "Allow is not an address or @domain",
+		  WSE_ERR_PARSE },
+		{ "SetInstantPolicy", POLICY("<m:Block>@</m:Block>"),
+		  "Block is not an address or @domain", WSE_ERR_PARSE },
+		{ "SetInstantPolicy", NULL, "more than 1000 policy entries",
+		  WSE_ERR_TOO_LARGE },
+		{ "WaitInstant", "<m:WaitInstant xmlns:m=\"" WSE_NS_WSE "\"/>",
+		  "needs a Session", WSE_ERR_PARSE },
+		{ "WaitInstant", "<m:WaitInstant xmlns:m=\"" WSE_NS_WSE "\">"
+		  "<m:Session>7</m:Session></m:WaitInstant>",
+		  "needs a Session", WSE_ERR_PARSE },
+		{ "WaitInstant", "<m:WaitInstant xmlns:m=\"" WSE_NS_WSE "\">"
+		  "<m:Session>urn:uuid:11111111-1111-4111-8111-111111111111"
+		  "</m:Session><m:Session>urn:uuid:11111111-1111-4111-8111-"
+		  "111111111111</m:Session></m:WaitInstant>",
+		  "Session given twice", WSE_ERR_PARSE },
+	};
+	wse_buf *body = wse_buf_new(1 << 20), *many = wse_buf_new(1 << 20);
+	char log[2048];
+	wse_status st;
+	size_t i, k;
+
+	(void)state;
+	assert_non_null(body);
+	assert_non_null(many);
+	assert_wse_ok(wse_buf_puts(many, "<m:SetInstantPolicy xmlns:m=\""
+	    WSE_NS_WSE "\">"));
+	for (k = 0; k <= 1000; k++)
+		assert_wse_ok(wse_buf_printf(many, "<m:Allow>u%zu@c.test"
+		    "</m:Allow>", k));
+	assert_wse_ok(wse_buf_puts(many, "</m:SetInstantPolicy>"));
+	set_policy("una@a.test", "<m:Accept>listed</m:Accept>"
+	    "<m:Allow>alice@a.test</m:Allow>");
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		wse_buf_reset(body);
+		st = user_call_logged("una@a.test", c[i].op, c[i].payload ?
+		    c[i].payload : wse_buf_str(many), body, log, sizeof(log));
+		if (st != c[i].want || strstr(log, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s, log \"%s\"", i,
+			    c[i].why, wse_status_name(st), log);
+	}
+	/* the policy as it was */
+	wse_buf_reset(body);
+	assert_wse_ok(user_call_logged("una@a.test", "GetInstantPolicy",
+	    "<m:GetInstantPolicy xmlns:m=\"" WSE_NS_WSE "\"/>", body, log,
+	    sizeof(log)));
+	assert_non_null(strstr(wse_buf_str(body),
+	    "<m:Accept>listed</m:Accept>"));
+	assert_non_null(strstr(wse_buf_str(body),
+	    "<m:Allow>alice@a.test</m:Allow>"));
+	assert_null(strstr(wse_buf_str(body), "c.test"));
+	set_policy("una@a.test", "");
+	wse_buf_free(&many);
+	wse_buf_free(&body);
+}
+
 /* Many messages in a row to one online user, the plugin's statements
  * used again and again, with a policy written and a refusal between
  * some of them: the numbers run on without a gap (a refusal takes none
@@ -1198,6 +1293,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_offline_stored),
 		cmocka_unit_test(test_policy_refusals),
+		cmocka_unit_test(test_policy_input),
 		cmocka_unit_test(test_many_in_a_row),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_direct),

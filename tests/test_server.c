@@ -310,24 +310,12 @@ static wse_status
 call_logged(const wse_buf *req, wse_cert *const *peer, size_t npeer,
     char *log, size_t size)
 {
-	FILE *tmp = tmpfile();
+	testutil_stderr c;
 	wse_status st;
-	size_t n;
-	int saved;
 
-	assert_non_null(tmp);
-	fflush(stderr);
-	saved = dup(2);
-	assert_true(saved >= 0);
-	assert_true(dup2(fileno(tmp), 2) == 2);
+	testutil_stderr_begin(&c);
 	st = call(req, peer, npeer, NULL);
-	fflush(stderr);
-	assert_true(dup2(saved, 2) == 2);
-	close(saved);
-	rewind(tmp);
-	n = fread(log, 1, size - 1, tmp);
-	log[n] = '\0';
-	fclose(tmp);
+	testutil_stderr_end(&c, log, size);
 	return st;
 }
 

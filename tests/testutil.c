@@ -63,3 +63,33 @@ testutil_sleep_ms(double ms)
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
+
+void
+testutil_stderr_begin(testutil_stderr *c)
+{
+	FILE *tmp = tmpfile();
+
+	assert_non_null(tmp);
+	fflush(stderr);
+	c->tmp = tmp;
+	c->saved = dup(2);
+	assert_true(c->saved >= 0);
+	assert_true(dup2(fileno(tmp), 2) == 2);
+}
+
+void
+testutil_stderr_end(testutil_stderr *c, char *out, size_t size)
+{
+	FILE *tmp = c->tmp;
+	size_t n;
+
+	fflush(stderr);
+	assert_true(dup2(c->saved, 2) == 2);
+	close(c->saved);
+	rewind(tmp);
+	n = fread(out, 1, size - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	c->tmp = NULL;
+	c->saved = -1;
+}
