@@ -12,7 +12,9 @@
 # called); a clean shutdown unloads them; and wsemaild refuses to start
 # (exit status 1, a clear message) with a plugin of another ABI version, a
 # duplicate operation, a built-in operation's name, a missing file, a
-# relative path and a failing init.
+# relative path and a failing init; and what a plugin may queue through
+# host->submit (tests/plugins/submitter.c): only messages from its own
+# domain, with recipients and known flags.
 # Needs: WSE_BUILD_ROOT (meson sets it).  Every process it starts is
 # stopped by PID on exit.
 set -uo pipefail
@@ -23,7 +25,8 @@ B=${WSE_BUILD_ROOT:?}
 CALL=$B/tests/plugin_call
 PLUG=$B/plugins
 for p in "$CALL" "$PLUG/autoreply.so" "$PLUG/serverinfo.so" \
-    "$PLUG/quarantine.so" "$B/tests/badabi.so" "$B/tests/clash.so"; do
+    "$PLUG/quarantine.so" "$B/tests/badabi.so" "$B/tests/clash.so" \
+    "$B/tests/submitter.so"; do
 	[ -e "$p" ] || fail "$p is missing"
 done
 
@@ -151,6 +154,31 @@ for p in serverinfo autoreply quarantine; do
 	grep -q "plugin $p unloaded" "$W/a.test.log" || fail "$p not unloaded"
 done
 ok "SIGTERM: plugins deinitialised and unloaded, exit status 0"
+
+# ---- what the server takes from a plugin (host->submit) ----
+conf "$B/tests/submitter.so"
+t_start a.test; SPID=$LAST_PID
+sub() {  # from [to [flags]]: PluginSubmit's answer (OK or FAULT code)
+	local x="<m:PluginSubmit xmlns:m=\"urn:wsemail:2026\"><m:From>$1</m:From>"
+	[ -n "${2:-}" ] && x+="<m:To>$2</m:To>"
+	[ -n "${3:-}" ] && x+="<m:Flags>$3</m:Flags>"
+	P --user carol@a.test --op PluginSubmit --payload "$x</m:PluginSubmit>" 2>&1 | head -1
+}
+before=$(sqlite3 "$W/a.test.db" 'SELECT count(*) FROM queue')
+[ "$(sub mallory@b.test bob@a.test)" = "FAULT NotAuthorized" ] ||
+	fail "a plugin submitted as another domain's address"
+grep -q "plugin submitter: mallory@b.test is not an address of a.test" "$W/a.test.log" ||
+	fail "no reason logged for the foreign sender"
+[ "$(sub carol@a.test)" = "FAULT InvalidMessage" ] || fail "a plugin submitted without recipients"
+grep -q "plugin submitter: submit without recipients" "$W/a.test.log" || fail "no reason logged (recipients)"
+[ "$(sub carol@a.test bob@a.test 0x80)" = "FAULT InvalidMessage" ] || fail "unknown flags accepted"
+grep -q "plugin submitter: unknown submit flags 0x80" "$W/a.test.log" || fail "no reason logged (flags)"
+[ "$(sqlite3 "$W/a.test.db" 'SELECT count(*) FROM queue')" = "$before" ] || fail "a refused submission was queued"
+out=$(sub carol@a.test bob@a.test)
+[ "$out" = OK ] || fail "a plugin's own-domain submission refused: $out; $(grep submitter "$W/a.test.log" | tail -2)"
+wait_for bob@a.test "from a plugin" 15 || fail "the plugin's message did not reach bob"
+t_stop "$SPID" || fail "server exit status after SIGTERM"
+ok "host->submit: a plugin's message from another domain, without recipients or with unknown flags is refused and nothing queued; its own-domain message is delivered"
 
 # ---- refusals at start-up ----
 refuse() {  # what pattern plugin-lines...
