@@ -825,14 +825,7 @@ test_relative_namespace_outside_signed_parts(void **state)
 	size_t i;
 
 	(void)state;
-	m = replace(wse_buf_str(genuine), "</s:Header>",
-	    "<x:Extra xmlns:x=\"urn:example:extra\"/></s:Header>");
-	EXPECT_S(m, &o, WSE_OK);
-	free(m);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		wse_replay_free(&replay);
-		assert_wse_ok(wse_replay_memory_new(10000, &replay));
-		o.replay = replay;
 		m = replace(wse_buf_str(genuine), "</s:Header>", bad[i]);
 		EXPECT_S(m, &o, WSE_ERR_BAD_SIGNATURE);
 		free(m);
@@ -840,6 +833,11 @@ test_relative_namespace_outside_signed_parts(void **state)
 	m = replace(wse_buf_str(genuine), "<s:Envelope ",
 	    "<s:Envelope xmlns:z=\"relative\" ");
 	EXPECT_S(m, &o, WSE_ERR_BAD_SIGNATURE);
+	free(m);
+	/* last: once accepted, its MessageID is spent */
+	m = replace(wse_buf_str(genuine), "</s:Header>",
+	    "<x:Extra xmlns:x=\"urn:example:extra\"/></s:Header>");
+	EXPECT_S(m, &o, WSE_OK);
 	free(m);
 }
 
