@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 char *
 testutil_tmpdir(void)
@@ -77,19 +78,22 @@ testutil_stderr_begin(testutil_stderr *c)
 	assert_true(dup2(fileno(tmp), 2) == 2);
 }
 
-void
+size_t
 testutil_stderr_end(testutil_stderr *c, char *out, size_t size)
 {
 	FILE *tmp = c->tmp;
+	struct stat st;
 	size_t n;
 
 	fflush(stderr);
 	assert_true(dup2(c->saved, 2) == 2);
 	close(c->saved);
+	assert_int_equal(fstat(fileno(tmp), &st), 0);
 	rewind(tmp);
 	n = fread(out, 1, size - 1, tmp);
 	out[n] = '\0';
 	fclose(tmp);
 	c->tmp = NULL;
 	c->saved = -1;
+	return (size_t)st.st_size;
 }

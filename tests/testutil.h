@@ -46,12 +46,13 @@ void testutil_sleep_ms(double ms);
 
 /* What this process writes to stderr between testutil_stderr_begin and
  * testutil_stderr_end (an in-process server's log, for instance): end
- * puts it back and copies at most size - 1 bytes of it to out. */
+ * puts it back, copies at most size - 1 bytes of it to out and returns
+ * how many bytes were written in all. */
 typedef struct testutil_stderr {
 	void *tmp;			/* FILE * */
 	int saved;
 } testutil_stderr;
 void testutil_stderr_begin(testutil_stderr *c);
-void testutil_stderr_end(testutil_stderr *c, char *out, size_t size);
+size_t testutil_stderr_end(testutil_stderr *c, char *out, size_t size);
 
 #endif
