@@ -806,18 +806,9 @@ sq_open(const char *path, wse_store **s_r)
 		ws = wse_err(WSE_ERR_NOMEM, "store: no memory");
 		goto out;
 	}
-	rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
-	    NULL);
-	if (rc != SQLITE_OK) {
-		ws = wse_err(sq_status(rc) == WSE_ERR_TEMPFAIL ? WSE_ERR_IO :
-		    sq_status(rc), "store: cannot open %s: %s", path,
-		    q->db != NULL ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+	if ((ws = wse_sqlite_connect("store", path, SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_FULLMUTEX, SQ_BUSY_TIMEOUT_MS, &q->db)) != WSE_OK)
 		goto out;
-	}
-	(void)sqlite3_extended_result_codes(q->db, 1);
-	(void)sqlite3_busy_timeout(q->db, SQ_BUSY_TIMEOUT_MS);
-	wse_sqlite_harden(q->db);
 	if ((ws = sq_set_wal(q, path)) != WSE_OK)
 		goto out;
 	if ((ws = sq_exec_const(q, "PRAGMA synchronous = FULL;"
