@@ -106,6 +106,19 @@ is_lower_hex(char c)
 }
 
 int
+wse_hex_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!is_lower_hex(s[i]))
+			return 0;	/* also stops at a NUL */
+	return s[len] == '\0';
+}
+
+int
 wse_uuid_urn_valid(const char *s)
 {
 	static const char prefix[] = "urn:uuid:";

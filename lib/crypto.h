@@ -90,4 +90,8 @@ wse_status wse_base64_decode(const char *s, size_t len, wse_buf *out);
 /* Lower-case hex of data into out (2*len+1 bytes, NUL-terminated). */
 void wse_hex(const void *data, size_t len, char *out);
 
+/* 1 when s is exactly len lower-case hex digits (the form wse_hex
+ * writes, e.g. a SHA-256 as 64 digits) followed by its NUL, else 0. */
+int wse_hex_valid(const char *s, size_t len);
+
 #endif

@@ -260,20 +260,6 @@ valid_url(const char *s)
 	return 1;
 }
 
-static int
-valid_hex(const char *s, size_t len)
-{
-	size_t i;
-
-	if (s == NULL || strlen(s) != len)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
-}
-
 static void
 hex_decode(const char *s, uint8_t *out, size_t n)
 {
@@ -582,7 +568,7 @@ take_hex(xmlNodePtr *cur, const char *local, uint8_t out[WSE_SHA256_LEN])
 
 	if ((st = take_text(cur, local, hex, sizeof(hex))) != WSE_OK)
 		return st;
-	if (!valid_hex(hex, HEXLEN))
+	if (!wse_hex_valid(hex, HEXLEN))
 		return wse_err(WSE_ERR_INVALID,
 		    "f:%s is not a lower-case hex SHA-256", local);
 	hex_decode(hex, out, WSE_SHA256_LEN);
@@ -722,7 +708,7 @@ parse_content(xmlNodePtr *cur, wse_form_content *c)
 	if ((st = attrs_only(t, 0, "sha256", NULL)) != WSE_OK)
 		return st;
 	if ((a = wse_xml_attr(t, NULL, "sha256")) == NULL ||
-	    !valid_hex(a, HEXLEN))
+	    !wse_hex_valid(a, HEXLEN))
 		return wse_err(WSE_ERR_INVALID,
 		    "f:Plugin needs a lower-case hex sha256");
 	memcpy(c->plugin_sha256, a, HEXLEN + 1);
@@ -1685,7 +1671,7 @@ wse_form_new(const char *claimant, const wse_form_type *type,
 		    "and at most %d bytes", WSE_FORM_URL_MAX);
 		goto out;
 	}
-	if (!valid_hex(type->plugin_sha256, HEXLEN)) {
+	if (!wse_hex_valid(type->plugin_sha256, HEXLEN)) {
 		st = wse_err(WSE_ERR_INVALID,
 		    "the plugin SHA-256 must be 64 lower-case hex digits");
 		goto out;

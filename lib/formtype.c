@@ -41,20 +41,6 @@ struct wse_formtype {
 /* ---- small helpers ---- */
 
 static int
-lower_hex(const char *s, size_t len)
-{
-	size_t i;
-
-	if (s == NULL || strlen(s) != len)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
-}
-
-static int
 https_url_ok(const char *s)
 {
 	size_t i, n = s != NULL ? strlen(s) : 0;
@@ -289,7 +275,7 @@ verify_and_load(const wse_formtype_env *env, const char *label,
 		    WSE_PUBSIG_FILE_MAX);
 	/* 1. The very file the form's signed content names. */
 	if (expect_sha256 != NULL) {
-		if (!lower_hex(expect_sha256, 2 * WSE_SHA256_LEN))
+		if (!wse_hex_valid(expect_sha256, 2 * WSE_SHA256_LEN))
 			return wse_err(WSE_ERR_INVALID, "%s: the expected "
 			    "digest is not 64 lower-case hex digits", label);
 		if ((st = wse_sha256(file, len, digest)) != WSE_OK)
@@ -572,7 +558,7 @@ wse_formtype_load(const wse_formtype_env *env, const wse_form_content *content,
 	    content->type_name, content->plugin_url);
 	/* The digest names the cache files: nothing but hex may reach a
 	 * path. */
-	if (!lower_hex(content->plugin_sha256, 2 * WSE_SHA256_LEN))
+	if (!wse_hex_valid(content->plugin_sha256, 2 * WSE_SHA256_LEN))
 		return wse_err(WSE_ERR_INVALID, "%s: the form's plugin digest "
 		    "is not 64 lower-case hex digits", label);
 	(void)snprintf(luaname, sizeof(luaname), "%s.lua",

@@ -291,7 +291,6 @@ ondemand_fill(wse_ondemand *o, const char *server, const char *ref,
     const char *name, const char *type, uint64_t size, const char *sha256)
 {
 	wse_status st;
-	size_t i;
 
 	if (server == NULL || strncmp(server, "https://", 8) != 0 ||
 	    strlen(server) > WSE_ONDEMAND_URL_MAX)
@@ -301,13 +300,8 @@ ondemand_fill(wse_ondemand *o, const char *server, const char *ref,
 		return wse_err(WSE_ERR_INVALID, "bad on-demand reference");
 	if (name == NULL || *name == '\0' || strchr(name, '/') != NULL)
 		return wse_err(WSE_ERR_INVALID, "bad attachment name");
-	if (sha256 == NULL || strlen(sha256) != 64)
+	if (!wse_hex_valid(sha256, 64))
 		return wse_err(WSE_ERR_INVALID, "bad attachment SHA-256");
-	for (i = 0; i < 64; i++)
-		if (!isxdigit((unsigned char)sha256[i]) ||
-		    isupper((unsigned char)sha256[i]))
-			return wse_err(WSE_ERR_INVALID, "bad attachment "
-			    "SHA-256");
 	ondemand_clear(o);
 	if ((st = set_str(&o->server, server, WSE_ONDEMAND_URL_MAX,
 	    "on-demand server")) != WSE_OK ||

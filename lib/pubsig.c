@@ -240,18 +240,6 @@ take_line(const char **p, const char *end, const char *prefix, char *out,
 }
 
 static int
-lower_hex(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return s[n] == '\0';
-}
-
-static int
 b64_chars(const char *s)
 {
 	if (*s == '\0')
@@ -320,7 +308,7 @@ parse(const char *s, size_t n, struct parsed *ps)
 	if ((st = take_line(&p, end, "sha256: ", ps->info.sha256,
 	    sizeof(ps->info.sha256))) != WSE_OK)
 		return st;
-	if (!lower_hex(ps->info.sha256, 2 * WSE_SHA256_LEN))
+	if (!wse_hex_valid(ps->info.sha256, 2 * WSE_SHA256_LEN))
 		return wse_err(WSE_ERR_INVALID, "malformed signature file: the "
 		    "sha256 line needs 64 lower-case hex digits");
 	ps->tbs = s;

@@ -51,6 +51,18 @@ test_hex(void **state)
 	assert_string_equal(out, "0001abff7f");
 	wse_hex(d, 0, out);
 	assert_string_equal(out, "");
+
+	/* wse_hex_valid: exactly len lower-case digits, then the NUL. */
+	wse_hex(d, sizeof(d), out);
+	assert_true(wse_hex_valid(out, 2 * sizeof(d)));
+	assert_true(wse_hex_valid("", 0));
+	assert_false(wse_hex_valid(NULL, 0));
+	assert_false(wse_hex_valid(out, 2 * sizeof(d) - 1));	/* longer */
+	assert_false(wse_hex_valid(out, 2 * sizeof(d) + 1));	/* shorter */
+	assert_false(wse_hex_valid("0001ABFF7F", 10));	/* upper case */
+	assert_false(wse_hex_valid("0001abff7g", 10));
+	assert_false(wse_hex_valid("0001ab ff7", 10));
+	assert_false(wse_hex_valid("0001ab\0ff7", 10));
 }
 
 static void
