@@ -644,8 +644,9 @@ test_policy_refusals(void **state)
 	assert_wse_status(b_deliver("bob@b.test", "pat@a.test", "no", body),
 	    WSE_ERR_NOT_AUTHORIZED);
 
+	/* entries are compared lower-cased, @domain too */
 	set_policy("pat@a.test", "<m:Accept>anyone</m:Accept>"
-	    "<m:Block>@b.test</m:Block><m:Block>carol@a.test</m:Block>");
+	    "<m:Block>@B.Test</m:Block><m:Block>carol@a.test</m:Block>");
 	assert_wse_status(b_deliver("bob@b.test", "pat@a.test", "no", body),
 	    WSE_ERR_NOT_AUTHORIZED);
 	assert_wse_status(im_submit("carol@a.test", "pat@a.test", "no", body),
@@ -703,10 +704,15 @@ user_call_logged(const char *user, const char *op, const char *payload,
 
 #define POLICY(inner) "<m:SetInstantPolicy xmlns:m=\"" WSE_NS_WSE "\">" \
 	inner "</m:SetInstantPolicy>"
+/* A WaitInstant of a valid session with more children. */
+#define WAIT(more) "<m:WaitInstant xmlns:m=\"" WSE_NS_WSE "\"><m:Session>" \
+	"urn:uuid:11111111-1111-4111-8111-111111111111</m:Session>" more \
+	"</m:WaitInstant>"
 
 /*
- * Malformed policy and WaitInstant requests: each refused with its own
- * reason (the server's log), and a refused policy changes nothing (it is
+ * Malformed policy and WaitInstant requests, and bodies that are not the
+ * operation their signed Action names: each refused with its own reason
+ * (the server's log), and a refused policy changes nothing (it is
  * checked whole before anything is written).
  */
 static void
@@ -740,6 +746,31 @@ test_policy_input(void **state)
 		  "</m:Session><m:Session>urn:uuid:11111111-1111-4111-8111-"
 		  "111111111111</m:Session></m:WaitInstant>",
 		  "Session given twice", WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:After>-1</m:After>"), "bad After",
+		  WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:After>1x</m:After>"), "bad After",
+		  WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:After></m:After>"), "bad After",
+		  WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:After>99999999999999999999"
+		  "</m:After>"), "bad After", WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:After>0</m:After><m:After>0"
+		  "</m:After>"), "After given twice", WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:Wait>0</m:Wait>"), "bad Wait",
+		  WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:Wait>61</m:Wait>"), "bad Wait",
+		  WSE_ERR_PARSE },
+		{ "WaitInstant", WAIT("<m:Wait> 5</m:Wait>"), "bad Wait",
+		  WSE_ERR_PARSE },
+		/* the body is not the operation the signed Action names */
+		{ "WaitInstant", "<m:GetInstantPolicy xmlns:m=\"" WSE_NS_WSE
+		  "\"/>", "no WaitInstant", WSE_ERR_PARSE },
+		{ "GetInstantPolicy", WAIT(""), "no GetInstantPolicy",
+		  WSE_ERR_PARSE },
+		{ "SetInstantPolicy", "<m:GetInstantPolicy xmlns:m=\""
+		  WSE_NS_WSE "\"/>", "no SetInstantPolicy", WSE_ERR_PARSE },
+		{ "GetInstantPolicy", POLICY("<m:Accept>anyone</m:Accept>"),
+		  "no GetInstantPolicy", WSE_ERR_PARSE },
 	};
 	wse_buf *body = wse_buf_new(1 << 20), *many = wse_buf_new(1 << 20);
 	char log[2048];
@@ -1006,6 +1037,68 @@ test_direct(void **state)
 	wse_cert_free(&dave);
 	wse_key_free(&bk);
 	wse_key_free(&dk);
+	wse_buf_free(&body);
+}
+
+/*
+ * Malformed token requests, and bodies that are not the operation their
+ * signed Action names: each refused with its own reason (the server's
+ * log); nothing is delivered or stored.
+ */
+static void
+test_token_input(void **state)
+{
+#define PRESENCE(inner) "<m:GetPresence xmlns:m=\"" WSE_NS_WSE "\">" inner \
+	"</m:GetPresence>"
+#define DIRECT(inner) "<m:DeliverDirect xmlns:m=\"" WSE_NS_WSE "\">" inner \
+	"</m:DeliverDirect>"
+	static const struct {
+		const char *op, *payload, *why;
+		wse_status want;
+	} c[] = {
+		{ "GetPresence", PRESENCE(""), "GetPresence needs a User",
+		  WSE_ERR_PARSE },
+		{ "GetPresence", PRESENCE("<m:User>not an address</m:User>"),
+		  "GetPresence needs a User", WSE_ERR_PARSE },
+		{ "GetPresence", PRESENCE("<m:User>sam@a.test</m:User>"
+		  "<m:User>sam@a.test</m:User>"), "GetPresence needs a User",
+		  WSE_ERR_PARSE },
+		{ "GetPresence", DIRECT("<m:User>sam@a.test</m:User>"),
+		  "GetPresence needs a User", WSE_ERR_PARSE },
+		{ "DeliverDirect", DIRECT(""), "DeliverDirect needs a Message",
+		  WSE_ERR_PARSE },
+		{ "DeliverDirect", DIRECT("<m:Note/>"),
+		  "DeliverDirect needs a Message", WSE_ERR_PARSE },
+		{ "DeliverDirect", PRESENCE("<m:User>sam@a.test</m:User>"),
+		  "DeliverDirect needs a Message", WSE_ERR_PARSE },
+	};
+#undef PRESENCE
+#undef DIRECT
+	wse_key *bk = NULL;
+	wse_cert *bob = mint_token(1, "bob@b.test", &bk);
+	wse_buf *body = wse_buf_new(1 << 20);
+	uint64_t before = stored_count("sam@a.test");
+	testutil_stderr e;
+	char log[2048];
+	wse_status st;
+	size_t i;
+
+	(void)state;
+	assert_non_null(body);
+	set_policy("sam@a.test", "<m:PresenceTo>bob@b.test</m:PresenceTo>");
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		wse_buf_reset(body);
+		testutil_stderr_begin(&e);
+		st = token_call(bob, bk, 1, c[i].op, c[i].payload, body);
+		testutil_stderr_end(&e, log, sizeof(log));
+		if (st != c[i].want || strstr(log, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s, log \"%s\"", i,
+			    c[i].why, wse_status_name(st), log);
+	}
+	assert_int_equal(stored_count("sam@a.test"), before);
+	set_policy("sam@a.test", "");
+	wse_cert_free(&bob);
+	wse_key_free(&bk);
 	wse_buf_free(&body);
 }
 
@@ -1285,6 +1378,74 @@ test_thousand_held(void **state)
 	wse_buf_free(&body);
 }
 
+/* Options out of their bounds: the plugin does not start, and says
+ * why; nothing is created. */
+static void
+test_options(void **state)
+{
+	static const struct {
+		const char *args, *why;
+	} c[] = {
+		{ "max_sessions=0", "max_sessions=0 is not a number from 1 to "
+		  "100000" },
+		{ "max_sessions=100001", "max_sessions=100001 is not a number" },
+		{ "max_held=0", "max_held=0 is not a number from 1 to "
+		  "1000000" },
+		{ "max_held=1000001", "max_held=1000001 is not a number" },
+		{ "max_held=-1", "max_held=-1 is not a number" },
+		{ "max_held=1e3", "max_held=1e3 is not a number" },
+		{ "max_held=99999999999999999999", "is not a number from 1 to "
+		  "1000000" },
+		{ "max_wait=0", "max_wait=0 is not a number from 1 to 60" },
+		{ "max_wait=61", "max_wait=61 is not a number from 1 to 60" },
+		{ "grace=0", "grace=0 is not a number from 1 to 3600" },
+		{ "retention=59", "retention=59 is not a number from 60 to " },
+		{ "max_held", "\"max_held\" is not KEY=VALUE" },
+		{ "max_held=", "\"max_held=\" is not KEY=VALUE" },
+		{ "=5", "\"=5\" is not KEY=VALUE" },
+		{ "maxheld=5", "unknown argument maxheld" },
+		{ "dir=im", "dir=im is not an absolute path" },
+		{ NULL, "dir= is required" },
+	};
+	const char *build = getenv("WSE_BUILD_ROOT");
+	char line[1400], dir[800], log[2048];
+	wse_config *cfg = NULL;
+	struct wsed w;
+	testutil_stderr e;
+	size_t i;
+	int rc;
+
+	(void)state;
+	assert_non_null(build);
+	snprintf(dir, sizeof(dir), "%s/im-refused", P.dir);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		if (c[i].args != NULL)
+			snprintf(line, sizeof(line), "plugin = %s/plugins/im.so "
+			    "dir=%s %s\n", build, dir, c[i].args);
+		else
+			snprintf(line, sizeof(line), "plugin = %s/plugins/im.so "
+			    "max_held=5\n", build);
+		memset(&w, 0, sizeof(w));
+		snprintf(w.domain, sizeof(w.domain), "a.test");
+		snprintf(w.url, sizeof(w.url), "%s", URL);
+		wse_limits_default(&w.lim);
+		w.store = S.store;
+		w.now = test_now;
+		assert_wse_ok(wse_config_parse(line, strlen(line), "test",
+		    &cfg));
+		testutil_stderr_begin(&e);
+		rc = wsed_plugins_load(&w, cfg, "test");
+		testutil_stderr_end(&e, log, sizeof(log));
+		if (rc == 0 || strstr(log, c[i].why) == NULL)
+			fail_msg("%s: loaded %d, log \"%s\"", c[i].args ?
+			    c[i].args : "(no dir)", rc == 0, log);
+		assert_int_equal(w.nplugins, 0);
+		wsed_plugins_unload(&w);
+		wse_config_free(&cfg);
+		assert_int_equal(access(dir, F_OK), -1);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1297,8 +1458,10 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_many_in_a_row),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_direct),
+		cmocka_unit_test(test_token_input),
 		cmocka_unit_test(test_cancelled),
 		cmocka_unit_test(test_thousand_held),
+		cmocka_unit_test(test_options),
 	};
 
 	if (argc == 5 && strcmp(argv[1], "--clients") == 0) {
