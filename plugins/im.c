@@ -28,7 +28,9 @@
  * numbers never go back), rows older than retention are dropped at most
  * once a minute.  Memory is bounded: at most max_sessions held requests
  * and remembered sessions per user and max_held held requests in all
- * (further WaitInstant get TempFail).
+ * (further WaitInstant get TempFail).  A user's new session beyond
+ * max_sessions takes the place of the one idle longest, never of one
+ * held; a request refused for a bound takes no place.
  *
  * Threads: one mutex guards the database and the in-memory state; it is
  * never held while answering a held request or calling the host's
@@ -919,6 +921,15 @@ op_wait(struct im *im, const struct wse_plugin_request *r, wse_buf *resp)
 			break;
 	if (x != NULL)
 		waiter_answer_prep(im, x, now, &old);
+	/* Refused before the session is looked up: a new one would take
+	 * the place of another, which a refusal must leave online. */
+	if (last <= after && (u->nwaiters >= im->max_sessions ||
+	    im->nheld >= im->max_held)) {
+		st = wse_err(WSE_ERR_TEMPFAIL, "im: too many requests held "
+		    "(%zu for %s, %zu in all)", u->nwaiters, r->user,
+		    im->nheld);
+		goto out;
+	}
 	if ((ss = sess_get(im, u, session, now)) == NULL) {
 		st = wse_err(WSE_ERR_TEMPFAIL, "im: %s has %zu sessions "
 		    "waiting already", r->user, im->max_sessions);
@@ -930,12 +941,6 @@ op_wait(struct im *im, const struct wse_plugin_request *r, wse_buf *resp)
 			goto out;
 		ss->last_ms = now;
 		st = wse_buf_put(resp, wse_buf_data(b), wse_buf_len(b));
-		goto out;
-	}
-	if (u->nwaiters >= im->max_sessions || im->nheld >= im->max_held) {
-		st = wse_err(WSE_ERR_TEMPFAIL, "im: too many requests held "
-		    "(%zu for %s, %zu in all)", u->nwaiters, r->user,
-		    im->nheld);
 		goto out;
 	}
 	st = im->h->hold(im->h, r, &held);

@@ -5,6 +5,9 @@
  * real HTTPS server on loopback for the held WaitInstant requests
  * (docs/im.md).  Submits, Delivers (signed by b.test's server, with its
  * TLS chain as the peer) and token requests are built and signed here.
+ * Three groups of tests, each on a server of its own whose plugin has
+ * options of its own: room for 1,000 held requests; small bounds
+ * (max_sessions, max_held); short times (max_wait, grace).
  *
  * Run as "test_im_server --clients PORT N FILE" it is the helper process
  * of test_thousand_held: it opens N TLS connections to PORT, sends the
@@ -88,25 +91,26 @@ raise_fd_limit(void)
 	}
 }
 
+/* The server of a group of tests, its im plugin given opts. */
 static int
-setup(void **state)
+setup_im(const char *opts)
 {
 	const char *build = getenv("WSE_BUILD_ROOT");
 	wse_http_server_opts ho;
 	char line[4096], chain[700], key[700];
 	static const char *const users[] = { "dave@a.test", "olga@a.test",
 	    "pat@a.test", "quinn@a.test", "rita@a.test", "sam@a.test",
-	    "tess@a.test", "una@a.test", NULL };
+	    "tess@a.test", "una@a.test", "vic@a.test", "wes@a.test",
+	    "xan@a.test", "yan@a.test", "zed@a.test", "amy@a.test",
+	    "ben@a.test", "kim@a.test", "lee@a.test", NULL };
 	size_t i;
 
-	(void)state;
 	raise_fd_limit();
 	clock_now = (int64_t)time(NULL);
 	if (build == NULL || testpki_init(&P, clock_now) != WSE_OK)
 		return -1;
 	snprintf(line, sizeof(line), "domain = a.test\n"
-	    "plugin = %s/plugins/im.so dir=%s/im grace=35 max_wait=50 "
-	    "max_sessions=1100 max_held=2000\n", build, P.dir);
+	    "plugin = %s/plugins/im.so dir=%s/im %s\n", build, P.dir, opts);
 	if (testserver_init(&T, &P, test_now, line) != 0)
 		return -1;
 	for (i = 0; users[i] != NULL; i++)
@@ -143,6 +147,32 @@ setup(void **state)
 	return 0;
 }
 
+/* Room for test_thousand_held. */
+static int
+setup(void **state)
+{
+	(void)state;
+	return setup_im("grace=35 max_wait=50 max_sessions=1100 "
+	    "max_held=2000");
+}
+
+/* Small bounds, long waits: a held request ends when the test ends it. */
+static int
+setup_limits(void **state)
+{
+	(void)state;
+	return setup_im("grace=35 max_wait=30 max_sessions=2 max_held=3");
+}
+
+/* Short times: a held request ends within a second, a session is
+ * online for two seconds after its answer. */
+static int
+setup_short(void **state)
+{
+	(void)state;
+	return setup_im("grace=2 max_wait=1 max_sessions=2");
+}
+
 static int
 teardown(void **state)
 {
@@ -156,7 +186,6 @@ teardown(void **state)
 	testserver_free(&T);
 	wse_router_free(&S.router);
 	testpki_free(&P);
-	xmlCleanupParser();
 	return 0;
 }
 
@@ -1378,6 +1407,313 @@ test_thousand_held(void **state)
 	wse_buf_free(&body);
 }
 
+/* ---- bounds: max_sessions, max_held, max_wait ---- */
+
+/* A WaitInstant of user's session (a new one when NULL) in process: it
+ * cannot be held, so when accepted it is answered at once, and the
+ * session is online for grace from then on.  What the server logged
+ * into log. */
+static wse_status
+wait_now(const char *user, const char *session, long long after,
+    wse_buf *body, char *log, size_t size)
+{
+	char payload[512], fresh[WSE_UUID_URN_LEN + 1];
+
+	if (session == NULL) {
+		assert_wse_ok(wse_uuid_urn(fresh));
+		session = fresh;
+	}
+	snprintf(payload, sizeof(payload), "<m:WaitInstant xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Session>%s</m:Session><m:After>%lld</m:After>"
+	    "<m:Wait>1</m:Wait></m:WaitInstant>", session, after);
+	wse_buf_reset(body);
+	return user_call_logged(user, "WaitInstant", payload, body, log, size);
+}
+
+/* Refused with a TemporaryFailure Fault, the server's log saying why. */
+static void
+assert_wait_refused(const char *user, const char *session, long long after,
+    const char *why)
+{
+	wse_buf *body = wse_buf_new(1 << 20);
+	char log[2048];
+	wse_status st;
+
+	assert_non_null(body);
+	st = wait_now(user, session, after, body, log, sizeof(log));
+	if (st != WSE_ERR_TEMPFAIL || strstr(log, why) == NULL)
+		fail_msg("WaitInstant of %s: got %s, log \"%s\"; expected "
+		    "TemporaryFailure, \"%s\"", user, wse_status_name(st), log,
+		    why);
+	wse_buf_free(&body);
+}
+
+/* Accepted, answered at once with n items of a.test, the first numbered
+ * first (when n > 0). */
+static void
+assert_wait_answered(const char *user, const char *session, long long after,
+    size_t n, long long first)
+{
+	wse_buf *body = wse_buf_new(1 << 24);
+	long long seqs[16];
+	char log[2048];
+	size_t i;
+
+	assert_non_null(body);
+	assert_wse_ok(wait_now(user, session, after, body, log, sizeof(log)));
+	assert_int_equal(items(wse_buf_str(body), seqs, 16, "a.test", 0, NULL),
+	    n);
+	for (i = 0; i < n; i++)
+		assert_int_equal(seqs[i], first + (long long)i);
+	wse_buf_free(&body);
+}
+
+/* A WaitInstant of a new session of user held over a raw TLS
+ * connection, which the test may close. */
+static void
+raw_wait(SSL_CTX *ctx, const char *user, int wait, struct raw *r)
+{
+	char payload[512], session[WSE_UUID_URN_LEN + 1];
+	wse_buf *req;
+
+	assert_wse_ok(wse_uuid_urn(session));
+	snprintf(payload, sizeof(payload), "<m:WaitInstant xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Session>%s</m:Session><m:After>0</m:After>"
+	    "<m:Wait>%d</m:Wait></m:WaitInstant>", session, wait);
+	req = user_request(user, "WaitInstant", payload);
+	assert_int_equal(raw_send(ctx, port, wse_buf_data(req),
+	    wse_buf_len(req), r), 0);
+	wse_buf_free(&req);
+}
+
+/* Push text to user's sessions (n of them) and check that each of the
+ * held requests polls[] (up to a NULL) gets it, numbered seq, and
+ * nothing else. */
+static void
+push_to(const char *user, const char *text, const char *n,
+    struct poll_arg *const *polls, long long seq)
+{
+	wse_buf *body = wse_buf_new(1 << 24);
+	long long seqs[4];
+	size_t i;
+
+	assert_non_null(body);
+	assert_wse_ok(im_submit("carol@a.test", user, text, body));
+	assert_result(body, "pushed", n);
+	for (i = 0; polls[i] != NULL; i++) {
+		wse_buf_reset(body);
+		poll_end(polls[i], body);
+		assert_int_equal(items(wse_buf_str(body), seqs, 4, "a.test", 0,
+		    text), 1);
+		assert_int_equal(seqs[0], seq);
+	}
+	wse_buf_free(&body);
+}
+
+/*
+ * max_sessions=2, max_held=3: a user's third request to be held, and a
+ * fourth held in all, get a TemporaryFailure Fault (the log names the
+ * bound) and change nothing: the refused user does not come online, and
+ * what is held stays held.  A newer request of a session already held
+ * takes the older one's place rather than a new one.  Every way a held
+ * request ends gives its place back: answered by a message, its
+ * connection closed, its Wait passed.
+ */
+static void
+test_held_limits(void **state)
+{
+	SSL_CTX *ctx = raw_ctx();
+	struct poll_arg v[2], vb, x;
+	struct raw w;
+	wse_buf *body = wse_buf_new(1 << 24);
+	long long seqs[4];
+
+	(void)state;
+	assert_non_null(ctx);
+	assert_non_null(body);
+	poll_start(&v[0], "vic@a.test", NULL, 0, 30);
+	poll_start(&v[1], "vic@a.test", NULL, 0, 30);
+	wait_held(2);
+	/* vic's third */
+	assert_wait_refused("vic@a.test", NULL, 0, "too many requests held "
+	    "(2 for vic@a.test, 2 in all)");
+	/* wes takes the last place */
+	raw_wait(ctx, "wes@a.test", 30, &w);
+	wait_held(3);
+	assert_wait_refused("xan@a.test", NULL, 0, "too many requests held "
+	    "(0 for xan@a.test, 3 in all)");
+	/* vic's first session asks again: its older request is answered,
+	 * with nothing, and the newer one held in its place */
+	poll_start(&vb, "vic@a.test", v[0].session, 0, 30);
+	poll_end(&v[0], body);
+	assert_int_equal(items(wse_buf_str(body), seqs, 4, NULL, 0, NULL), 0);
+	wait_held(3);
+	assert_wait_refused("xan@a.test", NULL, 0, "too many requests held "
+	    "(0 for xan@a.test, 3 in all)");
+	/* nothing was kept of xan's refused requests: xan is not online */
+	wse_buf_reset(body);
+	assert_wse_ok(im_submit("carol@a.test", "xan@a.test", "stored", body));
+	assert_result(body, "stored", "0");
+	assert_int_equal(stored_count("xan@a.test"), 1);
+
+	/* a message answers vic's two: room for xan */
+	push_to("vic@a.test", "to vic", "2",
+	    (struct poll_arg *[]){ &vb, &v[1], NULL }, 1);
+	wait_held(1);
+	poll_start(&x, "xan@a.test", NULL, 0, 30);
+	wait_held(2);
+	/* wes's connection closes: its place is free */
+	raw_close(&w);
+	wait_held(1);
+	/* two of vic's whose Wait passes */
+	poll_start(&v[0], "vic@a.test", NULL, 1, 2);
+	poll_start(&v[1], "vic@a.test", NULL, 1, 2);
+	wse_buf_reset(body);
+	poll_end(&v[0], body);
+	assert_int_equal(items(wse_buf_str(body), seqs, 4, NULL, 0, NULL), 0);
+	wse_buf_reset(body);
+	poll_end(&v[1], body);
+	assert_int_equal(items(wse_buf_str(body), seqs, 4, NULL, 0, NULL), 0);
+	wait_held(1);
+	/* every place given back: the server is full again with vic's
+	 * two, and only then refuses */
+	poll_start(&v[0], "vic@a.test", NULL, 1, 30);
+	poll_start(&v[1], "vic@a.test", NULL, 1, 30);
+	wait_held(3);
+	assert_wait_refused("xan@a.test", NULL, 0, "too many requests held "
+	    "(1 for xan@a.test, 3 in all)");
+	/* nothing pushed to anyone else meanwhile */
+	push_to("vic@a.test", "to vic again", "2",
+	    (struct poll_arg *[]){ &v[0], &v[1], NULL }, 2);
+	push_to("xan@a.test", "to xan", "1", (struct poll_arg *[]){ &x, NULL },
+	    1);
+	wait_held(0);
+	assert_int_equal(stored_count("vic@a.test"), 0);
+	assert_int_equal(stored_count("wes@a.test"), 0);
+	assert_int_equal(stored_count("xan@a.test"), 1);
+	SSL_CTX_free(ctx);
+	wse_buf_free(&body);
+}
+
+/*
+ * A refused request forgets no session: yan's two sessions are online
+ * (each answered within grace, neither held) when the server is full;
+ * yan's new sessions are refused, and neither of the two online gives
+ * its place to them: the next message is pushed to both, and each
+ * takes it once.
+ */
+static void
+test_refused_keeps_sessions(void **state)
+{
+	char y1[WSE_UUID_URN_LEN + 1], y2[WSE_UUID_URN_LEN + 1];
+	struct poll_arg z[2], a;
+
+	(void)state;
+	assert_wse_ok(wse_uuid_urn(y1));
+	assert_wse_ok(wse_uuid_urn(y2));
+	assert_wait_answered("yan@a.test", y1, 0, 0, 0);
+	assert_wait_answered("yan@a.test", y2, 0, 0, 0);
+	poll_start(&z[0], "zed@a.test", NULL, 0, 30);
+	poll_start(&z[1], "zed@a.test", NULL, 0, 30);
+	poll_start(&a, "amy@a.test", NULL, 0, 30);
+	wait_held(3);
+	assert_wait_refused("yan@a.test", NULL, 0, "too many requests held "
+	    "(0 for yan@a.test, 3 in all)");
+	assert_wait_refused("yan@a.test", NULL, 0, "too many requests held "
+	    "(0 for yan@a.test, 3 in all)");
+	push_to("yan@a.test", "to yan", "2", (struct poll_arg *[]){ NULL }, 1);
+	assert_wait_answered("yan@a.test", y1, 0, 1, 1);
+	assert_wait_answered("yan@a.test", y2, 0, 1, 1);
+	/* the requests held were left alone */
+	assert_int_equal(wsed_plugins_held(&S), 3);
+	push_to("zed@a.test", "to zed", "2",
+	    (struct poll_arg *[]){ &z[0], &z[1], NULL }, 1);
+	push_to("amy@a.test", "to amy", "1", (struct poll_arg *[]){ &a, NULL },
+	    1);
+	wait_held(0);
+	assert_int_equal(stored_count("yan@a.test"), 0);
+}
+
+/*
+ * Beyond max_sessions a user's new session takes the place of the one
+ * idle longest, never of one whose request is held: with both of ben's
+ * places held a third session is refused, even one with something to
+ * take at once; the session forgotten to make room loses nothing (it
+ * takes what it missed from the log).
+ */
+static void
+test_held_never_forgotten(void **state)
+{
+	char b0[WSE_UUID_URN_LEN + 1];
+	struct poll_arg b[2];
+
+	(void)state;
+	assert_wse_ok(wse_uuid_urn(b0));
+	assert_wait_answered("ben@a.test", b0, 0, 0, 0);
+	push_to("ben@a.test", "to ben", "1", (struct poll_arg *[]){ NULL }, 1);
+	/* the second takes b0's place */
+	poll_start(&b[0], "ben@a.test", NULL, 1, 30);
+	poll_start(&b[1], "ben@a.test", NULL, 1, 30);
+	wait_held(2);
+	assert_wait_refused("ben@a.test", NULL, 0, "ben@a.test has 2 "
+	    "sessions waiting already");
+	assert_wait_refused("ben@a.test", b0, 0, "ben@a.test has 2 "
+	    "sessions waiting already");
+	assert_wait_refused("ben@a.test", NULL, 1, "too many requests held "
+	    "(2 for ben@a.test, 2 in all)");
+	push_to("ben@a.test", "to ben again", "2",
+	    (struct poll_arg *[]){ &b[0], &b[1], NULL }, 2);
+	wait_held(0);
+	assert_wait_answered("ben@a.test", b0, 0, 2, 1);
+	assert_int_equal(stored_count("ben@a.test"), 0);
+}
+
+/* max_wait=1: a request that asks to wait 60 s is answered after 1 s,
+ * with nothing, and its place given back. */
+static void
+test_wait_bounded(void **state)
+{
+	wse_buf *body = wse_buf_new(1 << 20);
+	struct poll_arg k;
+	long long seqs[4];
+	double t0, ms;
+
+	(void)state;
+	assert_non_null(body);
+	t0 = testutil_now_ms();
+	poll_start(&k, "kim@a.test", NULL, 0, 60);
+	poll_end(&k, body);
+	ms = testutil_now_ms() - t0;
+	assert_int_equal(items(wse_buf_str(body), seqs, 4, NULL, 0, NULL), 0);
+	if (ms < 900 || ms > 10000)
+		fail_msg("answered after %.0f ms", ms);
+	wait_held(0);
+	wse_buf_free(&body);
+}
+
+/*
+ * grace=2, max_sessions=2: of lee's two remembered sessions, the one
+ * idle longest (no longer online) gives its place to a new one, not the
+ * one still online: the next message is pushed to two sessions; the
+ * forgotten one loses nothing.
+ */
+static void
+test_forget_idle_longest(void **state)
+{
+	char l1[WSE_UUID_URN_LEN + 1], l2[WSE_UUID_URN_LEN + 1];
+
+	(void)state;
+	assert_wse_ok(wse_uuid_urn(l1));
+	assert_wse_ok(wse_uuid_urn(l2));
+	assert_wait_answered("lee@a.test", l1, 0, 0, 0);
+	testutil_sleep_ms(2300);	/* l1 no longer online */
+	assert_wait_answered("lee@a.test", l2, 0, 0, 0);
+	assert_wait_answered("lee@a.test", NULL, 0, 0, 0);
+	push_to("lee@a.test", "to lee", "2", (struct poll_arg *[]){ NULL }, 1);
+	assert_wait_answered("lee@a.test", l1, 0, 1, 1);
+	assert_int_equal(stored_count("lee@a.test"), 0);
+}
+
 /* Options out of their bounds: the plugin does not start, and says
  * why; nothing is created. */
 static void
@@ -1463,6 +1799,16 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_thousand_held),
 		cmocka_unit_test(test_options),
 	};
+	const struct CMUnitTest limits[] = {
+		cmocka_unit_test(test_held_limits),
+		cmocka_unit_test(test_refused_keeps_sessions),
+		cmocka_unit_test(test_held_never_forgotten),
+	};
+	const struct CMUnitTest short_times[] = {
+		cmocka_unit_test(test_wait_bounded),
+		cmocka_unit_test(test_forget_idle_longest),
+	};
+	int failed;
 
 	if (argc == 5 && strcmp(argv[1], "--clients") == 0) {
 		signal(SIGPIPE, SIG_IGN);
@@ -1470,5 +1816,11 @@ main(int argc, char **argv)
 		    argv[4]);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	failed = cmocka_run_group_tests_name("im", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("im bounds", limits,
+	    setup_limits, teardown);
+	failed += cmocka_run_group_tests_name("im short times", short_times,
+	    setup_short, teardown);
+	xmlCleanupParser();
+	return failed;
 }
