@@ -89,8 +89,8 @@ struct imuser {
 	char name[WSE_ADDR_MAX + 1];
 	struct waiter *waiters;
 	size_t nwaiters;
-	struct sess *sess;
-	size_t nsess;
+	struct sess *sess;		/* grown as sessions come, */
+	size_t nsess, asess;		/* up to max_sessions */
 	struct imuser *next;		/* hash chain */
 };
 
@@ -323,11 +323,8 @@ user_find(struct im *im, const char *name, int create)
 	for (u = im->users[k]; u != NULL; u = u->next)
 		if (strcmp(u->name, name) == 0)
 			return u;
-	if (!create || (u = calloc(1, sizeof(*u))) == NULL ||
-	    (u->sess = calloc(im->max_sessions, sizeof(*u->sess))) == NULL) {
-		free(u);
+	if (!create || (u = calloc(1, sizeof(*u))) == NULL)
 		return NULL;
-	}
 	(void)snprintf(u->name, sizeof(u->name), "%s", name);
 	u->next = im->users[k];
 	im->users[k] = u;
@@ -352,6 +349,8 @@ user_online(const struct im *im, const struct imuser *u, int64_t now)
 	return n;
 }
 
+/* The session named id, remembered anew if need be; NULL when every
+ * place is taken by a held one, or out of memory. */
 static struct sess *
 sess_get(struct im *im, struct imuser *u, const char *id, int64_t now)
 {
@@ -361,6 +360,17 @@ sess_get(struct im *im, struct imuser *u, const char *id, int64_t now)
 		if (strcmp(u->sess[i].id, id) == 0)
 			return &u->sess[i];
 	if (u->nsess < im->max_sessions) {
+		if (u->nsess == u->asess) {
+			size_t n = u->asess < 2 ? 2 : 2 * u->asess;
+			struct sess *p;
+
+			if (n > im->max_sessions)
+				n = im->max_sessions;
+			if ((p = reallocarray(u->sess, n, sizeof(*p))) == NULL)
+				return NULL;
+			u->sess = p;
+			u->asess = n;
+		}
 		i = u->nsess++;
 	} else {
 		/* Forget the session idle longest, never a held one. */
@@ -931,8 +941,10 @@ op_wait(struct im *im, const struct wse_plugin_request *r, wse_buf *resp)
 		goto out;
 	}
 	if ((ss = sess_get(im, u, session, now)) == NULL) {
-		st = wse_err(WSE_ERR_TEMPFAIL, "im: %s has %zu sessions "
-		    "waiting already", r->user, im->max_sessions);
+		st = u->nsess < im->max_sessions ? wse_err(WSE_ERR_NOMEM,
+		    "im: out of memory") : wse_err(WSE_ERR_TEMPFAIL, "im: %s "
+		    "has %zu sessions waiting already", r->user,
+		    im->max_sessions);
 		goto out;
 	}
 	if (last > after) {
