@@ -949,7 +949,7 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 	char handle[TOKEN_LEN + 1], hex[65];
 	struct upload u;
 	uint64_t size = 0, offset = 0;
-	int have_size, have_offset, busy = 0, complete, finish;
+	int have_size, have_offset, busy = 0, created = 0, complete, finish;
 	wse_buf *text = NULL, *data = NULL;
 	size_t len = 0;
 	wse_status st;
@@ -1032,7 +1032,7 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 		if ((st = upload_create(o, user, &u, r->now, 1, handle)) !=
 		    WSE_OK)
 			goto out;
-		busy = 1;
+		busy = created = 1;
 		o->host->log(o->host, "upload %.8s... started by %s: %s, "
 		    "%" PRIu64 " bytes", handle, user, u.name, u.size);
 	} else {
@@ -1098,7 +1098,7 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 			pthread_mutex_lock(&o->lock);
 			(void)by_key(o, Q_UP_DELETE, handle, "drop upload");
 			busy_del(o, handle);
-			busy = 0;
+			busy = created = 0;
 			pthread_mutex_unlock(&o->lock);
 			(void)unlinkat(o->upfd, handle, 0);
 			o->host->log(o->host, "upload %.8s... of %s dropped: "
@@ -1131,6 +1131,18 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 	    u.received + len, complete ? "true" : "false")) != WSE_OK)
 		goto out;
 out:
+	/* A first call that fails drops the upload it made: its handle was
+	 * never answered, so nobody could resume or send it. */
+	if (st != WSE_OK && created) {
+		pthread_mutex_lock(&o->lock);
+		(void)by_key(o, Q_UP_DELETE, handle, "drop upload");
+		busy_del(o, handle);
+		busy = 0;
+		pthread_mutex_unlock(&o->lock);
+		(void)unlinkat(o->upfd, handle, 0);
+		o->host->log(o->host, "upload %.8s... of %s dropped: the call "
+		    "that started it failed", handle, user);
+	}
 	if (busy) {
 		pthread_mutex_lock(&o->lock);
 		busy_del(o, handle);

@@ -15,10 +15,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <sqlite3.h>
 
 #include "buf.h"
 #include "crypto.h"
@@ -476,6 +479,90 @@ count_files(const char *sub)
 			n++;
 	closedir(d);
 	return n;
+}
+
+/* One number the plugin's database answers to sql (read-only, through
+ * a connection of the test's own). */
+static long long
+db_num(const char *sql)
+{
+	char path[8192];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	long long v;
+
+	snprintf(path, sizeof(path), "%s/ondemand.db", F.dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+/* What the plugin keeps: its rows and files.  A refusal changes none. */
+struct kept {
+	long long uploads, unsent, received, attachments, recipients,
+	    fetches, revoked;
+	size_t upfiles, atfiles;
+};
+
+static void
+kept(struct kept *k)
+{
+	k->uploads = db_num("SELECT count(*) FROM upload");
+	k->unsent = db_num("SELECT count(*) FROM upload WHERE used = 0");
+	k->received = db_num("SELECT total(received) + total(complete)"
+	    " FROM upload");
+	k->attachments = db_num("SELECT count(*) FROM attachment");
+	k->recipients = db_num("SELECT count(*) FROM recipient");
+	k->fetches = db_num("SELECT count(*) FROM fetch");
+	k->revoked = db_num("SELECT total(revoked) + total(gone)"
+	    " FROM attachment");
+	k->upfiles = count_files("uploads");
+	k->atfiles = count_files("attachments");
+}
+
+static void
+assert_kept(const struct kept *was)
+{
+	struct kept now;
+
+	kept(&now);
+	assert_int_equal(now.uploads, was->uploads);
+	assert_int_equal(now.unsent, was->unsent);
+	assert_int_equal(now.received, was->received);
+	assert_int_equal(now.attachments, was->attachments);
+	assert_int_equal(now.recipients, was->recipients);
+	assert_int_equal(now.fetches, was->fetches);
+	assert_int_equal(now.revoked, was->revoked);
+	assert_int_equal(now.upfiles, was->upfiles);
+	assert_int_equal(now.atfiles, was->atfiles);
+}
+
+/* The error the last refusal left says why. */
+static void
+assert_err_has(const char *needle)
+{
+	char eb[2048];
+
+	wse_err_format(eb, sizeof(eb));
+	if (strstr(eb, needle) == NULL)
+		fail_msg("\"%s\" does not say \"%s\"", eb, needle);
+	wse_err_clear();
+}
+
+/* The upload's Received as its owner sees it. */
+static unsigned long long
+received_of(const char *user, const char *h)
+{
+	struct up_result r;
+
+	assert_wse_ok(upload_call(user, h, NULL, -1, NULL, -1, NULL, 0, &r));
+	return r.received;
 }
 
 /* A message from alice to bob@b.test, cc carol@a.test, with upload h. */
@@ -1036,6 +1123,63 @@ test_upload_limits(void **state)
 	assert_wse_ok(upload_call("carol@a.test", NULL, "f", 1, hex, 0, NULL,
 	    0, NULL));
 }
+
+/*
+ * A chunk that cannot be written (here beyond the process's file size
+ * limit, as on a full disk): a first call leaves no upload behind (its
+ * handle was never answered), a later call leaves the upload as it was,
+ * to be resumed.
+ */
+static void
+test_upload_write_fails(void **state)
+{
+	const size_t len = 3u << 20;
+	uint8_t *data = make_bytes(len, 21);
+	struct rlimit old, small;
+	void (*oldsig)(int);
+	struct up_result r;
+	char hex[65], h[64];
+	struct kept k;
+	wse_status st;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	small = old;
+	small.rlim_cur = 1u << 20;
+
+	kept(&k);
+	wse_err_clear();
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	st = upload_call("alice@a.test", NULL, "big.bin", len, hex, 0, data,
+	    2u << 20, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_wse_status(st, WSE_ERR_IO);
+	assert_err_has("cannot write upload");
+	assert_kept(&k);
+	assert_true(log_has("dropped: the call that started it failed"));
+
+	/* a later call */
+	assert_wse_ok(upload_call("alice@a.test", NULL, "big.bin", len, hex, 0,
+	    data, 512u << 10, &r));
+	strcpy(h, r.handle);
+	kept(&k);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	st = upload_call("alice@a.test", h, NULL, -1, NULL, 512u << 10,
+	    data + (512u << 10), 1u << 20, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	(void)signal(SIGXFSZ, oldsig);
+	assert_wse_status(st, WSE_ERR_IO);
+	wse_err_clear();
+	assert_int_equal(received_of("alice@a.test", h), 512u << 10);
+	assert_int_equal(db_num("SELECT count(*) FROM upload"), k.uploads);
+	assert_wse_ok(upload_call("alice@a.test", h, NULL, -1, NULL, 512u << 10,
+	    data + (512u << 10), len - (512u << 10), &r));
+	assert_true(r.complete);
+	free(data);
+}
+
 
 /* ---- the submit hook ---- */
 
@@ -1599,6 +1743,7 @@ main(void)
 		T(test_upload_digest_mismatch),
 		T(test_upload_wrong_owner),
 		T(test_upload_limits),
+		T(test_upload_write_fails),
 		T(test_submit_resolves),
 		T(test_submit_refusals),
 		T(test_fetch_ranges),
