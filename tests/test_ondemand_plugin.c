@@ -77,25 +77,89 @@ set_clock(int64_t t)
 static void host_log(const struct wse_plugin_host *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * A gate in the host's log.  While armed, a hook that logs a line
+ * holding gate_needle stops there until the gate opens: the plugin holds
+ * none of its locks while it logs, so a test can act while a call stands
+ * at that point ("upload ... started by": a new upload being written).
+ */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static const char *gate_needle;
+static int gate_held;
+
+static void
+gate_pass(const char *line)
+{
+	pthread_mutex_lock(&gate_lock);
+	if (gate_needle != NULL && strstr(line, gate_needle) != NULL) {
+		gate_held++;
+		pthread_cond_broadcast(&gate_cond);
+		while (gate_needle != NULL)
+			pthread_cond_wait(&gate_cond, &gate_lock);
+		gate_held--;
+	}
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static void
+gate_arm(const char *needle)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_needle = needle;
+	pthread_mutex_unlock(&gate_lock);
+}
+
+/* Wait (at most 60 s) until n calls stand at the gate. */
+static void
+gate_wait(int n)
+{
+	struct timespec dl;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 60;
+	pthread_mutex_lock(&gate_lock);
+	while (gate_held < n && rc == 0)
+		rc = pthread_cond_timedwait(&gate_cond, &gate_lock, &dl);
+	n -= gate_held;
+	pthread_mutex_unlock(&gate_lock);
+	if (n > 0)
+		fail_msg("%d call(s) did not reach the gate", n);
+}
+
+static void
+gate_open(void)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_needle = NULL;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static int starters_wait(void);
+
 static void
 host_log(const struct wse_plugin_host *h, const char *fmt, ...)
 {
+	char line[1024];
 	va_list ap;
-	int n;
+	size_t n;
 
 	(void)h;
-	pthread_mutex_lock(&log_lock);
 	va_start(ap, fmt);
-	n = vsnprintf(logbuf + loglen, sizeof(logbuf) - loglen, fmt, ap);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n > 0) {
-		loglen += (size_t)n;
-		if (loglen > sizeof(logbuf) - 2)
-			loglen = 0;	/* wrap: keep only recent lines */
-		logbuf[loglen++] = '\n';
-		logbuf[loglen] = '\0';
-	}
+	n = strlen(line);
+	pthread_mutex_lock(&log_lock);
+	if (loglen + n + 2 > sizeof(logbuf))
+		loglen = 0;		/* wrap: keep only recent lines */
+	memcpy(logbuf + loglen, line, n);
+	loglen += n;
+	logbuf[loglen++] = '\n';
+	logbuf[loglen] = '\0';
 	pthread_mutex_unlock(&log_lock);
+	gate_pass(line);
 }
 
 static int
@@ -222,6 +286,8 @@ static int
 teardown(void **state)
 {
 	(void)state;
+	if (starters_wait() != 0)
+		return -1;
 	if (F.state != NULL)
 		plug->deinit(F.state);
 	F.state = NULL;
@@ -563,6 +629,19 @@ received_of(const char *user, const char *h)
 
 	assert_wse_ok(upload_call(user, h, NULL, -1, NULL, -1, NULL, 0, &r));
 	return r.received;
+}
+
+/* Replace "@H@" in t by h (at most once). */
+static const char *
+with_handle(const char *t, const char *h, char *out, size_t size)
+{
+	const char *at = strstr(t, "@H@");
+
+	if (at == NULL)
+		snprintf(out, size, "%s", t);
+	else
+		snprintf(out, size, "%.*s%s%s", (int)(at - t), t, h, at + 3);
+	return out;
 }
 
 /* A message from alice to bob@b.test, cc carol@a.test, with upload h. */
@@ -1113,15 +1192,227 @@ test_upload_limits(void **state)
 	    "<m:Name>a</m:Name><m:Name>b</m:Name>", NULL), WSE_ERR_INVALID);
 	assert_wse_status(call_pw("UploadAttachment", "alice@a.test",
 	    "<m:Data>!!!</m:Data>", NULL), WSE_ERR_INVALID);
+}
 
-	/* at most 64 unsent uploads per user: bob has room for 64 */
-	for (i = 0; i < 64; i++)
-		assert_wse_ok(upload_call("bob@a.test", NULL, "f", 1, hex, 0,
+#define SHA0 "0000000000000000000000000000000000000000000000000000000000000000"
+#define A16 "aaaaaaaaaaaaaaaa"
+#define A256 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16 A16
+#define G16 "gggggggggggggggg"
+#define NEW(type, size) "<m:Name>n.bin</m:Name>" type "<m:Size>" size \
+	"</m:Size><m:Sha256>" SHA0 "</m:Sha256>"
+
+/*
+ * UploadAttachment refused, each for its own reason: every refusal
+ * stores nothing (no row, no file, no byte received) and leaves the
+ * uploads in progress as they were; they finish afterwards with their
+ * digests.
+ */
+static void
+test_upload_refusals(void **state)
+{
+	enum { NONE, PART, EMPTY, DONE, BOBS, SENT };
+	static const struct {
+		const char *user;
+		int h;			/* the handle @H@ stands for */
+		const char *inner, *why;
+		wse_status want;
+	} c[] = {
+		/* new uploads */
+		{ "alice@a.test", NONE, NEW("<m:Type>text/plain&#9;x</m:Type>",
+		  "1"), "bad media type", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("<m:Type>t&#233;xt/plain</m:Type>",
+		  "1"), "bad media type", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("<m:Type></m:Type>", "1"),
+		  "bad media type", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("<m:Type>" A256 "</m:Type>", "1"),
+		  "bad media type", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "10000001"),
+		  "upload of 10000001 bytes, the limit is 10000000",
+		  WSE_ERR_TOO_LARGE },
+		{ "alice@a.test", NONE, NEW("", "10000001") "<m:Data>eA==</m:Data>",
+		  "the limit is 10000000", WSE_ERR_TOO_LARGE },
+		{ "alice@a.test", NONE, NEW("", "99999999999999999999"),
+		  "m:Size is not a number", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "-1"), "m:Size is not a number",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, "<m:Name>n.bin</m:Name><m:Size>1</m:Size>",
+		  "needs m:Name, m:Size and m:Sha256", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, "<m:Name>n.bin</m:Name><m:Size>1</m:Size>"
+		  "<m:Sha256>" A16 "</m:Sha256>", "not 64 hex digits",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, "<m:Name>n.bin</m:Name><m:Size>1</m:Size>"
+		  "<m:Sha256>" G16 G16 G16 G16 "</m:Sha256>",
+		  "not 64 hex digits", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "1") "<m:Offset>1</m:Offset>",
+		  "starts at offset 0", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "1") "<m:Data>eHk=</m:Data>",
+		  "more data than m:Size", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "1") "<m:Data>e!==</m:Data>",
+		  "bad m:Data", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, "<m:Name>a/b</m:Name><m:Size>1</m:Size>"
+		  "<m:Sha256>" SHA0 "</m:Sha256>", "bad attachment name",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "1") "<m:Name>o.bin</m:Name>",
+		  "several m:Name", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, NEW("", "1") "<m:Owner>bob@a.test"
+		  "</m:Owner>", "unexpected element Owner", WSE_ERR_INVALID },
+		{ "alice@a.test", NONE, "<m:Name>n<m:b/></m:Name><m:Size>1"
+		  "</m:Size><m:Sha256>" SHA0 "</m:Sha256>", "bad m:Name",
+		  WSE_ERR_INVALID },
+		/* later calls */
+		{ "alice@a.test", NONE, "<m:Upload>" A256 "a</m:Upload>",
+		  "bad m:Upload", WSE_ERR_TOO_LARGE },
+		{ "alice@a.test", NONE, "<m:Upload>../uploads/x</m:Upload>"
+		  "<m:Offset>0</m:Offset><m:Data>eA==</m:Data>",
+		  "no such upload", WSE_ERR_NOT_FOUND },
+		{ "alice@a.test", NONE, "<m:Upload>AAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAAAAA</m:Upload><m:Offset>0</m:Offset>"
+		  "<m:Data>eA==</m:Data>", "no upload AAAAAAAA",
+		  WSE_ERR_NOT_FOUND },
+		{ "bob@a.test", PART, "<m:Upload>@H@</m:Upload><m:Offset>1000"
+		  "</m:Offset><m:Data>eA==</m:Data>",
+		  "bob@a.test: no upload", WSE_ERR_NOT_FOUND },
+		{ "alice@a.test", BOBS, "<m:Upload>@H@</m:Upload><m:Offset>0"
+		  "</m:Offset><m:Data>eA==</m:Data>",
+		  "alice@a.test: no upload", WSE_ERR_NOT_FOUND },
+		{ "alice@a.test", SENT, "<m:Upload>@H@</m:Upload>",
+		  "alice@a.test: no upload", WSE_ERR_NOT_FOUND },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Name>o.bin"
+		  "</m:Name>", "differ from the first call", WSE_ERR_INVALID },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Type>"
+		  "text/plain</m:Type>", "differ from the first call",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Size>3001"
+		  "</m:Size>", "differ from the first call", WSE_ERR_INVALID },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Sha256>"
+		  SHA0 "</m:Sha256>", "differ from the first call",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Offset>0"
+		  "</m:Offset><m:Data>eA==</m:Data>", "1 bytes at offset 0, "
+		  "but 1000 of 3000 received", WSE_ERR_INVALID },
+		{ "alice@a.test", PART, "<m:Upload>@H@</m:Upload><m:Offset>1001"
+		  "</m:Offset><m:Data>eA==</m:Data>", "1 bytes at offset 1001",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", EMPTY, "<m:Upload>@H@</m:Upload>"
+		  "<m:Data>eA==</m:Data>", "1 bytes at offset 0, but 0 of 4",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", EMPTY, "<m:Upload>@H@</m:Upload><m:Offset>0"
+		  "</m:Offset><m:Data>eHl6d3p4</m:Data>", "6 bytes at offset 0, "
+		  "but 0 of 4", WSE_ERR_INVALID },
+		{ "alice@a.test", DONE, "<m:Upload>@H@</m:Upload><m:Offset>1"
+		  "</m:Offset><m:Data>eA==</m:Data>", "(complete)",
+		  WSE_ERR_INVALID },
+	};
+	const size_t len = 3000;
+	uint8_t *data = make_bytes(len, 20);
+	char h[SENT + 1][64], hex[65], x[65], inner[1024];
+	struct up_result r;
+	struct kept k;
+	wse_msg *m;
+	wse_status st;
+	size_t i;
+
+	(void)state;
+	sha_hex(data, len, hex);
+	sha_hex("x", 1, x);
+	h[NONE][0] = '\0';
+	assert_wse_ok(upload_call("alice@a.test", NULL, "part.bin", len, hex, 0,
+	    data, 1000, &r));
+	strcpy(h[PART], r.handle);
+	assert_wse_ok(upload_call("alice@a.test", NULL, "empty.bin", 4, SHA0,
+	    0, NULL, 0, &r));
+	strcpy(h[EMPTY], r.handle);
+	upload_all("alice@a.test", "done.bin", (const uint8_t *)"x", 1, 1,
+	    h[DONE]);
+	assert_wse_ok(upload_call("bob@a.test", NULL, "bob.bin", len, hex, 0,
+	    data, 10, &r));
+	strcpy(h[BOBS], r.handle);
+	upload_all("alice@a.test", "sent.bin", (const uint8_t *)"x", 1, 1,
+	    h[SENT]);
+	m = make_msg("alice@a.test", h[SENT]);
+	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
+	wse_msg_free(&m);
+
+	kept(&k);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char eb[2048];
+
+		wse_err_clear();
+		st = call_pw("UploadAttachment", c[i].user,
+		    with_handle(c[i].inner, h[c[i].h], inner, sizeof(inner)),
+		    NULL);
+		wse_err_format(eb, sizeof(eb));
+		if (st != c[i].want || strstr(eb, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s: %s", i, c[i].why,
+			    wse_status_name(st), eb);
+		assert_kept(&k);
+	}
+	wse_err_clear();
+
+	/* the uploads go on where they were */
+	assert_int_equal(received_of("alice@a.test", h[PART]), 1000);
+	assert_int_equal(received_of("alice@a.test", h[EMPTY]), 0);
+	assert_int_equal(received_of("bob@a.test", h[BOBS]), 10);
+	assert_wse_ok(upload_call("alice@a.test", h[PART], NULL, -1, NULL, 1000,
+	    data + 1000, len - 1000, &r));
+	assert_true(r.complete);
+	assert_wse_ok(upload_call("bob@a.test", h[BOBS], NULL, -1, NULL, 10,
+	    data + 10, len - 10, &r));
+	assert_true(r.complete);
+	assert_wse_ok(upload_call("alice@a.test", h[DONE], NULL, -1, NULL, -1,
+	    NULL, 0, &r));
+	assert_true(r.complete);
+	/* max_size itself is allowed */
+	assert_wse_ok(call_pw("UploadAttachment", "alice@a.test",
+	    NEW("", "10000000"), NULL));
+	free(data);
+}
+
+/*
+ * At most UPLOADS_MAX (64) unsent uploads per user: the next new upload
+ * is TooLarge and stores nothing (not even its first chunk); the user's
+ * uploads and other users are not affected, and an upload sent with a
+ * message no longer counts.
+ */
+static void
+test_upload_quota(void **state)
+{
+	char x[65], hc[64];
+	struct up_result r;
+	struct kept k;
+	wse_msg *m;
+	size_t i;
+
+	(void)state;
+	sha_hex("x", 1, x);
+	for (i = 0; i < 63; i++)
+		assert_wse_ok(upload_call("bob@a.test", NULL, "f", 1, x, 0,
 		    NULL, 0, NULL));
-	assert_wse_status(upload_call("bob@a.test", NULL, "f", 1, hex, 0, NULL,
+	upload_all("bob@a.test", "c", (const uint8_t *)"x", 1, 1, hc);
+	kept(&k);
+	assert_int_equal(k.unsent, 64);
+	wse_err_clear();
+	assert_wse_status(upload_call("bob@a.test", NULL, "g", 1, x, 0, "x", 1,
+	    NULL), WSE_ERR_TOO_LARGE);
+	assert_err_has("bob@a.test has 64 unsent uploads already");
+	assert_wse_status(upload_call("BOB@A.TEST", NULL, "g", 1, x, 0, NULL,
 	    0, NULL), WSE_ERR_TOO_LARGE);
-	assert_wse_ok(upload_call("carol@a.test", NULL, "f", 1, hex, 0, NULL,
-	    0, NULL));
+	assert_kept(&k);
+	assert_false(log_has("started by bob@a.test: g"));
+	/* bob's uploads still serve him; carol has her own room */
+	assert_int_equal(received_of("bob@a.test", hc), 1);
+	assert_wse_ok(upload_call("carol@a.test", NULL, "f", 1, x, 0, NULL, 0,
+	    NULL));
+	/* a sent upload leaves room for one more */
+	m = make_msg("bob@a.test", hc);
+	assert_wse_ok(plug->submit(F.state, "bob@a.test", msg_id, m));
+	wse_msg_free(&m);
+	assert_wse_ok(upload_call("bob@a.test", NULL, "g", 1, x, 0, "x", 1,
+	    &r));
+	assert_true(r.complete);
+	assert_wse_status(upload_call("bob@a.test", NULL, "h", 1, x, 0, NULL,
+	    0, NULL), WSE_ERR_TOO_LARGE);
+	wse_err_clear();
 }
 
 /*
@@ -1180,6 +1471,200 @@ test_upload_write_fails(void **state)
 	free(data);
 }
 
+/*
+ * New uploads, each by a thread of its own (they stop at the gate).  The
+ * threads are detached and counted: starters_wait() waits for all (the
+ * teardown too, so that a failed test never unloads the plugin under
+ * them).
+ */
+struct starter {
+	char user[64];
+	const char *name;
+	const uint8_t *data;
+	size_t size, len;
+	char hex[65];
+	wse_status st;
+	unsigned long long received;
+};
+
+static int starters;		/* running; under gate_lock */
+
+static void *
+starter_main(void *arg)
+{
+	struct starter *a = arg;
+	struct up_result r;
+
+	memset(&r, 0, sizeof(r));
+	a->st = upload_call(a->user, NULL, a->name, (long long)a->size,
+	    a->hex, 0, a->data, a->len, &r);
+	a->received = r.received;
+	pthread_mutex_lock(&gate_lock);
+	starters--;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	return NULL;
+}
+
+static void
+starter_start(struct starter *a)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	assert_int_equal(pthread_attr_init(&attr), 0);
+	assert_int_equal(pthread_attr_setdetachstate(&attr,
+	    PTHREAD_CREATE_DETACHED), 0);
+	assert_int_equal(pthread_attr_setstacksize(&attr, 1u << 20), 0);
+	pthread_mutex_lock(&gate_lock);
+	starters++;
+	pthread_mutex_unlock(&gate_lock);
+	if (pthread_create(&t, &attr, starter_main, a) != 0) {
+		pthread_mutex_lock(&gate_lock);
+		starters--;
+		pthread_mutex_unlock(&gate_lock);
+		fail_msg("pthread_create failed");
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Open the gate and wait (at most 60 s) until every starter is done. */
+static int
+starters_wait(void)
+{
+	struct timespec dl;
+	int n;
+
+	gate_open();
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += 60;
+	pthread_mutex_lock(&gate_lock);
+	while (starters > 0 && pthread_cond_timedwait(&gate_cond, &gate_lock,
+	    &dl) == 0)
+		;
+	n = starters;
+	pthread_mutex_unlock(&gate_lock);
+	return n;
+}
+
+/* The name of the only file in dir/uploads. */
+static void
+only_upload(char h[64])
+{
+	char path[8192];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/uploads", F.dir);
+	assert_non_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.') {
+			assert_true(strlen(de->d_name) < 64);
+			strcpy(h, de->d_name);
+			n++;
+		}
+	closedir(d);
+	assert_int_equal(n, 1);
+}
+
+/*
+ * While one call writes an upload, a second writer of the same upload is
+ * told TempFail and writes nothing; asking for Received is answered, a
+ * Submit naming it is refused; when the first call ends, its bytes are
+ * there and the upload finishes with its digest.
+ */
+static void
+test_upload_busy(void **state)
+{
+	const size_t len = 3000;
+	uint8_t *data = make_bytes(len, 22), *other = make_bytes(len, 23);
+	struct starter a;
+	struct up_result r;
+	struct kept k;
+	char h[64], bh[64];
+	wse_msg *m;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	strcpy(a.user, "alice@a.test");
+	a.name = "busy.bin";
+	a.data = data;
+	a.size = len;
+	a.len = 1000;
+	sha_hex(data, len, a.hex);
+	gate_arm("started by alice@a.test");
+	starter_start(&a);
+	gate_wait(1);
+	only_upload(h);
+
+	kept(&k);
+	wse_err_clear();
+	assert_wse_status(upload_call("alice@a.test", h, NULL, -1, NULL, 0,
+	    other, 1000, NULL), WSE_ERR_TEMPFAIL);
+	assert_err_has("is being written by another call");
+	assert_wse_status(upload_call("alice@a.test", h, NULL, -1, NULL, 0,
+	    other, len, NULL), WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_kept(&k);
+	assert_int_equal(received_of("alice@a.test", h), 0);
+	m = make_msg("alice@a.test", h);
+	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
+	    WSE_ERR_INVALID);
+	assert_err_has("is not complete");
+	wse_msg_free(&m);
+	assert_kept(&k);
+	/* other uploads go on meanwhile */
+	upload_all("bob@a.test", "b.bin", other, len, 1000, bh);
+
+	assert_int_equal(starters_wait(), 0);
+	assert_wse_ok(a.st);
+	assert_int_equal(a.received, 1000);
+	assert_wse_ok(upload_call("alice@a.test", h, NULL, -1, NULL, 1000,
+	    data + 1000, len - 1000, &r));
+	assert_true(r.complete);	/* the digest: only the first's bytes */
+	free(data);
+	free(other);
+}
+
+/*
+ * At most BUSY_MAX (256) uploads are written at once: the next new
+ * upload is TempFail, and the row and file it had made are gone again.
+ */
+static void
+test_upload_busy_max(void **state)
+{
+	enum { N = 256 };
+	static struct starter a[N];
+	char x[65];
+	struct kept k;
+	int i;
+
+	(void)state;
+	sha_hex("x", 1, x);
+	memset(a, 0, sizeof(a));
+	gate_arm("started by u");
+	for (i = 0; i < N; i++) {
+		snprintf(a[i].user, sizeof(a[i].user), "u%d@a.test", i);
+		a[i].name = "f";
+		a[i].size = 1;
+		strcpy(a[i].hex, x);
+		starter_start(&a[i]);
+	}
+	gate_wait(N);
+	kept(&k);
+	assert_int_equal(k.uploads, N);
+	wse_err_clear();
+	assert_wse_status(upload_call("late@a.test", NULL, "f", 1, x, 0, "x",
+	    1, NULL), WSE_ERR_TEMPFAIL);
+	assert_err_has("256 uploads are being written");
+	assert_kept(&k);
+	assert_int_equal(starters_wait(), 0);
+	for (i = 0; i < N; i++)
+		assert_wse_ok(a[i].st);
+	assert_wse_ok(upload_call("late@a.test", NULL, "f", 1, x, 0, "x", 1,
+	    NULL));
+}
 
 /* ---- the submit hook ---- */
 
@@ -1743,7 +2228,11 @@ main(void)
 		T(test_upload_digest_mismatch),
 		T(test_upload_wrong_owner),
 		T(test_upload_limits),
+		T(test_upload_refusals),
+		T(test_upload_quota),
 		T(test_upload_write_fails),
+		T(test_upload_busy),
+		T(test_upload_busy_max),
 		T(test_submit_resolves),
 		T(test_submit_refusals),
 		T(test_fetch_ranges),
