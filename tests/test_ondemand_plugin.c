@@ -300,12 +300,12 @@ teardown(void **state)
 /* ---- requests ---- */
 
 /*
- * Call op for user with the request element's content inner; the answer
- * (on WSE_OK, when not streamed) is parsed into *doc_r (may be NULL) and
+ * Call op for user with the Body's content content; the answer (on
+ * WSE_OK, when not streamed) is parsed into *doc_r (may be NULL) and
  * must be one m:<op>Response element.
  */
 static wse_status
-call_as(const char *op, int auth, const char *user, const char *inner,
+call_body(const char *op, int auth, const char *user, const char *content,
     xmlDocPtr *doc_r, struct wse_plugin_stream *stream)
 {
 	struct wse_plugin_request r;
@@ -320,10 +320,10 @@ call_as(const char *op, int auth, const char *user, const char *inner,
 	resp = wse_buf_new(RESP_MAX);
 	assert_non_null(body);
 	assert_non_null(resp);
-	assert_wse_ok(wse_buf_printf(body, "<s:Body xmlns:s=\"" WSE_NS_SOAP
-	    "\"><m:%s xmlns:m=\"" WSE_NS_WSE "\">", op));
-	assert_wse_ok(wse_buf_puts(body, inner));
-	assert_wse_ok(wse_buf_printf(body, "</m:%s></s:Body>", op));
+	assert_wse_ok(wse_buf_puts(body, "<s:Body xmlns:s=\"" WSE_NS_SOAP
+	    "\">"));
+	assert_wse_ok(wse_buf_puts(body, content));
+	assert_wse_ok(wse_buf_puts(body, "</s:Body>"));
 	assert_wse_ok(wse_xml_parse(wse_buf_data(body), wse_buf_len(body),
 	    &lim, &doc));
 	memset(&r, 0, sizeof(r));
@@ -354,6 +354,24 @@ call_as(const char *op, int auth, const char *user, const char *inner,
 	}
 	wse_buf_free(&body);
 	wse_buf_free(&resp);
+	return st;
+}
+
+/* The same with the request element m:<op> holding inner. */
+static wse_status
+call_as(const char *op, int auth, const char *user, const char *inner,
+    xmlDocPtr *doc_r, struct wse_plugin_stream *stream)
+{
+	wse_buf *content = wse_buf_new(BODY_MAX);
+	wse_status st;
+
+	assert_non_null(content);
+	assert_wse_ok(wse_buf_printf(content, "<m:%s xmlns:m=\"" WSE_NS_WSE
+	    "\">", op));
+	assert_wse_ok(wse_buf_puts(content, inner));
+	assert_wse_ok(wse_buf_printf(content, "</m:%s>", op));
+	st = call_body(op, auth, user, wse_buf_str(content), doc_r, stream);
+	wse_buf_free(&content);
 	return st;
 }
 
@@ -1716,65 +1734,115 @@ test_submit_resolves(void **state)
 	free(data);
 }
 
+#define ID129 "urn:uuid:" A16 A16 A16 A16 A16 A16 A16 "aaaaaaaa"
+
+/*
+ * The submit hook refuses, each for its own reason, a message naming an
+ * upload that is not a complete, unsent upload of the sender, or that
+ * comes without a sender or an id.  A refused message records nothing:
+ * no attachment, recipient or file, even when an entry before the bad
+ * one had been linked already, and every upload stays as it was.
+ */
 static void
 test_submit_refusals(void **state)
 {
+	enum { A, B, I, V, BAD, UNKNOWN, NH };
+	static const struct {
+		const char *user, *id;
+		int h[2];		/* the message's uploads (-1: none) */
+		const char *why;
+		wse_status want;
+	} c[] = {
+		{ "alice@a.test", msg_id, { B, -1 }, "is not an upload of this "
+		  "user", WSE_ERR_INVALID },
+		{ "alice@a.test", msg_id, { UNKNOWN, -1 }, "is not an upload of "
+		  "this user", WSE_ERR_INVALID },
+		{ "alice@a.test", msg_id, { I, -1 }, "is not complete (100 of "
+		  "5000 bytes)", WSE_ERR_INVALID },
+		{ "alice@a.test", msg_id, { BAD, -1 }, "bad upload handle",
+		  WSE_ERR_INVALID },
+		/* one upload twice; a good one before a bad one; a good one
+		 * before one whose file is gone */
+		{ "alice@a.test", msg_id, { A, A }, "was already sent with a "
+		  "message", WSE_ERR_INVALID },
+		{ "alice@a.test", msg_id, { A, I }, "is not complete",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", msg_id, { A, V }, "cannot move upload",
+		  WSE_ERR_IO },
+		{ "ALICE@A.TEST", msg_id, { B, -1 }, "is not an upload of this "
+		  "user", WSE_ERR_INVALID },
+		{ NULL, msg_id, { A, -1 }, "without a sender or an id",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", NULL, { A, -1 }, "without a sender or an id",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", "", { A, -1 }, "without a sender or an id",
+		  WSE_ERR_INVALID },
+		{ "alice@a.test", ID129, { A, -1 }, "without a sender or an id",
+		  WSE_ERR_INVALID },
+		{ "alice", msg_id, { A, -1 }, "bad sender", WSE_ERR_INVALID },
+	};
 	const size_t len = 5000;
 	uint8_t *data = make_bytes(len, 6);
-	char ha[64], hb[64], hi[64], hex[65];
+	char h[NH][64], hex[65], path[8192];
 	struct up_result r;
+	struct kept k;
 	wse_msg *m;
+	size_t i, j;
 
 	(void)state;
 	sha_hex(data, len, hex);
-	upload_all("alice@a.test", "a.bin", data, len, 4096, ha);
-	upload_all("bob@a.test", "b.bin", data, len, 4096, hb);
+	upload_all("alice@a.test", "a.bin", data, len, 4096, h[A]);
+	upload_all("bob@a.test", "b.bin", data, len, 4096, h[B]);
 	assert_wse_ok(upload_call("alice@a.test", NULL, "i.bin", len, hex, 0,
 	    data, 100, &r));
-	strcpy(hi, r.handle);
+	strcpy(h[I], r.handle);
+	upload_all("alice@a.test", "v.bin", data, len, 4096, h[V]);
+	snprintf(path, sizeof(path), "%s/uploads/%s", F.dir, h[V]);
+	assert_int_equal(unlink(path), 0);
+	strcpy(h[BAD], "CCCCCCCCCCCCCCCCCCCC");
+	strcpy(h[UNKNOWN], "UUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUU");
 
-	/* bob's upload in alice's message */
-	m = make_msg("alice@a.test", hb);
-	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
-	    WSE_ERR_INVALID);
-	wse_msg_free(&m);
-	/* an incomplete upload */
-	m = make_msg("alice@a.test", hi);
-	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
-	    WSE_ERR_INVALID);
-	wse_msg_free(&m);
-	/* an unknown handle */
-	m = make_msg("alice@a.test",
-	    "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
-	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
-	    WSE_ERR_INVALID);
-	wse_msg_free(&m);
-	/* one upload twice in one message: refused as a whole, and the
-	 * transaction leaves nothing behind */
-	m = make_msg("alice@a.test", ha);
-	assert_wse_ok(wse_msg_add_upload(m, ha));
-	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
-	    WSE_ERR_INVALID);
-	wse_msg_free(&m);
-	assert_int_equal(count_files("attachments"), 0);
-	assert_true(file_exists("uploads", ha));
+	kept(&k);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char eb[2048];
+		wse_status st;
+
+		m = make_msg("alice@a.test", NULL);
+		for (j = 0; j < 2; j++)
+			if (c[i].h[j] >= 0)
+				assert_wse_ok(wse_msg_add_upload(m,
+				    h[c[i].h[j]]));
+		wse_err_clear();
+		st = plug->submit(F.state, c[i].user, c[i].id, m);
+		wse_err_format(eb, sizeof(eb));
+		if (st != c[i].want || strstr(eb, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s: %s", i, c[i].why,
+			    wse_status_name(st), eb);
+		wse_msg_free(&m);
+		assert_kept(&k);
+		assert_false(log_has("(upload "));
+	}
+	wse_err_clear();
+	assert_true(file_exists("uploads", h[A]));
+	assert_int_equal(received_of("alice@a.test", h[A]), len);
+	assert_int_equal(received_of("alice@a.test", h[I]), 100);
 
 	/* the refused uploads still serve their owners */
-	m = make_msg("bob@a.test", hb);
+	m = make_msg("bob@a.test", h[B]);
 	assert_wse_ok(plug->submit(F.state, "bob@a.test", msg_id, m));
 	wse_msg_free(&m);
-	m = make_msg("alice@a.test", ha);
+	m = make_msg("alice@a.test", h[A]);
 	assert_wse_ok(plug->submit(F.state, "alice@a.test", msg_id, m));
 	wse_msg_free(&m);
 	assert_int_equal(count_files("attachments"), 2);
 	/* ... once */
-	m = make_msg("alice@a.test", ha);
+	m = make_msg("alice@a.test", h[A]);
 	assert_wse_status(plug->submit(F.state, "alice@a.test", msg_id, m),
 	    WSE_ERR_INVALID);
 	assert_non_null(m->od[0].upload);
 	wse_msg_free(&m);
 	/* and a sent upload is no longer an upload */
-	assert_wse_status(upload_call("alice@a.test", ha, NULL, -1, NULL, -1,
+	assert_wse_status(upload_call("alice@a.test", h[A], NULL, -1, NULL, -1,
 	    NULL, 0, NULL), WSE_ERR_NOT_FOUND);
 	free(data);
 }
@@ -1829,6 +1897,7 @@ test_fetch_refusals(void **state)
 	char ref[64], ref2[64];
 	struct wse_plugin_stream s;
 	char eb[2048], first[2048];
+	struct kept k;
 
 	(void)state;
 	send_attachment(data, len, msg_id, ref);
@@ -1854,7 +1923,9 @@ test_fetch_refusals(void **state)
 	assert_wse_ok(call_pw("RevokeAttachment", "alice@a.test",
 	    "<m:Id>urn:uuid:revoked</m:Id>", NULL));
 	wse_err_clear();
+	kept(&k);
 	assert_refused("bob@b.test", ref2);
+	assert_kept(&k);
 	/* the same words for every refusal but the names */
 	wse_err_format(eb, sizeof(eb));
 	assert_non_null(strstr(eb, "fetch refused"));
@@ -1866,12 +1937,255 @@ test_fetch_refusals(void **state)
 	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));	/* runs expiry */
 	close(s.fd);
 	set_clock(P.now + ATT_LIFETIME);
+	kept(&k);
 	assert_refused("bob@b.test", ref);
+	assert_refused("carol@a.test", ref);
+	assert_kept(&k);
 	assert_true(file_exists("attachments", ref));
 	set_clock(P.now + ATT_LIFETIME + 60);
 	assert_refused("bob@b.test", ref);
 	assert_false(file_exists("attachments", ref));
 	assert_true(log_has("expired 1 attachment"));
+	free(data);
+}
+
+/*
+ * FetchAttachment requests refused: whatever is wrong with the caller or
+ * the reference is the same NotAuthorized, also when the range is bad
+ * too (the range is checked after the authorisation); a bad range or a
+ * malformed request of a recipient is InvalidRequest.  No refusal is
+ * logged as a fetch or hands out a descriptor.
+ */
+static void
+test_fetch_refused_requests(void **state)
+{
+	static const struct {
+		const char *user;
+		int auth;
+		const char *inner, *why;
+		wse_status want;
+	} c[] = {
+		{ "mallory@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Offset>4001</m:Offset>", "mallory@b.test is not a "
+		  "recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ "alice@a.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>",
+		  "alice@a.test is not a recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>AAAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAAAAAAAAAAAAAAAA</m:Ref><m:Offset>99999</m:Offset>",
+		  "bob@b.test is not a recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>../attachments/"
+		  "@H@</m:Ref>", "is not a recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@x</m:Ref>",
+		  "is not a recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ "bob", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>", "bad user",
+		  WSE_ERR_NOT_AUTHORIZED },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_PASSWORD, "<m:Ref>@H@</m:Ref>",
+		  "FetchAttachment with the wrong profile",
+		  WSE_ERR_NOT_AUTHORIZED },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Offset>4001</m:Offset>", "at offset 4001 past its 4000 "
+		  "bytes", WSE_ERR_INVALID },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Offset>abc</m:Offset>", "m:Offset is not a number",
+		  WSE_ERR_INVALID },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Length>-1</m:Length>", "m:Length is not a number",
+		  WSE_ERR_INVALID },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Ref>@H@</m:Ref>", "several m:Ref", WSE_ERR_INVALID },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Ref>@H@</m:Ref>"
+		  "<m:Upload>x</m:Upload>", "unexpected element Upload",
+		  WSE_ERR_INVALID },
+		{ "bob@b.test", WSE_PLUGIN_AUTH_TOKEN, "<m:Offset>0</m:Offset>",
+		  "without m:Ref", WSE_ERR_INVALID },
+	};
+	const size_t len = 4000;
+	uint8_t *data = make_bytes(len, 24);
+	struct wse_plugin_stream s;
+	char ref[64], inner[1024];
+	struct kept k;
+	size_t i;
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));
+	close(s.fd);
+	kept(&k);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char eb[2048];
+		wse_status st;
+
+		wse_err_clear();
+		st = call_as("FetchAttachment", c[i].auth, c[i].user,
+		    with_handle(c[i].inner, ref, inner, sizeof(inner)), NULL,
+		    &s);
+		wse_err_format(eb, sizeof(eb));
+		if (st != c[i].want || strstr(eb, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s: %s", i, c[i].why,
+			    wse_status_name(st), eb);
+		assert_int_equal(s.fd, -1);
+		assert_kept(&k);
+	}
+	wse_err_clear();
+	assert_false(log_has("fetched by mallory"));
+	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));
+	check_stream(&s, data, len, 0, len);
+	free(data);
+}
+
+/*
+ * An attachment whose file is not what was recorded - gone, a symbolic
+ * link (even to the right bytes), another size - is TempFail for its
+ * recipients, never streamed and not logged as fetched.
+ */
+static void
+test_fetch_bad_file(void **state)
+{
+	const size_t len = 4000;
+	uint8_t *data = make_bytes(len, 25);
+	struct wse_plugin_stream s;
+	char ref[64], path[8192], aside[8192];
+	struct kept k;
+	int i;
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	snprintf(path, sizeof(path), "%s/attachments/%s", F.dir, ref);
+	snprintf(aside, sizeof(aside), "%s/aside", F.tmp);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(rename(path, aside), 0);
+		if (i == 1)
+			assert_int_equal(symlink(aside, path), 0);
+		if (i == 2) {
+			int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+			assert_true(fd >= 0);
+			assert_int_equal(write(fd, data, len - 1),
+			    (ssize_t)len - 1);
+			close(fd);
+		}
+		kept(&k);
+		wse_err_clear();
+		assert_wse_status(fetch("bob@b.test", ref, 0, -1, &s),
+		    WSE_ERR_TEMPFAIL);
+		assert_err_has("file missing or of the wrong size");
+		assert_int_equal(s.fd, -1);
+		assert_kept(&k);
+		/* a non-recipient learns nothing more than before */
+		assert_refused("mallory@b.test", ref);
+		wse_err_clear();
+		(void)unlink(path);
+		assert_int_equal(rename(aside, path), 0);
+		assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));
+		check_stream(&s, data, len, 0, len);
+	}
+	free(data);
+}
+
+/*
+ * Requests no operation can take: an unknown operation, a Body without
+ * the operation's element, the wrong profile, a user that is not an
+ * address, malformed AttachmentLog and RevokeAttachment requests, and a
+ * revocation by another user.  None changes anything: the attachment is
+ * neither revoked nor logged and is still fetched.
+ */
+static void
+test_call_refusals(void **state)
+{
+#define OPEN(op) "<m:" op " xmlns:m=\"" WSE_NS_WSE "\">"
+	static const struct {
+		const char *op, *user;
+		int auth;
+		const char *body, *why;
+		wse_status want;
+	} c[] = {
+		{ "Bogus", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("Bogus") "</m:Bogus>", "no operation Bogus",
+		  WSE_ERR_UNSUPPORTED },
+		{ "UploadAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id>"
+		  "</m:RevokeAttachment>", "holds no one m:UploadAttachment",
+		  WSE_ERR_INVALID },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id>"
+		  "</m:RevokeAttachment>" OPEN("RevokeAttachment") "<m:Id>@H@"
+		  "</m:Id></m:RevokeAttachment>",
+		  "holds no one m:RevokeAttachment", WSE_ERR_INVALID },
+		{ "AttachmentLog", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD, "",
+		  "holds no one m:AttachmentLog", WSE_ERR_INVALID },
+		{ "UploadAttachment", "alice@a.test", WSE_PLUGIN_AUTH_TOKEN,
+		  OPEN("UploadAttachment") NEW("", "1") "</m:UploadAttachment>",
+		  "UploadAttachment with the wrong profile",
+		  WSE_ERR_NOT_AUTHORIZED },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_TOKEN,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id>"
+		  "</m:RevokeAttachment>", "RevokeAttachment with the wrong "
+		  "profile", WSE_ERR_NOT_AUTHORIZED },
+		{ "AttachmentLog", "alice@a.test", WSE_PLUGIN_AUTH_TOKEN,
+		  OPEN("AttachmentLog") "<m:Id>@H@</m:Id></m:AttachmentLog>",
+		  "AttachmentLog with the wrong profile",
+		  WSE_ERR_NOT_AUTHORIZED },
+		{ "UploadAttachment", "alice", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("UploadAttachment") NEW("", "1") "</m:UploadAttachment>",
+		  "bad user", WSE_ERR_NOT_AUTHORIZED },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "</m:RevokeAttachment>", "no m:Id",
+		  WSE_ERR_INVALID },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id></m:Id><m:Name>big.bin"
+		  "</m:Name></m:RevokeAttachment>", "no m:Id",
+		  WSE_ERR_INVALID },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id><m:Ref>x</m:Ref>"
+		  "</m:RevokeAttachment>", "unexpected element Ref",
+		  WSE_ERR_INVALID },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id><m:Name>big<m:x/>"
+		  "</m:Name></m:RevokeAttachment>", "bad m:Name",
+		  WSE_ERR_INVALID },
+		{ "RevokeAttachment", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>" A256 "</m:Id>"
+		  "</m:RevokeAttachment>", "bad m:Id", WSE_ERR_TOO_LARGE },
+		{ "RevokeAttachment", "bob@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("RevokeAttachment") "<m:Id>@H@</m:Id>"
+		  "</m:RevokeAttachment>", "bob@a.test has no attachments in "
+		  "message", WSE_ERR_NOT_FOUND },
+		{ "AttachmentLog", "alice@a.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("AttachmentLog") "<m:Id>@H@</m:Id><m:Id>@H@</m:Id>"
+		  "</m:AttachmentLog>", "several m:Id", WSE_ERR_INVALID },
+		{ "AttachmentLog", "bob@b.test", WSE_PLUGIN_AUTH_PASSWORD,
+		  OPEN("AttachmentLog") "<m:Id>@H@</m:Id></m:AttachmentLog>",
+		  "bob@b.test has no attachments in message", WSE_ERR_NOT_FOUND },
+	};
+#undef OPEN
+	const size_t len = 2000;
+	uint8_t *data = make_bytes(len, 26);
+	struct wse_plugin_stream s;
+	char ref[64], body[2048];
+	struct kept k;
+	size_t i;
+
+	(void)state;
+	send_attachment(data, len, msg_id, ref);
+	kept(&k);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char eb[2048];
+		wse_status st;
+
+		wse_err_clear();
+		st = call_body(c[i].op, c[i].auth, c[i].user,
+		    with_handle(c[i].body, msg_id, body, sizeof(body)), NULL,
+		    NULL);
+		wse_err_format(eb, sizeof(eb));
+		if (st != c[i].want || strstr(eb, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s: %s", i, c[i].why,
+			    wse_status_name(st), eb);
+		assert_kept(&k);
+	}
+	wse_err_clear();
+	assert_false(log_has("revoked by"));
+	assert_wse_ok(fetch("bob@b.test", ref, 0, -1, &s));
+	check_stream(&s, data, len, 0, len);
 	free(data);
 }
 
@@ -2237,6 +2551,9 @@ main(void)
 		T(test_submit_refusals),
 		T(test_fetch_ranges),
 		T(test_fetch_refusals),
+		T(test_fetch_refused_requests),
+		T(test_fetch_bad_file),
+		T(test_call_refusals),
 		T(test_attachment_log),
 		T(test_revoke),
 		T(test_upload_expiry),
