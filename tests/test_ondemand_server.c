@@ -6,13 +6,18 @@
  * FetchAttachment (paper Msg 8) can be exact: a token of another
  * domain's CA, a non-recipient's token, a signature by a key other than
  * the token's, a replay, an expired token, a service certificate posing
- * as a token, a request for another server, an unknown, revoked or
- * expired reference.
+ * as a token, a token not yet valid or without its domain CA, a
+ * request for another server, an unknown, revoked or expired reference.
+ * Refused uploads, Submits, logs, revocations and fetches are checked as
+ * a client sees them (a signed Fault, its Code and its generic Reason)
+ * and as the server keeps them (its log says why; no row, file, queued
+ * message or fetch is left).
  */
 #include "testutil.h"
 #include "testpki.h"
 #include "testserver.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,10 +27,13 @@
 #include <unistd.h>
 
 #include <libxml/parser.h>
+#include <sqlite3.h>
 
 #include "config.h"
 #include "crypto.h"
 #include "msg.h"
+#include "soap.h"
+#include "store.h"
 #include "wsed.h"
 #include "xml.h"
 
@@ -524,12 +532,410 @@ test_request_token(void **state)
 	wse_buf_free(&body);
 }
 
+/* ---- refusals through the server ---- */
+
+/* A password-profile request of user's. */
+static wse_buf *
+user_request(const char *user, const char *op, const char *payload)
+{
+	wse_signer *s = NULL;
+	wse_buf *b;
+
+	assert_wse_ok(wse_signer_new_password(user, alice_key, &s));
+	b = request_to(URL, op, payload, s);
+	wse_signer_free(&s);
+	return b;
+}
+
+/* A token-profile request for op at this server, signed with key and
+ * the chain {leaf, dom[d].ca} (just {leaf} when d < 0). */
+static wse_buf *
+token_request(const char *op, const char *payload, const wse_key *key,
+    wse_cert *leaf, int d)
+{
+	wse_signer *s = NULL;
+	wse_buf *b;
+
+	assert_wse_ok(wse_signer_new_cert(key, (wse_cert *[]){ leaf,
+	    d >= 0 ? P.dom[d].ca : NULL }, d >= 0 ? 2 : 1, &s));
+	b = request_to(URL, op, payload, s);
+	wse_signer_free(&s);
+	return b;
+}
+
+/* One number the plugin's database answers to sql. */
+static long long
+od_num(const char *sql)
+{
+	char path[700];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *q = NULL;
+	long long v;
+
+	snprintf(path, sizeof(path), "%s/ondemand.db", od_dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static size_t
+od_files(const char *sub)
+{
+	char path[700];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", od_dir, sub);
+	assert_non_null(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static wse_status
+count_item(void *arg, const wse_queue_item *item, const char *const *rcpts,
+    size_t nrcpts, const void *payload, size_t len)
+{
+	(void)item;
+	(void)rcpts;
+	(void)nrcpts;
+	(void)payload;
+	(void)len;
+	(*(size_t *)arg)++;
+	return WSE_OK;
+}
+
+/* What the server and the plugin keep: a refusal changes none of it. */
+struct kept {
+	long long rows, received, revoked;
+	size_t upfiles, atfiles, queued;
+	uint64_t carol;
+};
+
+static void
+kept(struct kept *k)
+{
+	uint64_t unread;
+
+	k->rows = od_num("SELECT (SELECT count(*) FROM upload) * 1000000"
+	    " + (SELECT count(*) FROM attachment) * 10000"
+	    " + (SELECT count(*) FROM recipient) * 100"
+	    " + (SELECT count(*) FROM fetch)");
+	k->received = od_num("SELECT total(received) + total(complete)"
+	    " + total(used) FROM upload");
+	k->revoked = od_num("SELECT total(revoked) + total(gone)"
+	    " FROM attachment");
+	k->upfiles = od_files("uploads");
+	k->atfiles = od_files("attachments");
+	k->queued = 0;
+	assert_wse_ok(wse_store_queue_list(S.store, count_item, &k->queued));
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &k->carol,
+	    &unread));
+}
+
+static void
+assert_kept(const struct kept *was)
+{
+	struct kept now;
+
+	kept(&now);
+	assert_int_equal(now.rows, was->rows);
+	assert_int_equal(now.received, was->received);
+	assert_int_equal(now.revoked, was->revoked);
+	assert_int_equal(now.upfiles, was->upfiles);
+	assert_int_equal(now.atfiles, was->atfiles);
+	assert_int_equal(now.queued, was->queued);
+	assert_int_equal(now.carol, was->carol);
+}
+
+/*
+ * Run a request that must be refused: the answer is a Fault signed by
+ * a.test, its Code blames the sender (the receiver for a temporary
+ * failure), its Reason is the generic one of its Subcode, and nowhere
+ * does it say why (why); the server's log (log) does.  Returns the
+ * status the Subcode names.
+ */
+static wse_status
+call_refused(const wse_buf *req, const char *why, char *log, size_t size)
+{
+	wse_buf *out = wse_buf_new(1 << 23);
+	struct wse_plugin_stream fs;
+	testutil_stderr c;
+	wse_envelope *env = NULL;
+	xmlNodePtr f, code, val;
+	char reason[256], *v = NULL;
+	wse_status st, rst;
+	int http;
+
+	testutil_stderr_begin(&c);
+	wsed_handle_stream(&S, wse_buf_data(req), wse_buf_len(req), NULL, 0,
+	    NULL, out, &http, &fs);
+	testutil_stderr_end(&c, log, size);
+	assert_int_equal(fs.fd, -1);
+	st = testserver_answer(&T, &P, clock_now, out, http, NULL);
+	if (st == WSE_OK)
+		fail_msg("not refused; log \"%s\"", log);
+	if (strstr(wse_buf_str(out), why) != NULL)
+		fail_msg("the Fault tells why: %s", wse_buf_str(out));
+	assert_wse_ok(wse_env_parse(wse_buf_data(out), wse_buf_len(out),
+	    &S.lim, &env));
+	assert_wse_ok(wse_fault_read(wse_env_body(env), &rst, reason,
+	    sizeof(reason)));
+	assert_int_equal(rst, st);
+	assert_string_equal(reason, wse_fault_reason(st));
+	assert_wse_ok(wse_xml_only_child(wse_env_body(env), WSE_NS_SOAP,
+	    "Fault", &f));
+	assert_wse_ok(wse_xml_only_child(f, WSE_NS_SOAP, "Code", &code));
+	assert_wse_ok(wse_xml_only_child(code, WSE_NS_SOAP, "Value", &val));
+	assert_wse_ok(wse_xml_text_dup(val, 64, &v));
+	assert_string_equal(strchr(v, ':') + 1, st == WSE_ERR_TEMPFAIL ||
+	    st == WSE_ERR_IO ? "Receiver" : "Sender");
+	free(v);
+	wse_env_free(&env);
+	wse_buf_free(&out);
+	return st;
+}
+
+/* Replace each @X@ of t by subst[X - 'A'] (NULL: left as it is). */
+static void
+expand(const char *t, const char *const subst[26], char *out, size_t size)
+{
+	size_t n = 0;
+
+	while (*t != '\0' && n + 1 < size) {
+		if (t[0] == '@' && t[1] >= 'A' && t[1] <= 'Z' && t[2] == '@' &&
+		    subst[t[1] - 'A'] != NULL) {
+			n += (size_t)snprintf(out + n, size - n, "%s",
+			    subst[t[1] - 'A']);
+			if (n >= size)
+				n = size - 1;
+			t += 3;
+		} else
+			out[n++] = *t++;
+	}
+	out[n] = '\0';
+}
+
+#define UPLOAD(x) "<m:UploadAttachment xmlns:m=\"" WSE_NS_WSE "\">" x \
+	"</m:UploadAttachment>"
+#define NEWUP(type, size, data) UPLOAD("<m:Name>n.bin</m:Name>" type \
+	"<m:Size>" size "</m:Size><m:Sha256>" SHA0 "</m:Sha256>" data)
+#define SHA0 "0000000000000000000000000000000000000000000000000000000000000000"
+#define SUBMIT(x) "<m:Submit xmlns:m=\"" WSE_NS_WSE "\"><m:Message>" \
+	"<m:From>alice@a.test</m:From><m:To>bob@b.test</m:To><m:Cc>" \
+	"carol@a.test</m:Cc><m:Subject>s</m:Subject>" x "</m:Message>" \
+	"</m:Submit>"
+#define FETCH(x) "<m:FetchAttachment xmlns:m=\"" WSE_NS_WSE "\">" x \
+	"</m:FetchAttachment>"
+
+/* Who signs a table row's request. */
+enum { ALICE, CAROL, BOB_TOKEN, DAVE_TOKEN, BOB_EARLY, BOB_NOCA };
+
+/*
+ * Requests to the ondemand plugin's operations, and Submits, refused
+ * through the server's request path, each with its Fault and its reason
+ * in the log: nothing of them is stored, no upload, attachment, fetch,
+ * queued message or mailbox changes, and the upload in progress and the
+ * attachment sent before serve as before.
+ */
+static void
+test_refusals(void **state)
+{
+	static const struct {
+		int who;
+		const char *op, *payload, *why;
+		wse_status want;	/* InvalidMessage reads WSE_ERR_PARSE */
+	} c[] = {
+		{ ALICE, "UploadAttachment", NEWUP("<m:Type>text/plain&#10;"
+		  "</m:Type>", "1", ""), "bad media type", WSE_ERR_PARSE },
+		{ ALICE, "UploadAttachment", NEWUP("", "2147483649", ""),
+		  "upload of 2147483649 bytes, the limit is 2147483648",
+		  WSE_ERR_TOO_LARGE },
+		{ ALICE, "UploadAttachment", NEWUP("", "1",
+		  "<m:Data>eHk=</m:Data>"), "more data than m:Size",
+		  WSE_ERR_PARSE },
+		{ ALICE, "UploadAttachment", UPLOAD("<m:Upload>AAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAAAAAAAAAAAAAAAAA</m:Upload>"),
+		  "alice@a.test: no upload AAAAAAAA", WSE_ERR_NOT_FOUND },
+		{ CAROL, "UploadAttachment", UPLOAD("<m:Upload>@P@</m:Upload>"
+		  "<m:Offset>1000</m:Offset><m:Data>eA==</m:Data>"),
+		  "carol@a.test: no upload", WSE_ERR_NOT_FOUND },
+		{ ALICE, "UploadAttachment", UPLOAD("<m:Upload>@P@</m:Upload>"
+		  "<m:Offset>0</m:Offset><m:Data>eA==</m:Data>"),
+		  "1 bytes at offset 0, but 1000 of 3000 received",
+		  WSE_ERR_PARSE },
+		{ ALICE, "Submit", SUBMIT("<m:OnDemand upload=\"@C@\"/>"),
+		  "is not an upload of this user", WSE_ERR_PARSE },
+		{ ALICE, "Submit", SUBMIT("<m:OnDemand upload=\"@P@\"/>"),
+		  "is not complete (1000 of 3000 bytes)", WSE_ERR_PARSE },
+		{ ALICE, "Submit", SUBMIT("<m:OnDemand upload=\"CCCCCCCCCCCCC"
+		  "CCCCCCC\"/>"), "bad upload handle", WSE_ERR_PARSE },
+		{ CAROL, "AttachmentLog", "<m:AttachmentLog xmlns:m=\""
+		  WSE_NS_WSE "\"><m:Id>@I@</m:Id></m:AttachmentLog>",
+		  "carol@a.test has no attachments", WSE_ERR_NOT_FOUND },
+		{ CAROL, "RevokeAttachment", "<m:RevokeAttachment xmlns:m=\""
+		  WSE_NS_WSE "\"><m:Id>@I@</m:Id></m:RevokeAttachment>",
+		  "carol@a.test has no attachments", WSE_ERR_NOT_FOUND },
+		{ ALICE, "RevokeAttachment", "<m:RevokeAttachment xmlns:m=\""
+		  WSE_NS_WSE "\"><m:Name>report.bin</m:Name>"
+		  "</m:RevokeAttachment>", "no m:Id", WSE_ERR_PARSE },
+		{ BOB_TOKEN, "FetchAttachment", FETCH("<m:Ref>@R@</m:Ref>"
+		  "<m:Offset>300001</m:Offset>"), "past its 300000 bytes",
+		  WSE_ERR_PARSE },
+		{ BOB_TOKEN, "FetchAttachment", FETCH("<m:Ref>@R@</m:Ref>"
+		  "<m:Offset>x</m:Offset>"), "m:Offset is not a number",
+		  WSE_ERR_PARSE },
+		{ DAVE_TOKEN, "FetchAttachment", FETCH("<m:Ref>@R@</m:Ref>"
+		  "<m:Offset>300001</m:Offset>"), "dave@b.test is not a "
+		  "recipient", WSE_ERR_NOT_AUTHORIZED },
+		{ BOB_TOKEN, "FetchAttachment", FETCH("<m:Ref>../attachments/"
+		  "@R@</m:Ref>"), "bob@b.test is not a recipient",
+		  WSE_ERR_NOT_AUTHORIZED },
+		{ BOB_EARLY, "FetchAttachment", FETCH("<m:Ref>@R@</m:Ref>"),
+		  "refused FetchAttachment: token", WSE_ERR_NOT_AUTHORIZED },
+		{ BOB_NOCA, "FetchAttachment", FETCH("<m:Ref>@R@</m:Ref>"),
+		  "refused FetchAttachment: token", WSE_ERR_NOT_AUTHORIZED },
+	};
+	const char *subst[26] = { NULL };
+	wse_key *bk = NULL, *dk = NULL, *ek = NULL;
+	wse_cert *bob, *dave, *early;
+	wse_buf *req, *body = wse_buf_new(1 << 20), *b64 = wse_buf_new(8192);
+	char *payload = malloc(1 << 16), *hp, *hc, log[4096], sha[65],
+	    path[1024], aside[1024];
+	uint8_t part[3000], md[32];
+	uint64_t off, len;
+	struct kept k;
+	size_t i;
+	int fd;
+
+	(void)state;
+	assert_non_null(payload);
+	upload_and_send();		/* a fresh ref and submit_id */
+	/* alice's upload in progress: 1000 of 3000 bytes */
+	for (i = 0; i < sizeof(part); i++)
+		part[i] = (uint8_t)(i * 13);
+	assert_wse_ok(wse_sha256(part, sizeof(part), md));
+	wse_hex(md, sizeof(md), sha);
+	assert_wse_ok(wse_base64_encode(part, 1000, b64));
+	snprintf(payload, 1 << 16, UPLOAD("<m:Name>part.bin</m:Name>"
+	    "<m:Size>3000</m:Size><m:Sha256>%s</m:Sha256><m:Data>%s</m:Data>"),
+	    sha, wse_buf_str(b64));
+	req = user_request("alice@a.test", "UploadAttachment", payload);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	hp = extract(wse_buf_str(body), "Upload", 0);
+	/* carol's finished upload */
+	assert_wse_ok(wse_sha256((const uint8_t *)"x", 1, md));
+	wse_hex(md, sizeof(md), sha);
+	snprintf(payload, 1 << 16, UPLOAD("<m:Name>c.bin</m:Name>"
+	    "<m:Size>1</m:Size><m:Sha256>%s</m:Sha256><m:Data>eA==</m:Data>"),
+	    sha);
+	req = user_request("carol@a.test", "UploadAttachment", payload);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	hc = extract(wse_buf_str(body), "Upload", 0);
+	subst['P' - 'A'] = hp;
+	subst['C' - 'A'] = hc;
+	subst['R' - 'A'] = ref;
+	subst['I' - 'A'] = submit_id;
+
+	bob = mint_token(1, "bob@b.test", P.now - 60, P.now + 3600, &bk);
+	dave = mint_token(1, "dave@b.test", P.now - 60, P.now + 3600, &dk);
+	early = mint_token(1, "bob@b.test", P.now + 600, P.now + 3600, &ek);
+	kept(&k);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char answer[1 << 12];
+		wse_status st;
+
+		expand(c[i].payload, subst, payload, 1 << 16);
+		switch (c[i].who) {
+		case ALICE:
+		case CAROL:
+			req = user_request(c[i].who == ALICE ? "alice@a.test" :
+			    "carol@a.test", c[i].op, payload);
+			break;
+		case BOB_TOKEN:
+			req = token_request(c[i].op, payload, bk, bob, 1);
+			break;
+		case DAVE_TOKEN:
+			req = token_request(c[i].op, payload, dk, dave, 1);
+			break;
+		case BOB_EARLY:
+			req = token_request(c[i].op, payload, ek, early, 1);
+			break;
+		default:
+			req = token_request(c[i].op, payload, bk, bob, -1);
+			break;
+		}
+		st = call_refused(req, c[i].why, log, sizeof(log));
+		snprintf(answer, sizeof(answer), "%s: ", c[i].op);
+		if (st != c[i].want || strstr(log, c[i].why) == NULL ||
+		    strstr(log, answer) == NULL)
+			fail_msg("case %zu (%s): got %s, log \"%s\"", i,
+			    c[i].why, wse_status_name(st), log);
+		wse_buf_free(&req);
+		assert_kept(&k);
+	}
+
+	/* an attachment whose file is gone: a temporary failure, the
+	 * server's (a Receiver Fault), and no fetch is logged */
+	snprintf(path, sizeof(path), "%s/attachments/%s", od_dir, ref);
+	snprintf(aside, sizeof(aside), "%s/aside", od_dir);
+	assert_int_equal(rename(path, aside), 0);
+	kept(&k);
+	snprintf(payload, 1 << 16, FETCH("<m:Ref>%s</m:Ref>"), ref);
+	req = token_request("FetchAttachment", payload, bk, bob, 1);
+	assert_wse_status(call_refused(req, "file missing", log, sizeof(log)),
+	    WSE_ERR_TEMPFAIL);
+	assert_non_null(strstr(log, "file missing or of the wrong size"));
+	wse_buf_free(&req);
+	assert_kept(&k);
+	assert_int_equal(rename(aside, path), 0);
+
+	/* what was there serves as before */
+	snprintf(payload, 1 << 16, FETCH("<m:Ref>%s</m:Ref>"), ref);
+	req = token_request("FetchAttachment", payload, bk, bob, 1);
+	assert_wse_ok(call(req, NULL, &fd, &off, &len));
+	assert_int_equal(len, sizeof(file_data));
+	check_bytes(fd, off, len);
+	wse_buf_free(&req);
+	snprintf(payload, 1 << 16, UPLOAD("<m:Upload>%s</m:Upload>"), hp);
+	req = user_request("alice@a.test", "UploadAttachment", payload);
+	wse_buf_reset(body);
+	assert_wse_ok(call(req, body, NULL, NULL, NULL));
+	wse_buf_free(&req);
+	assert_non_null(strstr(wse_buf_str(body), ">1000</m:Received>"));
+
+	wse_err_clear();
+	wse_cert_free(&bob);
+	wse_cert_free(&dave);
+	wse_cert_free(&early);
+	wse_key_free(&bk);
+	wse_key_free(&dk);
+	wse_key_free(&ek);
+	free(hp);
+	free(hc);
+	free(payload);
+	wse_buf_free(&body);
+	wse_buf_free(&b64);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fetch_flow_and_attacks),
 		cmocka_unit_test(test_request_token),
+		cmocka_unit_test(test_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
