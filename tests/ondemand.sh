@@ -5,7 +5,9 @@
 # Checks: the full flow (upload, Submit, Deliver with only the reference,
 # read, token, FetchAttachment at the sender's server, digest check); the
 # token kept and reused; a resumed download; a corrupted download
-# detected; the sender's log; revocation and expiry; and one BIG file
+# detected; the sender's log; revocation and expiry; refusals (a file
+# over max_size, malformed requests: each its Fault and its reason in the
+# server's log, nothing left in the plugin's directory); and one BIG file
 # (1 GiB; 64 MiB in the sanitizer build, or BIG_MIB) sent to 50 recipients
 # and more: it crosses between the servers as a reference only, the
 # recipients who fetch pull it, and the servers' memory stays bounded.
@@ -168,7 +170,7 @@ echo "# $(cat "$W/bob@b.test.fetch" | tail -1)"
 
 # ---- expiry ----
 t_stop "$APID"
-t_conf a.test "$PA" "$(od a.test attachment_lifetime=3)"
+t_conf a.test "$PA" "$(od a.test "attachment_lifetime=3 max_size=65536")"
 t_start a.test; APID=$LAST_PID
 head -c 10000 /dev/urandom >"$W/short.bin"
 printf 'short-lived\n' | C alice@a.test send --to bob@b.test --subject "short-lived" \
@@ -181,5 +183,45 @@ if C bob@b.test attachment fetch "$sid2" short.bin --out "$W/bob" >"$W/fetch6.ou
 fi
 grep -q "NotAuthorized" "$W/fetch6.out" || fail "expired: $(cat "$W/fetch6.out")"
 ok "an expired attachment: NotAuthorized"
+
+# ---- refusals: a Fault with the reason in the server's log, nothing kept ----
+CALL=$B/tests/plugin_call
+[ -x "$CALL" ] || fail "$CALL is missing"
+P() {  # user operation payload
+	timeout 60 "$CALL" --server "https://mail.a.test:$PA/wsemail" \
+		--connect 127.0.0.1 --roots "$W/pki/root/cert.pem" --user "$1" \
+		--op "$2" --payload "<m:$2 xmlns:m=\"urn:wsemail:2026\">$3</m:$2>"
+}
+kept() {  # what a.test's plugin keeps: its files
+	find "$W/od-a.test/uploads" "$W/od-a.test/attachments" -type f | sort
+}
+kept >"$W/kept0"
+nsub=$(grep -c "submit .* from alice@a.test" "$W/a.test.log")
+head -c 70000 /dev/urandom >"$W/toobig.bin"
+if printf 'too big\n' | C alice@a.test send --to bob@b.test --subject "too big" \
+	--on-demand "$W/toobig.bin" - >"$W/toobig.out" 2>&1; then
+	fail "a file over max_size was sent"
+fi
+grep -q "refused: TooLarge" "$W/toobig.out" || fail "over max_size: $(cat "$W/toobig.out")"
+grep -q "upload of 70000 bytes, the limit is 65536" "$W/a.test.log" ||
+	fail "no reason logged for the upload over max_size"
+[ "$(grep -c "submit .* from alice@a.test" "$W/a.test.log")" = "$nsub" ] ||
+	fail "a message was submitted for the refused upload"
+ok "a file over max_size: TooLarge, the limit in the log, no message sent"
+
+sha0=0000000000000000000000000000000000000000000000000000000000000000
+P alice@a.test UploadAttachment "<m:Name>x</m:Name><m:Type>text/plain&#10;</m:Type><m:Size>1</m:Size><m:Sha256>$sha0</m:Sha256>" >"$W/p1.out" 2>&1
+[ "$(head -1 "$W/p1.out")" = "FAULT InvalidMessage" ] || fail "bad media type: $(cat "$W/p1.out")"
+grep -q "refused .*UploadAttachment: .*bad media type" "$W/a.test.log" || fail "bad media type not logged"
+P alice@a.test UploadAttachment "<m:Upload>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA</m:Upload>" >"$W/p2.out" 2>&1
+[ "$(head -1 "$W/p2.out")" = "FAULT NotFound" ] || fail "unknown upload: $(cat "$W/p2.out")"
+P alice@a.test RevokeAttachment "<m:Name>x</m:Name>" >"$W/p3.out" 2>&1
+[ "$(head -1 "$W/p3.out")" = "FAULT InvalidMessage" ] || fail "revoke without Id: $(cat "$W/p3.out")"
+P alice@a.test FetchAttachment "<m:Ref>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA</m:Ref>" >"$W/p4.out" 2>&1
+[ "$(head -1 "$W/p4.out")" = "FAULT Unsupported" ] || fail "password FetchAttachment: $(cat "$W/p4.out")"
+kept >"$W/kept1"
+cmp -s "$W/kept0" "$W/kept1" || fail "a refusal left files: $(diff "$W/kept0" "$W/kept1")"
+grep -q "fetched by alice" "$W/a.test.log" && fail "a password-signed fetch was served"
+ok "a bad media type, an unknown upload, a revocation without Id, a fetch signed with a password: each its Fault, nothing left in the plugin's directory"
 
 finish
