@@ -824,6 +824,8 @@ test_init(void **state)
 	    "not an absolute path");
 	init_fails(ARGS("dir=%s ca_cert=%s/nope.pem ca_key=%s", dir2, P.dir,
 	    key), "cannot load");
+	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s/nope.pem", dir2, cert,
+	    P.dir), "nope.pem: cannot load");
 	/* b.test's domain CA cannot serve a.test */
 	init_fails(ARGS("dir=%s ca_cert=%s ca_key=%s", dir2, bcert, bkey),
 	    "domain CA of a.test");
@@ -846,6 +848,15 @@ test_init(void **state)
 	assert_wse_status(plug->init(&h2, ARGS("dir=%s ca_cert=%s ca_key=%s",
 	    dir2, cert, key), &st), WSE_ERR_CONFIG);
 	assert_null(st);
+	/* A host without a clock */
+	h2 = host;
+	h2.now = NULL;
+	wse_err_clear();
+	assert_wse_status(plug->init(&h2, ARGS("dir=%s ca_cert=%s ca_key=%s",
+	    dir2, cert, key), &st), WSE_ERR_CONFIG);
+	assert_null(st);
+	assert_err_has("incomplete host");
+	assert_int_equal(stat(dir2, &sb), -1);
 
 	/* Every key accepted; a second instance on its own directory. */
 	assert_wse_ok(plug->init(&host, ARGS("dir=%s ca_cert=%s ca_key=%s "
