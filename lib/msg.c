@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "crypto.h"
+#include "text.h"
 #include "soap.h"
 #include "xml.h"
 
@@ -220,7 +221,7 @@ wse_msg_add_attachment(wse_msg *m, const char *name, const char *type,
 	if (m->natt >= WSE_MSG_MAX_ATTACHMENTS)
 		return wse_err(WSE_ERR_TOO_LARGE, "more than %d attachments",
 		    WSE_MSG_MAX_ATTACHMENTS);
-	if (name == NULL || *name == '\0' || strchr(name, '/') != NULL)
+	if (!wse_attach_name_ok(name))
 		return wse_err(WSE_ERR_INVALID, "bad attachment name");
 	if ((v = reallocarray(m->att, m->natt + 1, sizeof(*v))) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
@@ -298,7 +299,7 @@ ondemand_fill(wse_ondemand *o, const char *server, const char *ref,
 		    "https URL");
 	if (!token_ok(ref))
 		return wse_err(WSE_ERR_INVALID, "bad on-demand reference");
-	if (name == NULL || *name == '\0' || strchr(name, '/') != NULL)
+	if (!wse_attach_name_ok(name))
 		return wse_err(WSE_ERR_INVALID, "bad attachment name");
 	if (!wse_hex_valid(sha256, 64))
 		return wse_err(WSE_ERR_INVALID, "bad attachment SHA-256");

@@ -36,8 +36,9 @@
  * alphabet before it names a file, and files are opened relative to the
  * plugin's directories with O_NOFOLLOW.  A handle is usable only by the
  * user who made it (any other user is told "not found").  Attachment
- * names are refused when they contain '/' or control characters or start
- * with '.', and never name a file here.  FetchAttachment answers the same
+ * names are refused unless wse_attach_name_ok (UTF-8 without '/',
+ * control or bidi characters, not starting with '.'), and never name a
+ * file here.  FetchAttachment answers the same
  * NotAuthorized for an unknown, revoked or expired reference and for a
  * caller who is not a recipient, so a token holder learns nothing about
  * references that are not his; the range check comes after that.  The
@@ -76,13 +77,14 @@
 #include "pki.h"
 #include "plugin.h"
 #include "sqlitedb.h"
+#include "text.h"
 #include "xml.h"
 
 #define TOKEN_LEN 43			/* 256 bits, base64url, no '=' */
 #define CHUNK_MAX (4u * 1024 * 1024)	/* decoded Data per call */
 #define DATA_TEXT_MAX (8u * 1024 * 1024) /* its base64 text (blanks too) */
 #define PEM_TEXT_MAX 16384
-#define NAME_MAX_LEN 255
+#define NAME_MAX_LEN WSE_ATTACH_NAME_MAX
 #define ID_MAX 128
 #define UPLOADS_MAX 64			/* unsent uploads per user */
 #define BUSY_MAX 256			/* uploads being written at once */
@@ -300,25 +302,6 @@ parse_u64(const char *s, uint64_t *v_r)
 		v = v * 10 + (uint64_t)(s[i] - '0');
 	}
 	*v_r = v;
-	return 1;
-}
-
-/* Attachment name: 1..255 bytes, no '/', not starting with '.', no
- * control characters (C0, DEL, and C1 as UTF-8). */
-static int
-name_valid(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i;
-
-	if (s == NULL || s[0] == '\0' || s[0] == '.' || strlen(s) > NAME_MAX_LEN)
-		return 0;
-	for (i = 0; p[i] != '\0'; i++) {
-		if (p[i] < 0x20 || p[i] == 0x7f || p[i] == '/')
-			return 0;
-		if (p[i] == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
-			return 0;
-	}
 	return 1;
 }
 
@@ -963,10 +946,11 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 	    (st = child_u64(req, "Size", &size, &have_size)) != WSE_OK ||
 	    (st = child_u64(req, "Offset", &offset, &have_offset)) != WSE_OK)
 		goto out;
-	if (name != NULL && !name_valid(name)) {
+	if (name != NULL && (!wse_attach_name_ok(name) || name[0] == '.')) {
 		st = wse_err(WSE_ERR_INVALID, "ondemand: bad attachment name "
-		    "(empty, longer than %d bytes, starting with '.', or "
-		    "holding '/' or a control character)", NAME_MAX_LEN);
+		    "(empty, longer than %d bytes, not UTF-8, starting with "
+		    "'.', or holding '/', a control or a bidi character)",
+		    WSE_ATTACH_NAME_MAX);
 		goto out;
 	}
 	if (type != NULL && !type_valid(type)) {

@@ -217,6 +217,13 @@ out_has "read odd message" "Subject: Hi ?31mred? txt.exe"
 err_has "read odd message" "unsafe file name"
 check "no dot file saved" test ! -e "$W/save2/.profile"
 run "delete odd message" 0 as_user bob delete "$odd_id"
+# A file name that would show reordered ("invoice" + RLO + "fdp.exe"
+# reads "invoiceexe.pdf") is refused before anything is sent.
+rlo_name=$(printf 'invoice\xe2\x80\xaefdp.exe')
+printf 'x' >"$W/$rlo_name"
+run "send bidi file name" 1 as_user alice send --to bob@a.test \
+    --subject "rlo" --attach "$W/$rlo_name" "$W/body.txt"
+err_has "send bidi file name" "bad attachment name"
 
 # --- the text from standard input ---
 send_stdin() {

@@ -11,6 +11,7 @@
 #include <libxml/tree.h>
 
 #include "msg.h"
+#include "text.h"
 #include "soap.h"
 #include "xml.h"
 
@@ -122,6 +123,64 @@ test_ondemand_forms(void **state)
 	wse_msg_free(&m);
 }
 
+/* Attachment names (text.h): shown to the recipient and perhaps saved
+ * as files, so nothing that could drive a terminal or reorder what is
+ * shown, no '/', well-formed UTF-8, at most 255 bytes. */
+static void
+test_attachment_names(void **state)
+{
+	static const char *const bad[] = {
+		"", "a/b", "../x", "a\tb", "a\x7f", "a\xc2\x85" "b",
+		"cod\xe2\x80\xae" "fdp.exe",	/* U+202E right-to-left override */
+		"a\xe2\x81\xa7" "b",		/* U+2067 right-to-left isolate */
+		"a\xe2\x80\x8f" "b",		/* U+200F right-to-left mark */
+		"a\xe2\x80\xa8" "b",		/* U+2028 line separator */
+		"a\xef\xbf\xbf" "b",		/* U+FFFF */
+		"a\xc0\xaf" "b",			/* overlong '/' */
+		"a\xed\xa0\x80" "b",		/* a surrogate */
+		"a\xff" "b", "a\xe2\x80",
+		NULL,
+	};
+	static const char *const good[] = { "a.txt", ".profile",
+	    "R\xc3\xa9sum\xc3\xa9 2026.pdf", "\xe6\x97\xa5\xe6\x9c\xac.txt",
+	    "\xf0\x9f\x93\x8e clip", NULL };
+	char name[300];
+	wse_msg *m = NULL;
+	size_t i;
+
+	(void)state;
+	assert_wse_ok(wse_msg_new(&m));
+	for (i = 0; bad[i] != NULL; i++) {
+		assert_false(wse_attach_name_ok(bad[i]));
+		assert_wse_status(wse_msg_add_attachment(m, bad[i],
+		    "text/plain", "x", 1), WSE_ERR_INVALID);
+		wse_err_clear();
+	}
+	assert_false(wse_attach_name_ok(NULL));
+	assert_int_equal(m->natt, 0);
+	for (i = 0; good[i] != NULL; i++) {
+		assert_true(wse_attach_name_ok(good[i]));
+		assert_wse_ok(wse_msg_add_attachment(m, good[i], "text/plain",
+		    "x", 1));
+	}
+	memset(name, 'n', WSE_ATTACH_NAME_MAX);
+	name[WSE_ATTACH_NAME_MAX] = '\0';
+	assert_true(wse_attach_name_ok(name));
+	name[WSE_ATTACH_NAME_MAX] = 'n';
+	name[WSE_ATTACH_NAME_MAX + 1] = '\0';
+	assert_false(wse_attach_name_ok(name));
+	wse_msg_free(&m);
+
+	/* The same rule for a received message's names. */
+	assert_int_not_equal(parse_text("<m:Message xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:From>a@a.test</m:From><m:To>b@b.test</m:To>"
+	    "<m:OnDemand server=\"https://a.test/\" ref=\"" REF "\" "
+	    "name=\"cod&#x202E;fdp.exe\" size=\"1\" sha256=\"" SHA "\"/>"
+	    "</m:Message>", &m), WSE_OK);
+	assert_null(m);
+	wse_err_clear();
+}
+
 static void
 test_ondemand_rejects(void **state)
 {
@@ -229,6 +288,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic_roundtrip),
 		cmocka_unit_test(test_ondemand_forms),
+		cmocka_unit_test(test_attachment_names),
 		cmocka_unit_test(test_ondemand_rejects),
 		cmocka_unit_test(test_url_in_domain),
 		cmocka_unit_test(test_message_rejects),

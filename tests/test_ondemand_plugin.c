@@ -1169,7 +1169,8 @@ test_upload_limits(void **state)
 	struct up_result r;
 	char hex[65], name[300];
 	static const char *const bad_names[] = { "a/b", ".hidden", "x&#9;y",
-	    "&#133;x", "x&#127;", "", NULL };
+	    "&#133;x", "x&#127;", "", "cod&#x202E;fdp.exe", "a&#x2067;b",
+	    "a&#x200F;b", "a&#x2028;b", NULL };
 	size_t i;
 
 	(void)state;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "text.h"
 #include "xml.h"
 #include "wsemail.h"
 
@@ -782,7 +783,6 @@ cli_human_size(uint64_t n, char *buf, size_t size)
 int
 cli_safe_name(const char *name)
 {
-	return name != NULL && term_name_ok(name) &&
-	    strchr(name, '/') == NULL && name[0] != '.' &&
+	return wse_attach_name_ok(name) && name[0] != '.' &&
 	    strlen(name) <= 200;
 }

@@ -148,8 +148,9 @@ int cli_state_dir_ready(struct cli *c);
 void cli_human_size(uint64_t n, char *buf, size_t size);
 
 /* 1 when name is safe as a file name in a directory the user chose:
- * non-empty, printable UTF-8 (term_name_ok), no '/', no leading '.', at
- * most 200 bytes (room for a ".part" suffix). */
+ * an attachment name as wse_attach_name_ok has it (printable UTF-8 that
+ * term_put shows as it is, no '/'), no leading '.', at most 200 bytes
+ * (room for a ".part" suffix). */
 int cli_safe_name(const char *name);
 
 /* Text of the only child (ns WSE_NS_WSE, local) of parent, at most max
@@ -376,9 +377,6 @@ void term_cell(FILE *f, const char *s, size_t width);
  * (no NUL, no C0 control other than tab, LF and CR). */
 int term_utf8_ok(const char *s, size_t len);
 
-/* 1 when s is non-empty, well-formed UTF-8 and holds nothing that
- * term_put would replace (no control or bidi characters at all). */
-int term_name_ok(const char *s);
 
 /*
  * Prompt on /dev/tty with echo off and read one line into buf (size
