@@ -11,6 +11,10 @@
  *    domain), nothing else: a domain CA can never vouch for another
  *    domain's names or mailboxes, nor for "localhost".  Loopback set-ups
  *    connect to 127.0.0.1 and check the peer's name as the domain.
+ *  - A domain CA issues tokens and service certificates only when it has
+ *    exactly that shape (ca_domain): a CA file put in another domain's
+ *    directory, or one whose constraints are missing or wider, issues
+ *    nothing.
  *  - The CRL number of a CRL issued by wse_crl_issue is its thisUpdate;
  *    the CA-directory functions use max(previous number + 1, now), so it
  *    grows with every reissue.
@@ -1619,10 +1623,40 @@ out:
 	return st;
 }
 
+/* A name constraint's base as text ("DNS:b.test", "email:a.test",
+ * "IP:<8 bytes>"), for error messages. */
+static void
+subtree_text(const GENERAL_NAME *g, char *buf, size_t size)
+{
+	char name[260];
+
+	switch (g->type) {
+	case GEN_DNS:
+	case GEN_EMAIL:
+	case GEN_URI:
+		if (ia5_copy(g->d.ia5, name, sizeof(name)) != WSE_OK)
+			(void)snprintf(name, sizeof(name), "<unprintable>");
+		(void)snprintf(buf, size, "%s:%s", g->type == GEN_DNS ? "DNS" :
+		    g->type == GEN_EMAIL ? "email" : "URI", name);
+		break;
+	case GEN_IPADD:
+		(void)snprintf(buf, size, "IP:<%d bytes>",
+		    ASN1_STRING_length(g->d.ip));
+		break;
+	default:
+		(void)snprintf(buf, size, "a name of type %d", g->type);
+		break;
+	}
+}
+
 /*
- * The domain a domain CA certificate speaks for: its CN, which must be a
- * valid domain that also appears as a permitted email subtree of its
- * nameConstraints.
+ * The domain a domain CA certificate speaks for, from a certificate of
+ * exactly the shape wse_cert_issue gives a domain CA: one common name,
+ * a valid domain, and critical name constraints whose permitted subtrees
+ * are DNS:<domain> and email:<domain>, once each, and nothing else.  A CA
+ * without them, or whose constraints name another domain or more than its
+ * own names, issues nothing here (WSE_ERR_NOT_AUTHORIZED).  Excluded
+ * subtrees only narrow what it may vouch for and are not looked at.
  */
 static wse_status
 ca_domain(const wse_cert *ca, char *buf, size_t size)
@@ -1630,7 +1664,9 @@ ca_domain(const wse_cert *ca, char *buf, size_t size)
 	X509_NAME *subj = X509_get_subject_name(ca->x);
 	NAME_CONSTRAINTS *nc = NULL;
 	const ASN1_STRING *cn;
-	int idx, crit = -1, i, found = 0;
+	char what[300];
+	size_t len;
+	int idx, crit = -1, i, n, dns = 0, email = 0;
 	wse_status st = WSE_ERR_INTERNAL;
 
 	idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
@@ -1646,23 +1682,47 @@ ca_domain(const wse_cert *ca, char *buf, size_t size)
 		    "the issuer's common name is not a domain");
 		goto out;
 	}
+	len = strlen(buf);
 	nc = X509_get_ext_d2i(ca->x, NID_name_constraints, &crit, NULL);
-	for (i = 0; nc != NULL && nc->permittedSubtrees != NULL &&
-	    i < sk_GENERAL_SUBTREE_num(nc->permittedSubtrees); i++) {
-		const GENERAL_SUBTREE *t =
-		    sk_GENERAL_SUBTREE_value(nc->permittedSubtrees, i);
-		const ASN1_IA5STRING *s;
-
-		if (t->base->type != GEN_EMAIL)
-			continue;
-		s = t->base->d.rfc822Name;
-		if ((size_t)ASN1_STRING_length(s) == strlen(buf) &&
-		    memcmp(ASN1_STRING_get0_data(s), buf, strlen(buf)) == 0)
-			found = 1;
+	if (nc == NULL) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, crit == -2 ?
+		    "CA certificate for %s has several nameConstraints "
+		    "extensions" : crit == -1 ?
+		    "CA certificate for %s has no name constraints" :
+		    "CA certificate for %s has malformed name constraints",
+		    buf);
+		goto out;
 	}
-	if (!found) {
-		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "CA certificate for %s "
-		    "has no name constraint for mailboxes at %s", buf, buf);
+	if (crit != 1) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "the name constraints of "
+		    "the CA certificate for %s are not critical", buf);
+		goto out;
+	}
+	n = nc->permittedSubtrees != NULL ?
+	    sk_GENERAL_SUBTREE_num(nc->permittedSubtrees) : 0;
+	for (i = 0; i < n; i++) {
+		const GENERAL_NAME *g =
+		    sk_GENERAL_SUBTREE_value(nc->permittedSubtrees, i)->base;
+
+		if ((g->type == GEN_DNS || g->type == GEN_EMAIL) &&
+		    (size_t)ASN1_STRING_length(g->d.ia5) == len &&
+		    memcmp(ASN1_STRING_get0_data(g->d.ia5), buf, len) == 0) {
+			if (g->type == GEN_DNS)
+				dns++;
+			else
+				email++;
+			continue;
+		}
+		subtree_text(g, what, sizeof(what));
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "the name constraints of "
+		    "the CA certificate for %s permit %s, which is not one of "
+		    "its own names", buf, what);
+		goto out;
+	}
+	if (dns != 1 || email != 1) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "the name constraints of "
+		    "the CA certificate for %s must permit DNS:%s and "
+		    "email:%s, once each", buf, buf, buf);
 		goto out;
 	}
 	st = WSE_OK;
@@ -2876,7 +2936,7 @@ wse_ca_service_issue(const char *dir, const char *domain,
 {
 	struct ca_paths p;
 	struct created c = { { NULL }, 0 };
-	char keyp[PATHBUF], certp[PATHBUF], chainp[PATHBUF];
+	char keyp[PATHBUF], certp[PATHBUF], chainp[PATHBUF], cadom[254];
 	const char *files[3];
 	wse_cert_profile pr;
 	wse_key *ca_key = NULL, *key = NULL;
@@ -2918,6 +2978,21 @@ wse_ca_service_issue(const char *dir, const char *domain,
 		return st;
 	if ((st = ca_load(&p, &ca_key, &ca)) != WSE_OK)
 		goto out;
+	if (X509_check_ca(ca->x) == 0) {
+		ERR_clear_error();
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "%s is not a CA "
+		    "certificate", p.cert);
+		goto out;
+	}
+	if ((st = ca_domain(ca, cadom, sizeof(cadom))) != WSE_OK) {
+		wse_err(st, "%s cannot issue for %s", p.cert, domain);
+		goto out;
+	}
+	if (strcmp(cadom, domain) != 0) {
+		st = wse_err(WSE_ERR_NOT_AUTHORIZED, "%s is the CA certificate "
+		    "of %s, not of %s", p.cert, cadom, domain);
+		goto out;
+	}
 	memset(&pr, 0, sizeof(pr));
 	pr.kind = WSE_CERT_SERVICE;
 	pr.name = domain;

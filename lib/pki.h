@@ -136,7 +136,10 @@ wse_status wse_cert_issue(const wse_cert_profile *profile,
  * Issue a token certificate (paper Msg 7) for a client's public key and a
  * mailbox of the domain CA's own domain, valid from now - 60 s to
  * now + lifetime.  WSE_ERR_NOT_AUTHORIZED when the mailbox is not in the
- * CA's domain, WSE_ERR_INVALID for a malformed mailbox or lifetime <= 0,
+ * CA's domain, or when domain_ca is not a domain CA of exactly the shape
+ * wse_cert_issue gives one (one common name, its domain; critical name
+ * constraints permitting DNS:<domain> and email:<domain> once each and
+ * nothing else); WSE_ERR_INVALID for a malformed mailbox or lifetime <= 0,
  * WSE_ERR_UNSUPPORTED for a weak public key.  The lifetime never exceeds
  * the CA's own notAfter.
  */
@@ -216,7 +219,10 @@ wse_status wse_ca_root_init(const char *dir, const char *cn, int days,
  * and its empty CRL. */
 wse_status wse_ca_domain_issue(const char *dir, const char *domain, int days,
     int64_t now);
-/* Issue DIR/DOMAIN's service certificate for domain + extra hosts. */
+/* Issue DIR/DOMAIN's service certificate for domain + extra hosts, with
+ * DIR/DOMAIN's CA, which must be a domain CA for DOMAIN as
+ * wse_pki_issue_token requires (WSE_ERR_NOT_AUTHORIZED otherwise).  On any
+ * failure nothing is written. */
 wse_status wse_ca_service_issue(const char *dir, const char *domain,
     const char *const *hosts, size_t nhosts, int days, int64_t now);
 /* Record serial (hex) as revoked by the CA "root" or DOMAIN, and reissue

@@ -44,6 +44,16 @@ done
 run "service issue outside the domain" 1 wa service issue a.test --host b.test
 has "service issue outside the domain" "outside the name constraints"
 
+# only DOMAIN's own domain CA issues DOMAIN's service certificate: b.test's
+# CA filed under c.test issues nothing, and nothing is written
+mkdir "$pki/c.test"
+cp "$pki/b.test/ca.pem" "$pki/b.test/ca-key.pem" "$pki/c.test/"
+run "service issue with another domain's CA" 1 wa service issue c.test
+has "service issue with another domain's CA" "is the CA certificate of b.test, not of c.test"
+left=$(ls "$pki/c.test" | tr '\n' ' ')
+if [ "$left" = "ca-key.pem ca.pem " ]; then pass; else nok "c.test holds: $left"; fi
+rm -r "$pki/c.test"
+
 # --- nothing is overwritten ---
 run "second ca init refuses" 1 wa ca init
 has "second ca init refuses" "refusing to overwrite"

@@ -13,11 +13,15 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "pki.h"
+#include "pki-private.h"
 #include "testpki.h"
 
 #define DAY 86400
@@ -181,6 +185,112 @@ issue(wse_cert_kind kind, const char *name, const wse_key *key,
 		assert_null(c);
 	return c;
 }
+
+/* ---- certificates of shapes wse_cert_issue never makes ---- */
+
+/* One extension, as in openssl.cnf: its name and value. */
+struct ext {
+	const char *name;
+	const char *value;
+};
+
+#define EXTS_END	{ NULL, NULL }
+
+/* The extensions of each kind, as wse_cert_issue writes them. */
+#define EXT_CA(nc)							\
+	{ "basicConstraints", "critical,CA:TRUE,pathlen:0" },		\
+	{ "keyUsage", "critical,keyCertSign,cRLSign" },			\
+	{ "nameConstraints", (nc) }
+#define EXT_SERVICE(san)						\
+	{ "basicConstraints", "critical,CA:FALSE" },			\
+	{ "keyUsage", "critical,digitalSignature" },			\
+	{ "extendedKeyUsage", "serverAuth,clientAuth" },		\
+	{ "subjectAltName", (san) }
+#define EXT_TOKEN(san)							\
+	{ "basicConstraints", "critical,CA:FALSE" },			\
+	{ "keyUsage", "critical,digitalSignature" },			\
+	{ "extendedKeyUsage", "clientAuth" },				\
+	{ "subjectAltName", (san) }
+
+/*
+ * A certificate built with OpenSSL itself: a subject of the common names
+ * cns (NULL-terminated; an empty subject when cns is NULL), key
+ * identifiers, then exts (until a NULL name), valid nb..na, for the
+ * public key pub, signed by issuer_key under issuer's name (self-signed
+ * when issuer is NULL).
+ */
+static wse_cert *
+forge(const char *const *cns, const struct ext *exts, EVP_PKEY *pub,
+    const wse_cert *issuer, EVP_PKEY *issuer_key, int64_t nb, int64_t na)
+{
+	X509 *x = X509_new(), *ix;
+	X509_NAME *name = X509_NAME_new();
+	X509_EXTENSION *e;
+	X509V3_CTX ctx;
+	BIGNUM *bn = BN_new();
+	wse_cert *c;
+	size_t i;
+
+	assert_non_null(x);
+	assert_non_null(name);
+	assert_non_null(bn);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(BN_rand(bn, 127, BN_RAND_TOP_ONE,
+	    BN_RAND_BOTTOM_ANY), 1);
+	assert_non_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)));
+	for (i = 0; cns != NULL && cns[i] != NULL; i++)
+		assert_int_equal(X509_NAME_add_entry_by_NID(name,
+		    NID_commonName, MBSTRING_UTF8,
+		    (const unsigned char *)cns[i], -1, -1, 0), 1);
+	assert_int_equal(X509_set_subject_name(x, name), 1);
+	ix = issuer != NULL ? wse_cert_x509(issuer) : x;
+	assert_int_equal(X509_set_issuer_name(x, X509_get_subject_name(ix)),
+	    1);
+	assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb));
+	assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na));
+	assert_int_equal(X509_set_pubkey(x, pub), 1);
+	X509V3_set_ctx(&ctx, ix, x, NULL, NULL, 0);
+	e = X509V3_EXT_nconf(NULL, &ctx, "subjectKeyIdentifier", "hash");
+	assert_non_null(e);
+	assert_int_equal(X509_add_ext(x, e, -1), 1);
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_nconf(NULL, &ctx, "authorityKeyIdentifier",
+	    "keyid:always");
+	assert_non_null(e);
+	assert_int_equal(X509_add_ext(x, e, -1), 1);
+	X509_EXTENSION_free(e);
+	for (i = 0; exts != NULL && exts[i].name != NULL; i++) {
+		e = X509V3_EXT_nconf(NULL, &ctx, exts[i].name, exts[i].value);
+		if (e == NULL)
+			fail_msg("extension %s = %s", exts[i].name,
+			    exts[i].value);
+		assert_int_equal(X509_add_ext(x, e, -1), 1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, issuer_key, EVP_sha256()) > 0);
+	c = wse_cert_from_x509(x);
+	assert_non_null(c);
+	X509_free(x);
+	X509_NAME_free(name);
+	BN_free(bn);
+	return c;
+}
+
+/* forge() under a domain of the shared PKI (-1: the root), valid for a
+ * day from an hour ago, for key. */
+static wse_cert *
+forge_under(int d, const char *const *cns, const struct ext *exts,
+    const wse_key *key)
+{
+	const wse_cert *ca = d < 0 ? P.root : P.dom[d].ca;
+	const wse_key *ca_key = d < 0 ? P.root_key : P.dom[d].ca_key;
+
+	return forge(cns, exts, wse_key_evp(key), ca, wse_key_evp(ca_key),
+	    P.now - 3600, P.now + DAY);
+}
+
+/* Names for forge(). */
+static const char *const cn_a[] = { "a.test", NULL };
 
 /* ---- keys ---- */
 
@@ -801,6 +911,186 @@ test_token_lifetime_and_policy(void **state)
 	wse_key_free(&client);
 }
 
+/* ---- who may issue: the shape of a domain CA ---- */
+
+#define NC_A	"critical,permitted;DNS:a.test,permitted;email:a.test"
+
+static const char *const cn_b[] = { "b.test", NULL };
+static const char *const cn_aa[] = { "a.test", "a.test", NULL };
+static const char *const cn_ab[] = { "a.test", "b.test", NULL };
+
+/*
+ * Domain CA certificates, each signed by the root and otherwise sound,
+ * that must not issue for a.test: the issuer-side checks refuse each for
+ * the reason given.
+ */
+static const struct odd_ca {
+	const char *const *cns;
+	const char *nc;		/* NULL: no nameConstraints extension */
+	const char *reason;	/* what the error says */
+} odd_cas[] = {
+	{ cn_a, NULL, "has no name constraints" },
+	{ cn_a, "permitted;DNS:a.test,permitted;email:a.test",
+	    "are not critical" },
+	{ cn_aa, NC_A, "exactly one common name" },
+	{ cn_ab, NC_A, "exactly one common name" },
+	{ NULL, NC_A, "exactly one common name" },
+	{ cn_a, "critical,permitted;DNS:b.test,permitted;email:b.test",
+	    "permit DNS:b.test" },
+	{ cn_b, NC_A, "permit DNS:a.test" },
+	{ cn_a, NC_A ",permitted;DNS:b.test", "permit DNS:b.test" },
+	{ cn_a, NC_A ",permitted;email:b.test", "permit email:b.test" },
+	{ cn_a, NC_A ",permitted;email:.a.test", "permit email:.a.test" },
+	{ cn_a, NC_A ",permitted;IP:10.0.0.0/255.0.0.0", "permit IP:" },
+	{ cn_a, NC_A ",permitted;email:a.test", "once each" },
+	{ cn_a, "critical,permitted;email:a.test", "once each" },
+	{ cn_a, "critical,permitted;DNS:a.test", "once each" },
+	{ cn_a, "critical,excluded;DNS:b.test", "once each" },
+	{ cn_a, "critical,permitted;DNS:x.a.test,permitted;email:x.a.test",
+	    "permit DNS:x.a.test" },
+};
+
+static wse_cert *
+odd_ca(const struct odd_ca *o, const wse_key *key)
+{
+	const struct ext exts[] = { EXT_CA(o->nc), EXTS_END };
+	const struct ext no_nc[] = {
+		{ "basicConstraints", "critical,CA:TRUE,pathlen:0" },
+		{ "keyUsage", "critical,keyCertSign,cRLSign" },
+		EXTS_END,
+	};
+
+	return forge_under(-1, o->cns, o->nc != NULL ? exts : no_nc, key);
+}
+
+/* Tokens come only from a CA of exactly the domain CA's shape. */
+static void
+test_token_issuer_shape(void **state)
+{
+	const struct ext good[] = { EXT_CA(NC_A), EXTS_END };
+	wse_key *ck = NULL, *client = NULL;
+	wse_cert *ca = NULL, *tok = NULL;
+	wse_crl *crl = NULL;
+	wse_trust *t = NULL;
+	size_t i;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&ck));
+	assert_wse_ok(wse_key_generate(&client));
+	/* the control: a CA built the same way, of the right shape */
+	ca = forge_under(-1, cn_a, good, ck);
+	assert_wse_ok(wse_pki_issue_token(ca, ck, client, "alice@a.test", 600,
+	    P.now, &tok));
+	assert_wse_ok(wse_crl_issue(ca, ck, NULL, 0, P.now - 60, P.now + DAY,
+	    &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_ok(verify_leaf(t, tok, ca, WSE_PURPOSE_TOKEN));
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+	wse_cert_free(&tok);
+	wse_cert_free(&ca);
+
+	for (i = 0; i < sizeof(odd_cas) / sizeof(odd_cas[0]); i++) {
+		ca = odd_ca(&odd_cas[i], ck);
+		wse_err_clear();
+		if (wse_pki_issue_token(ca, ck, client, "alice@a.test", 600,
+		    P.now, &tok) != WSE_ERR_NOT_AUTHORIZED)
+			fail_msg("odd CA %zu (%s): not refused", i,
+			    odd_cas[i].reason);
+		assert_null(tok);
+		assert_err_mentions(odd_cas[i].reason);
+		wse_cert_free(&ca);
+	}
+	wse_key_free(&client);
+	wse_key_free(&ck);
+}
+
+/* DIR/DOMAIN holding only ca.pem and ca-key.pem, as given. */
+static char *
+ca_dir_with(const char *pki, const char *domain, const wse_cert *ca,
+    const wse_key *key)
+{
+	char *d = join(pki, domain), *p;
+
+	testutil_rmtree(d);
+	assert_int_equal(mkdir(d, 0755), 0);
+	p = join(d, "ca.pem");
+	assert_wse_ok(wse_cert_save(ca, p));
+	free(p);
+	p = join(d, "ca-key.pem");
+	assert_wse_ok(wse_key_save(key, p));
+	free(p);
+	return d;
+}
+
+/* wse_ca_service_issue issues only with DOMAIN's own domain CA, and
+ * writes nothing otherwise. */
+static void
+test_ca_service_issuer(void **state)
+{
+	static const char *const hosts[] = { "mail.a.test" };
+	const struct ext good[] = { EXT_CA(NC_A), EXTS_END };
+	char *pki = testutil_tmpdir(), *d;
+	wse_key *ck = NULL;
+	wse_cert *ca = NULL;
+	size_t i;
+
+	(void)state;
+	assert_non_null(pki);
+	assert_wse_ok(wse_key_generate(&ck));
+
+	/* another domain's genuine CA, filed under a.test */
+	d = ca_dir_with(pki, "a.test", P.dom[1].ca, P.dom[1].ca_key);
+	wse_err_clear();
+	assert_wse_status(wse_ca_service_issue(pki, "a.test", hosts, 1, 0,
+	    P.now), WSE_ERR_NOT_AUTHORIZED);
+	assert_err_mentions("is the CA certificate of b.test, not of a.test");
+	assert_int_equal(count_dir_entries(d), 2);
+	free(d);
+	/* a service certificate in the CA's place */
+	d = ca_dir_with(pki, "a.test", P.dom[0].svc, P.dom[0].svc_key);
+	wse_err_clear();
+	assert_wse_status(wse_ca_service_issue(pki, "a.test", NULL, 0, 0,
+	    P.now), WSE_ERR_NOT_AUTHORIZED);
+	assert_err_mentions("not a CA certificate");
+	assert_int_equal(count_dir_entries(d), 2);
+	free(d);
+	/* the CA's certificate with another CA's key */
+	d = ca_dir_with(pki, "a.test", P.dom[0].ca, P.dom[1].ca_key);
+	wse_err_clear();
+	assert_wse_status(wse_ca_service_issue(pki, "a.test", NULL, 0, 0,
+	    P.now), WSE_ERR_INVALID);
+	assert_err_mentions("ca-key.pem does not match");
+	assert_int_equal(count_dir_entries(d), 2);
+	free(d);
+
+	for (i = 0; i < sizeof(odd_cas) / sizeof(odd_cas[0]); i++) {
+		ca = odd_ca(&odd_cas[i], ck);
+		d = ca_dir_with(pki, "a.test", ca, ck);
+		wse_err_clear();
+		if (wse_ca_service_issue(pki, "a.test", hosts, 1, 0, P.now) !=
+		    WSE_ERR_NOT_AUTHORIZED)
+			fail_msg("odd CA %zu (%s): not refused", i,
+			    odd_cas[i].reason);
+		assert_err_mentions(odd_cas[i].reason);
+		assert_int_equal(count_dir_entries(d), 2);
+		free(d);
+		wse_cert_free(&ca);
+	}
+
+	/* the control: the right shape issues */
+	ca = forge_under(-1, cn_a, good, ck);
+	d = ca_dir_with(pki, "a.test", ca, ck);
+	assert_wse_ok(wse_ca_service_issue(pki, "a.test", hosts, 1, 0, P.now));
+	assert_int_equal(count_dir_entries(d), 5);
+	free(d);
+	wse_cert_free(&ca);
+	wse_key_free(&ck);
+	testutil_rmtree(pki);
+	free(pki);
+}
+
 /* ---- revocation and CRLs ---- */
 
 static void
@@ -1360,6 +1650,8 @@ main(void)
 		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_token_cross_domain),
 		cmocka_unit_test(test_token_lifetime_and_policy),
+		cmocka_unit_test(test_token_issuer_shape),
+		cmocka_unit_test(test_ca_service_issuer),
 		cmocka_unit_test(test_revoked_service),
 		cmocka_unit_test(test_revoked_domain_ca),
 		cmocka_unit_test(test_missing_and_stale_crls),
