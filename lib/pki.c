@@ -2268,29 +2268,62 @@ verify_status(int err)
 
 /*
  * What the verify callback saw: the first error that only means "cannot
- * decide now" (a CRL missing or stale).  The callback lets OpenSSL go on
- * past such an error, so that a permanent verdict found later (expired,
- * revoked -- also by a stale CRL --, untrusted) takes precedence; a call
- * that recorded one never returns WSE_OK.
+ * decide now" (a CRL missing, stale, or not signed by its issuer).  The
+ * callback lets OpenSSL go on past such an error, so that a permanent
+ * verdict found later (expired, revoked -- also by a stale CRL --,
+ * untrusted) takes precedence; a call that recorded one never returns
+ * WSE_OK.
+ *
+ * Going on past a CRL whose signature (or issuer) does not verify, OpenSSL
+ * still looks the certificate up in that CRL: such a CRL is remembered,
+ * and a revocation found in it is not a verdict (anyone could have
+ * written it); the "cannot decide" recorded for it stands.
  */
+#define VS_FORGED_MAX	8
+
 struct verify_state {
 	int err;
 	int depth;
 	char subject[200];
+	const X509_CRL *forged[VS_FORGED_MAX];
+	int nforged;
 };
+
+/* err says that the current CRL is not known to come from its issuer. */
+static int
+crl_unauthenticated(int err)
+{
+	return err == X509_V_ERR_CRL_SIGNATURE_FAILURE ||
+	    err == X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE ||
+	    err == X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER ||
+	    err == X509_V_ERR_CRL_PATH_VALIDATION_ERROR;
+}
 
 static int
 verify_cb(int ok, X509_STORE_CTX *ctx)
 {
 	struct verify_state *vs;
+	const X509_CRL *crl;
 	X509 *cur;
-	int err;
+	int err, i;
 
 	if (ok)
 		return 1;
 	err = X509_STORE_CTX_get_error(ctx);
-	if (verify_status(err) != WSE_ERR_TEMPFAIL ||
-	    (vs = X509_STORE_CTX_get_app_data(ctx)) == NULL)
+	if ((vs = X509_STORE_CTX_get_app_data(ctx)) == NULL)
+		return 0;
+	crl = X509_STORE_CTX_get0_current_crl(ctx);
+	if (crl_unauthenticated(err)) {
+		/* with no room left, fail now rather than forget it */
+		if (crl == NULL || vs->nforged == VS_FORGED_MAX)
+			return 0;
+		vs->forged[vs->nforged++] = crl;
+	}
+	if (err == X509_V_ERR_CERT_REVOKED && crl != NULL)
+		for (i = 0; i < vs->nforged; i++)
+			if (vs->forged[i] == crl)
+				return 1;
+	if (verify_status(err) != WSE_ERR_TEMPFAIL)
 		return 0;
 	if (vs->err == X509_V_OK) {
 		vs->err = err;

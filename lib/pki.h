@@ -7,8 +7,9 @@
  * its server a service certificate (TLS server+client and XMLDSIG
  * signing) and its users short-lived token certificates (one mailbox
  * each).  Root and domain CAs publish CRLs; chain checks always require
- * them (a missing or stale CRL is WSE_ERR_TEMPFAIL, never acceptance --
- * unless a permanent verdict such as expired or revoked applies).
+ * them (a missing or stale CRL, or one its issuer did not sign, is
+ * WSE_ERR_TEMPFAIL, never acceptance -- unless a permanent verdict such as
+ * expired or revoked applies; only a CRL its issuer signed revokes).
  *
  * Only this module (and the WS-Security module, through pki-private.h)
  * sees OpenSSL types.  Times are Unix seconds; passing them explicitly
@@ -193,8 +194,9 @@ typedef enum wse_purpose {
  * basic and name constraints, CRLs for every CA in the path
  * (X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL), and the purpose.
  * Returns WSE_OK, WSE_ERR_UNTRUSTED, WSE_ERR_REVOKED, WSE_ERR_CERT_EXPIRED,
- * WSE_ERR_CERT_NOT_YET_VALID or WSE_ERR_TEMPFAIL (a CRL missing, expired or
- * not yet valid), with OpenSSL's reason on the error stack.
+ * WSE_ERR_CERT_NOT_YET_VALID or WSE_ERR_TEMPFAIL (a CRL missing, expired,
+ * not yet valid, or not signed by its issuer: a revocation listed in such
+ * a CRL does not count), with OpenSSL's reason on the error stack.
  */
 wse_status wse_trust_verify(wse_trust *trust, const wse_cert *leaf,
     wse_cert *const *chain, size_t n, int64_t now, wse_purpose purpose);

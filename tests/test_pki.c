@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -1334,6 +1335,131 @@ test_self_signed_and_strangers(void **state)
 	wse_key_free(&rk);
 }
 
+/* ---- verification: shapes, paths, CRLs ---- */
+
+/* A copy of crl, through a file in dir, with the last bit of its
+ * signature flipped. */
+static wse_crl *
+crl_tampered(const wse_crl *crl, const char *dir)
+{
+	char *p = join(dir, "tampered.pem");
+	unsigned char *der = NULL;
+	X509_CRL *x;
+	wse_crl *out = NULL;
+	FILE *f;
+	int n;
+
+	(void)unlink(p);
+	assert_wse_ok(wse_crl_save(crl, p));
+	f = fopen(p, "r");
+	assert_non_null(f);
+	x = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+	assert_non_null(x);
+	fclose(f);
+	n = i2d_X509_CRL(x, &der);
+	assert_true(n > 0);
+	der[n - 1] ^= 0x01;
+	f = fopen(p, "w");
+	assert_non_null(f);
+	assert_true(PEM_write(f, PEM_STRING_X509_CRL, "", der, n) > 0);
+	assert_int_equal(fclose(f), 0);
+	assert_wse_ok(wse_crl_load(p, &out));
+	OPENSSL_free(der);
+	X509_CRL_free(x);
+	free(p);
+	return out;
+}
+
+/* A CRL that its issuer did not sign vouches for nothing: the chain
+ * cannot be decided (never accepted), and a forged revocation does not
+ * count either. */
+static void
+test_forged_crls(void **state)
+{
+	char *dir = testutil_tmpdir();
+	char serial[80];
+	const char *serials[1] = { serial };
+	wse_key *rk = NULL, *ck = NULL, *k = NULL;
+	wse_cert *root2 = NULL, *ca2 = NULL, *c = NULL;
+	wse_crl *crl = NULL, *good = NULL;
+	wse_trust *t = NULL;
+
+	(void)state;
+	/* a.test's genuine CRL, its signature broken */
+	crl = crl_tampered(P.dom[0].crl, dir);
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	assert_err_mentions("CRL signature failure");
+	assert_wse_ok(verify_svc(t, &P.dom[1], P.now));
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+	/* one listing a.test's service, its signature broken */
+	assert_wse_ok(wse_cert_serial(P.dom[0].svc, serial, sizeof(serial)));
+	assert_wse_ok(wse_crl_issue(P.dom[0].ca, P.dom[0].ca_key, serials, 1,
+	    P.now - 60, P.now + DAY, &good));
+	crl = crl_tampered(good, dir);
+	wse_crl_free(&good);
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	assert_err_mentions("CRL signature failure");
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+	/* the root's */
+	crl = crl_tampered(P.root_crl, dir);
+	assert_wse_ok(testpki_trust(&P, 0, 1, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	assert_err_mentions("CRL signature failure");
+	assert_wse_status(verify_svc(t, &P.dom[1], P.now), WSE_ERR_TEMPFAIL);
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+
+	/* CRLs of a look-alike a.test CA under another root: an empty one
+	 * does not clear a.test's service, one listing it does not revoke
+	 * it */
+	assert_wse_ok(wse_key_generate(&rk));
+	assert_wse_ok(wse_key_generate(&ck));
+	root2 = issue(WSE_CERT_ROOT, "WSEmail Test Root", rk, NULL, rk,
+	    P.now - 3600, P.now + 30 * DAY, WSE_OK);
+	ca2 = issue(WSE_CERT_DOMAIN_CA, "a.test", ck, root2, rk,
+	    P.now - 3600, P.now + 30 * DAY, WSE_OK);
+	assert_wse_ok(wse_crl_issue(ca2, ck, NULL, 0, P.now - 60, P.now + DAY,
+	    &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+	assert_wse_ok(wse_crl_issue(ca2, ck, serials, 1, P.now - 60,
+	    P.now + DAY, &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	wse_crl_free(&crl);
+	/* past a forged revocation, the permanent verdict is still found */
+	assert_wse_ok(testpki_service(&P, 0, "a.test", P.now - 7200,
+	    P.now - 3700, &k, &c));
+	assert_wse_ok(wse_cert_serial(c, serial, sizeof(serial)));
+	assert_wse_ok(wse_crl_issue(ca2, ck, serials, 1, P.now - 60,
+	    P.now + DAY, &crl));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_leaf(t, c, P.dom[0].ca, WSE_PURPOSE_SERVICE),
+	    WSE_ERR_CERT_EXPIRED);
+	wse_cert_free(&c);
+	wse_key_free(&k);
+	wse_trust_free(&t);
+	wse_crl_free(&crl);
+
+	wse_cert_free(&ca2);
+	wse_cert_free(&root2);
+	wse_key_free(&ck);
+	wse_key_free(&rk);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
 /* ---- concurrency: one trust store, several threads ---- */
 
 struct worker {
@@ -1657,6 +1783,7 @@ main(void)
 		cmocka_unit_test(test_missing_and_stale_crls),
 		cmocka_unit_test(test_leaf_times),
 		cmocka_unit_test(test_self_signed_and_strangers),
+		cmocka_unit_test(test_forged_crls),
 		cmocka_unit_test(test_verify_threads),
 		cmocka_unit_test(test_verify_cache_is_sound),
 		cmocka_unit_test(test_ca_directory),
