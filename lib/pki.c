@@ -472,27 +472,28 @@ ia5_ok(const ASN1_IA5STRING *s, size_t size)
 }
 
 /* Copy an IA5String of a certificate into buf, lower-cased; only
- * printable ASCII without spaces is accepted. */
+ * printable ASCII without spaces is accepted.  On failure buf is left
+ * empty. */
 static wse_status
 ia5_copy(const ASN1_IA5STRING *s, char *buf, size_t size)
 {
 	const unsigned char *d = ASN1_STRING_get0_data(s);
 	int len = ASN1_STRING_length(s), i;
 
+	buf[0] = '\0';
 	if (d == NULL || len <= 0)
 		return wse_err(WSE_ERR_INVALID, "empty name in certificate");
 	if ((size_t)len >= size)
 		return wse_err(WSE_ERR_TOO_LARGE,
 		    "name in certificate longer than %zu bytes", size - 1);
-	for (i = 0; i < len; i++) {
-		unsigned char c = d[i];
-
-		if (c <= 0x20 || c >= 0x7f)
+	for (i = 0; i < len; i++)
+		if (d[i] <= 0x20 || d[i] >= 0x7f)
 			return wse_err(WSE_ERR_INVALID,
 			    "forbidden character 0x%02x in a certificate "
-			    "name", c);
-		buf[i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-	}
+			    "name", d[i]);
+	for (i = 0; i < len; i++)
+		buf[i] = (char)(d[i] >= 'A' && d[i] <= 'Z' ?
+		    d[i] - 'A' + 'a' : d[i]);
 	buf[len] = '\0';
 	return WSE_OK;
 }

@@ -292,6 +292,7 @@ forge_under(int d, const char *const *cns, const struct ext *exts,
 
 /* Names for forge(). */
 static const char *const cn_a[] = { "a.test", NULL };
+static const char *const cn_alice[] = { "alice", NULL };
 
 /* ---- keys ---- */
 
@@ -1460,6 +1461,79 @@ test_forged_crls(void **state)
 	free(dir);
 }
 
+/* ---- malformed files and names ---- */
+
+/* The names a certificate speaks for: anything but exactly one
+ * well-formed name of the expected kind is refused, never guessed at. */
+static void
+test_cert_names_malformed(void **state)
+{
+	static const struct {
+		const char *san;	/* NULL: no subjectAltName */
+		wse_status domain, mailbox;
+		const char *reason;
+	} cases[] = {
+		{ "email:alice@a.test,email:bob@a.test", WSE_ERR_INVALID,
+		  WSE_ERR_INVALID, "more than one mailbox" },
+		{ "email:alice", WSE_ERR_INVALID, WSE_ERR_INVALID,
+		  "certificate mailbox \"alice\" is malformed" },
+		{ "email:al ice@a.test", WSE_ERR_INVALID, WSE_ERR_INVALID,
+		  "forbidden character 0x20" },
+		{ "DNS:a_b.test", WSE_ERR_INVALID, WSE_ERR_NOT_FOUND,
+		  "certificate DNS name \"a_b.test\" is malformed" },
+		{ "DNS:A.TEST", WSE_OK, WSE_ERR_NOT_FOUND, NULL },
+		{ NULL, WSE_ERR_NOT_FOUND, WSE_ERR_NOT_FOUND,
+		  "neither a domain nor a mailbox" },
+	};
+	const struct ext two[] = {
+		{ "subjectAltName", "DNS:a.test" },
+		{ "subjectAltName", "DNS:b.test" }, EXTS_END };
+	char buf[300];
+	wse_key *k = NULL;
+	wse_cert *c = NULL;
+	wse_buf *san = wse_buf_new(1024);
+	size_t i;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&k));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct ext exts[] = {
+			{ "subjectAltName", cases[i].san }, EXTS_END };
+
+		c = forge_under(0, cn_alice, cases[i].san ? exts : NULL, k);
+		wse_err_clear();
+		assert_wse_status(wse_cert_domain(c, buf, sizeof(buf)),
+		    cases[i].domain);
+		if (cases[i].reason != NULL) {
+			assert_err_mentions(cases[i].reason);
+			assert_string_equal(buf, "");
+		} else {
+			assert_string_equal(buf, "a.test");
+		}
+		assert_wse_status(wse_cert_mailbox(c, buf, sizeof(buf)),
+		    cases[i].mailbox);
+		assert_string_equal(buf, "");
+		wse_cert_free(&c);
+	}
+	/* two subjectAltName extensions: which one would count? */
+	c = forge_under(0, cn_alice, two, k);
+	wse_err_clear();
+	assert_wse_status(wse_cert_domain(c, buf, sizeof(buf)),
+	    WSE_ERR_INVALID);
+	assert_err_mentions("several subjectAltName extensions");
+	assert_wse_status(wse_cert_mailbox(c, buf, sizeof(buf)),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_cert_san_text(c, san), WSE_ERR_INVALID);
+	assert_wse_status(verify_leaf(P.trust, c, P.dom[0].ca,
+	    WSE_PURPOSE_SERVICE), WSE_ERR_UNTRUSTED);
+	wse_cert_free(&c);
+	/* a domain longer than the caller's buffer */
+	assert_wse_status(wse_cert_domain(P.dom[0].svc, buf, 4),
+	    WSE_ERR_TOO_LARGE);
+	wse_buf_free(&san);
+	wse_key_free(&k);
+}
+
 /* ---- concurrency: one trust store, several threads ---- */
 
 struct worker {
@@ -1784,6 +1858,7 @@ main(void)
 		cmocka_unit_test(test_leaf_times),
 		cmocka_unit_test(test_self_signed_and_strangers),
 		cmocka_unit_test(test_forged_crls),
+		cmocka_unit_test(test_cert_names_malformed),
 		cmocka_unit_test(test_verify_threads),
 		cmocka_unit_test(test_verify_cache_is_sound),
 		cmocka_unit_test(test_ca_directory),
