@@ -1338,6 +1338,185 @@ test_self_signed_and_strangers(void **state)
 
 /* ---- verification: shapes, paths, CRLs ---- */
 
+/* Leaves under a.test's CA that pass OpenSSL's own checks (chain, name
+ * constraints, CRLs, purpose) but are not a service certificate or a
+ * token as wse_cert_issue makes them: refused for the reason given. */
+static const struct odd_leaf {
+	wse_purpose purpose;
+	const char *const *cns;
+	struct ext exts[6];
+	const char *reason;
+} odd_leaves[] = {
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { EXT_SERVICE("DNS:a.test"), EXTS_END }, NULL },
+	{ WSE_PURPOSE_TOKEN, NULL,
+	  { EXT_TOKEN("critical,email:alice@a.test"), EXTS_END }, NULL },
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { EXT_SERVICE("DNS:a.test,email:postmaster@a.test"), EXTS_END },
+	  "a service certificate names DNS names only" },
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { EXT_SERVICE("DNS:a.test,URI:https://a.test/"), EXTS_END },
+	  "a service certificate names DNS names only" },
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { { "basicConstraints", "critical,CA:FALSE" },
+	    { "keyUsage", "critical,digitalSignature" },
+	    { "extendedKeyUsage", "serverAuth,clientAuth" }, EXTS_END },
+	  "a service certificate names DNS names only" },
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { { "basicConstraints", "critical,CA:FALSE" },
+	    { "keyUsage", "critical,digitalSignature" },
+	    { "extendedKeyUsage", "serverAuth" },
+	    { "subjectAltName", "DNS:a.test" }, EXTS_END },
+	  "a service certificate needs EKU clientAuth" },
+	{ WSE_PURPOSE_SERVICE, cn_a,
+	  { { "basicConstraints", "critical,CA:TRUE" },
+	    { "keyUsage", "critical,digitalSignature,keyCertSign" },
+	    { "extendedKeyUsage", "serverAuth,clientAuth" },
+	    { "subjectAltName", "DNS:a.test" }, EXTS_END },
+	  "a CA certificate cannot be used as a service certificate" },
+	{ WSE_PURPOSE_TOKEN, NULL,
+	  { EXT_TOKEN("critical,email:alice@a.test,email:bob@a.test"),
+	    EXTS_END }, "a token names exactly one mailbox and nothing else" },
+	{ WSE_PURPOSE_TOKEN, NULL,
+	  { EXT_TOKEN("critical,email:alice@a.test,DNS:a.test"), EXTS_END },
+	  "a token names exactly one mailbox and nothing else" },
+	{ WSE_PURPOSE_TOKEN, NULL,
+	  { EXT_TOKEN("critical,DNS:a.test"), EXTS_END },
+	  "a token names exactly one mailbox and nothing else" },
+	{ WSE_PURPOSE_TOKEN, cn_alice,
+	  { { "basicConstraints", "critical,CA:TRUE" },
+	    { "keyUsage", "critical,digitalSignature,keyCertSign" },
+	    { "extendedKeyUsage", "clientAuth" },
+	    { "subjectAltName", "critical,email:alice@a.test" }, EXTS_END },
+	  "a CA certificate cannot be used as a token" },
+};
+
+static void
+test_leaf_shapes(void **state)
+{
+	wse_key *k = NULL;
+	wse_cert *c = NULL;
+	size_t i;
+	wse_status st;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&k));
+	for (i = 0; i < sizeof(odd_leaves) / sizeof(odd_leaves[0]); i++) {
+		const struct odd_leaf *o = &odd_leaves[i];
+
+		c = forge_under(0, o->cns, o->exts, k);
+		st = verify_leaf(P.trust, c, P.dom[0].ca, o->purpose);
+		if (o->reason == NULL) {	/* the controls */
+			if (st != WSE_OK)
+				fail_msg("leaf %zu refused", i);
+		} else {
+			if (st != WSE_ERR_UNTRUSTED)
+				fail_msg("leaf %zu (%s): %s", i, o->reason,
+				    wse_status_name(st));
+			assert_err_mentions(o->reason);
+		}
+		wse_cert_free(&c);
+	}
+	wse_key_free(&k);
+}
+
+/* pathlen:0: a CA under a domain CA issues nothing that verifies, even
+ * within the domain's names and with every CRL at hand. */
+static void
+test_pathlen(void **state)
+{
+	const struct ext sub[] = {
+		EXT_CA("critical,permitted;DNS:sub.a.test,"
+		    "permitted;email:sub.a.test"), EXTS_END };
+	const char *const cn_sub[] = { "sub.a.test", NULL };
+	wse_key *sk = NULL, *k = NULL;
+	wse_cert *subca = NULL, *c = NULL, *chain[2];
+	wse_crl *crl = NULL;
+	wse_trust *t = NULL;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&sk));
+	subca = forge_under(0, cn_sub, sub, sk);
+	assert_wse_ok(wse_crl_issue(subca, sk, NULL, 0, P.now - 60,
+	    P.now + DAY, &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 1, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_ok(wse_key_generate(&k));
+	c = issue(WSE_CERT_SERVICE, "sub.a.test", k, subca, sk, P.now - 60,
+	    P.now + DAY, WSE_OK);
+	chain[0] = subca;
+	chain[1] = P.dom[0].ca;
+	wse_err_clear();
+	assert_wse_status(wse_trust_verify(t, c, chain, 2, P.now,
+	    WSE_PURPOSE_SERVICE), WSE_ERR_UNTRUSTED);
+	assert_err_mentions("path length constraint exceeded");
+	wse_cert_free(&c);
+	/* nor does the sub-CA issue tokens of its own */
+	wse_err_clear();
+	assert_wse_status(wse_pki_issue_token(subca, sk, k, "x@sub.a.test",
+	    600, P.now, &c), WSE_OK);
+	assert_wse_status(wse_trust_verify(t, c, chain, 2, P.now,
+	    WSE_PURPOSE_TOKEN), WSE_ERR_UNTRUSTED);
+	assert_err_mentions("path length constraint exceeded");
+	wse_cert_free(&c);
+	wse_cert_free(&subca);
+	wse_crl_free(&crl);
+	wse_trust_free(&t);
+	wse_key_free(&k);
+	wse_key_free(&sk);
+}
+
+/* A CA that is not valid yet or no longer valid fails the chain of a
+ * leaf that is itself valid. */
+static void
+test_ca_times(void **state)
+{
+	const struct ext good[] = { EXT_CA(NC_A), EXTS_END };
+	wse_key *ck = NULL, *k = NULL;
+	wse_cert *ca = NULL, *c = NULL;
+	wse_crl *crl = NULL;
+	wse_trust *t = NULL;
+
+	(void)state;
+	assert_wse_ok(wse_key_generate(&ck));
+	assert_wse_ok(wse_key_generate(&k));
+	/* a CA from an hour ahead, a leaf valid now */
+	ca = issue(WSE_CERT_DOMAIN_CA, "a.test", ck, P.root, P.root_key,
+	    P.now + 3600, P.now + 2 * DAY, WSE_OK);
+	c = issue(WSE_CERT_SERVICE, "a.test", k, ca, ck, P.now - 60,
+	    P.now + DAY, WSE_OK);
+	assert_wse_ok(wse_crl_issue(ca, ck, NULL, 0, P.now - 60, P.now + DAY,
+	    &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_leaf(t, c, ca, WSE_PURPOSE_SERVICE),
+	    WSE_ERR_CERT_NOT_YET_VALID);
+	assert_err_mentions("CN=a.test (depth 1): certificate is not yet valid");
+	wse_cert_free(&c);
+	wse_cert_free(&ca);
+	wse_crl_free(&crl);
+	wse_trust_free(&t);
+	/* a CA that expired an hour ago, a leaf that outlives it */
+	ca = forge(cn_a, good, wse_key_evp(ck), P.root,
+	    wse_key_evp(P.root_key), P.now - 2 * DAY, P.now - 3600);
+	c = forge(cn_a, (const struct ext[]){ EXT_SERVICE("DNS:a.test"),
+	    EXTS_END }, wse_key_evp(k), ca, wse_key_evp(ck), P.now - DAY,
+	    P.now + DAY);
+	assert_wse_ok(wse_crl_issue(ca, ck, NULL, 0, P.now - 60, P.now + DAY,
+	    &crl));
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	assert_wse_ok(wse_trust_add_crl(t, crl));
+	assert_wse_status(verify_leaf(t, c, ca, WSE_PURPOSE_SERVICE),
+	    WSE_ERR_CERT_EXPIRED);
+	assert_err_mentions("CN=a.test (depth 1): certificate has expired");
+	wse_cert_free(&c);
+	wse_cert_free(&ca);
+	wse_crl_free(&crl);
+	wse_trust_free(&t);
+	wse_key_free(&k);
+	wse_key_free(&ck);
+}
+
 /* A copy of crl, through a file in dir, with the last bit of its
  * signature flipped. */
 static wse_crl *
@@ -1461,7 +1640,292 @@ test_forged_crls(void **state)
 	free(dir);
 }
 
+/* Without CRLs (clients only), every other check still holds. */
+static void
+test_skip_crls(void **state)
+{
+	wse_trust *t = NULL;
+	wse_key *k = NULL;
+	wse_cert *c = NULL;
+
+	(void)state;
+	assert_wse_ok(wse_trust_new(&t));
+	assert_wse_ok(wse_trust_add_root(t, P.root));
+	assert_false(wse_trust_skips_crls(t));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	wse_trust_skip_crls(t);
+	assert_true(wse_trust_skips_crls(t));
+	assert_wse_ok(verify_svc(t, &P.dom[0], P.now));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now + 31 * DAY),
+	    WSE_ERR_CERT_EXPIRED);
+	assert_wse_status(verify_leaf(t, P.dom[0].svc, P.dom[0].ca,
+	    WSE_PURPOSE_TOKEN), WSE_ERR_UNTRUSTED);
+	assert_wse_ok(testpki_service(&P, 0, "b.test", P.now - 60, P.now + DAY,
+	    &k, &c));
+	assert_wse_status(verify_leaf(t, c, P.dom[0].ca, WSE_PURPOSE_SERVICE),
+	    WSE_ERR_UNTRUSTED);
+	assert_err_mentions("permitted subtree violation");
+	wse_cert_free(&c);
+	wse_key_free(&k);
+	assert_wse_ok(testpki_service(&P, -1, "a.test", P.now - 60, P.now + DAY,
+	    &k, &c));
+	assert_wse_status(verify_leaf(t, c, NULL, WSE_PURPOSE_SERVICE),
+	    WSE_ERR_UNTRUSTED);
+	wse_cert_free(&c);
+	wse_key_free(&k);
+	wse_trust_free(&t);
+}
+
+static void
+test_verify_arguments(void **state)
+{
+	wse_cert *chain[17], *none[1] = { NULL };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 17; i++)
+		chain[i] = P.dom[0].ca;
+	assert_wse_ok(wse_trust_verify(P.trust, P.dom[0].svc, chain, 16,
+	    P.now, WSE_PURPOSE_SERVICE));
+	wse_err_clear();
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, chain, 17,
+	    P.now, WSE_PURPOSE_SERVICE), WSE_ERR_TOO_LARGE);
+	assert_err_mentions("more than 16 chain certificates");
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, none, 1,
+	    P.now, WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, NULL, 1,
+	    P.now, WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(P.trust, NULL, chain, 1,
+	    P.now, WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(NULL, P.dom[0].svc, chain, 1,
+	    P.now, WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, chain, 1,
+	    -1, WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, chain, 1,
+	    INT64_C(253402300800), WSE_PURPOSE_SERVICE), WSE_ERR_INVALID);
+	assert_wse_status(wse_trust_verify(P.trust, P.dom[0].svc, chain, 1,
+	    P.now, (wse_purpose)7), WSE_ERR_INVALID);
+}
+
+/* ---- tokens: keys and times ---- */
+
+static void
+test_token_keys_and_times(void **state)
+{
+	EVP_PKEY *rsa1024, *ed;
+	wse_key *weak = NULL, *edk = NULL, *capub = NULL;
+	wse_cert *c = NULL;
+
+	(void)state;
+	/* keys the API never makes itself come from certificates */
+	rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(rsa1024);
+	assert_non_null(ed);
+	c = forge(cn_alice, NULL, rsa1024, P.root, wse_key_evp(P.root_key),
+	    P.now - 60, P.now + DAY);
+	assert_wse_ok(wse_cert_public_key(c, &weak));
+	wse_cert_free(&c);
+	c = forge(cn_alice, NULL, ed, P.root, wse_key_evp(P.root_key),
+	    P.now - 60, P.now + DAY);
+	assert_wse_ok(wse_cert_public_key(c, &edk));
+	wse_cert_free(&c);
+
+	wse_err_clear();
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, P.dom[0].ca_key,
+	    weak, "alice@a.test", 600, P.now, &c), WSE_ERR_UNSUPPORTED);
+	assert_err_mentions("token key: RSA key of 1024 bits is too weak");
+	assert_null(c);
+	wse_err_clear();
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, P.dom[0].ca_key,
+	    edk, "alice@a.test", 600, P.now, &c), WSE_ERR_UNSUPPORTED);
+	assert_err_mentions("token key: key type ED25519 is not supported");
+	/* the lower level refuses them as well */
+	c = issue(WSE_CERT_TOKEN, "alice@a.test", weak, P.dom[0].ca,
+	    P.dom[0].ca_key, P.now - 60, P.now + 600, WSE_ERR_UNSUPPORTED);
+	assert_err_mentions("subject key: RSA key of 1024 bits");
+	c = issue(WSE_CERT_SERVICE, "a.test", edk, P.dom[0].ca,
+	    P.dom[0].ca_key, P.now - 60, P.now + 600, WSE_ERR_UNSUPPORTED);
+	/* an issuer key without its private half */
+	assert_wse_ok(wse_cert_public_key(P.dom[0].ca, &capub));
+	c = issue(WSE_CERT_SERVICE, "a.test", P.dom[0].svc_key, P.dom[0].ca,
+	    capub, P.now - 60, P.now + 600, WSE_ERR_INVALID);
+	assert_err_mentions("the issuer key has no private half");
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, capub,
+	    P.dom[0].svc_key, "alice@a.test", 600, P.now, &c),
+	    WSE_ERR_INVALID);
+
+	/* times out of range, missing arguments */
+	wse_err_clear();
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, P.dom[0].ca_key,
+	    P.dom[0].svc_key, "alice@a.test", 600, 59, &c), WSE_ERR_INVALID);
+	assert_err_mentions("time out of range");
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, P.dom[0].ca_key,
+	    P.dom[0].svc_key, "alice@a.test", 600, INT64_C(253402300800), &c),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_pki_issue_token(NULL, P.dom[0].ca_key,
+	    P.dom[0].svc_key, "alice@a.test", 600, P.now, &c),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_pki_issue_token(P.dom[0].ca, P.dom[0].ca_key,
+	    NULL, "alice@a.test", 600, P.now, &c), WSE_ERR_INVALID);
+	assert_null(c);
+
+	wse_key_free(&capub);
+	wse_key_free(&edk);
+	wse_key_free(&weak);
+	EVP_PKEY_free(ed);
+	EVP_PKEY_free(rsa1024);
+}
+
 /* ---- malformed files and names ---- */
+
+/* path holds n copies of text, then tail. */
+static void
+write_repeated(const char *path, const char *text, size_t n,
+    const char *tail)
+{
+	FILE *f = fopen(path, "w");
+	size_t i;
+
+	assert_non_null(f);
+	for (i = 0; i < n; i++)
+		assert_true(fputs(text, f) >= 0);
+	assert_true(fputs(tail, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void
+test_malformed_files(void **state)
+{
+	static const char broken[] = "-----BEGIN CERTIFICATE-----\n"
+	    "MIIBkTCB+wIJAKHHIG...\n-----END CERTIFICATE-----\n";
+	static const char broken_crl[] = "-----BEGIN X509 CRL-----\n"
+	    "MIIBkTCB+wIJAKHHIG...\n-----END X509 CRL-----\n";
+	char *dir = testutil_tmpdir(), *p, *priv, *pem;
+	char serial[80];
+	const char *serials[1] = { serial };
+	wse_buf *b = wse_buf_new(1 << 16), *crlpem = NULL;
+	wse_cert *c = NULL, **v = NULL;
+	wse_crl *crl = NULL;
+	wse_trust *t = NULL;
+	wse_key *k = NULL;
+	EVP_PKEY *pk;
+	BIO *bio;
+	uint8_t *big;
+	size_t n = 0;
+	long len;
+
+	(void)state;
+	p = join(dir, "f.pem");
+
+	/* an encrypted key: refused, without asking for a passphrase */
+	pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	bio = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, pk,
+	    EVP_aes_256_cbc(), "secret", 6, NULL, NULL), 1);
+	len = BIO_get_mem_data(bio, &priv);
+	priv = copy_bytes(priv, len);
+	BIO_free(bio);
+	EVP_PKEY_free(pk);
+	write_text(p, priv);
+	free(priv);
+	wse_err_clear();
+	assert_wse_status(wse_key_load(p, &k), WSE_ERR_INVALID);
+	assert_err_mentions("not an unencrypted PEM private key");
+	assert_null(k);
+	/* an Ed25519 key, private or public */
+	pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	pem = openssl_pem(pk, &priv);
+	EVP_PKEY_free(pk);
+	write_text(p, priv);
+	wse_err_clear();
+	assert_wse_status(wse_key_load(p, &k), WSE_ERR_UNSUPPORTED);
+	assert_err_mentions("key type ED25519 is not supported");
+	assert_wse_status(wse_key_from_public_pem(pem, strlen(pem), &k),
+	    WSE_ERR_UNSUPPORTED);
+	assert_null(k);
+	free(pem);
+	free(priv);
+
+	/* DER */
+	assert_wse_status(wse_cert_from_der(NULL, 0, &c), WSE_ERR_INVALID);
+	big = calloc(1, (1u << 20) + 1);
+	assert_non_null(big);
+	assert_wse_status(wse_cert_from_der(big, (1u << 20) + 1, &c),
+	    WSE_ERR_TOO_LARGE);
+	wse_err_clear();
+	assert_wse_status(wse_cert_from_der((const uint8_t *)"\x30\x03\x02\x01"
+	    "\x01", 5, &c), WSE_ERR_INVALID);
+	assert_err_mentions("not a DER certificate");
+	assert_null(c);
+
+	/* PEM bundles: empty, a broken second certificate, one too many,
+	 * a file over the limit */
+	assert_wse_ok(wse_cert_to_pem(P.dom[0].ca, b));
+	write_text(p, "");
+	assert_wse_status(wse_cert_load_list(p, &v, &n), WSE_ERR_INVALID);
+	assert_wse_status(wse_cert_load(p, &c), WSE_ERR_INVALID);
+	write_repeated(p, wse_buf_str(b), 1, broken);
+	wse_err_clear();
+	assert_wse_status(wse_cert_load_list(p, &v, &n), WSE_ERR_INVALID);
+	assert_err_mentions("certificate 2 is not valid PEM");
+	assert_null(v);
+	assert_int_equal(n, 0);
+	write_repeated(p, wse_buf_str(b), 64, "");
+	assert_wse_ok(wse_cert_load_list(p, &v, &n));
+	assert_int_equal(n, 64);
+	wse_cert_list_free(&v, n);
+	write_repeated(p, wse_buf_str(b), 65, "");
+	wse_err_clear();
+	assert_wse_status(wse_cert_load_list(p, &v, &n), WSE_ERR_TOO_LARGE);
+	assert_err_mentions("more than 64 certificates");
+	{
+		FILE *f = fopen(p, "w");
+
+		assert_non_null(f);
+		assert_int_equal(fwrite(big, 1, (1u << 20) + 1, f),
+		    (1u << 20) + 1);
+		assert_int_equal(fclose(f), 0);
+	}
+	assert_wse_status(wse_cert_load(p, &c), WSE_ERR_TOO_LARGE);
+	assert_wse_status(wse_key_load(p, &k), WSE_ERR_TOO_LARGE);
+	free(big);
+
+	/* CRLs: a certificate is not one; a bundle with a broken CRL adds
+	 * none of its CRLs, not even the good one before it */
+	write_text(p, wse_buf_str(b));
+	wse_err_clear();
+	assert_wse_status(wse_crl_load(p, &crl), WSE_ERR_INVALID);
+	assert_err_mentions("not a PEM CRL");
+	assert_null(crl);
+	assert_wse_ok(wse_cert_serial(P.dom[0].svc, serial, sizeof(serial)));
+	assert_wse_ok(wse_crl_issue(P.dom[0].ca, P.dom[0].ca_key, serials, 1,
+	    P.now - 60, P.now + DAY, &crl));
+	assert_wse_ok(wse_crl_save(crl, p));
+	wse_crl_free(&crl);
+	assert_wse_ok(wse_buf_read_file(p, 1 << 20, &crlpem));
+	write_repeated(p, wse_buf_str(crlpem), 1, broken_crl);
+	assert_wse_ok(testpki_trust(&P, 1, 0, 1, &t));
+	wse_err_clear();
+	assert_wse_status(wse_trust_load_crls(t, p), WSE_ERR_INVALID);
+	assert_err_mentions("CRL 2 is not valid PEM");
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	write_repeated(p, wse_buf_str(crlpem), 65, "");
+	wse_err_clear();
+	assert_wse_status(wse_trust_load_crls(t, p), WSE_ERR_TOO_LARGE);
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_TEMPFAIL);
+	/* the good CRL alone is taken */
+	write_text(p, wse_buf_str(crlpem));
+	assert_wse_ok(wse_trust_load_crls(t, p));
+	assert_wse_status(verify_svc(t, &P.dom[0], P.now), WSE_ERR_REVOKED);
+	wse_trust_free(&t);
+
+	wse_buf_free(&crlpem);
+	wse_buf_free(&b);
+	free(p);
+	testutil_rmtree(dir);
+	free(dir);
+}
 
 /* The names a certificate speaks for: anything but exactly one
  * well-formed name of the expected kind is refused, never guessed at. */
@@ -1792,6 +2256,143 @@ test_ca_directory(void **state)
 	free(dir);
 }
 
+/* The text of DIR/FILE, or NULL when there is no such file. */
+static char *
+file_text(const char *dir, const char *file)
+{
+	char *p = join(dir, file), *s = NULL;
+	wse_buf *b = NULL;
+	struct stat sb;
+
+	if (stat(p, &sb) == 0) {
+		assert_wse_ok(wse_buf_read_file(p, 1 << 20, &b));
+		s = strdup(wse_buf_str(b));
+		assert_non_null(s);
+	}
+	wse_buf_free(&b);
+	free(p);
+	return s;
+}
+
+/* DIR/FILE still holds text. */
+static void
+assert_file_is(const char *dir, const char *file, const char *text)
+{
+	char *now = file_text(dir, file);
+
+	assert_non_null(now);
+	if (strcmp(now, text) != 0)
+		fail_msg("%s/%s has changed", dir, file);
+	free(now);
+}
+
+/* Refusals of the CA-directory functions: an expired issuer, a damaged
+ * revoked list, a root key that is not the root's.  Each says what is
+ * wrong and leaves every file as it was. */
+static void
+test_ca_directory_refusals(void **state)
+{
+	static const struct {
+		const char *text;
+		const char *reason;
+	} bad_lists[] = {
+		{ "zz\n", "revoked:1: bad serial" },
+		{ "0a\n\nnot-hex\n", "revoked:3: bad serial" },
+		{ "0a\n0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef0123456789abcdef0\n",
+		    "revoked:2: line too long" },
+	};
+	char *dir = testutil_tmpdir(), *pki, *a, *root, *crl, *rev, *p;
+	char serial[80], line[100];
+	int64_t now = P.now;
+	wse_cert *c = NULL;
+	size_t i;
+
+	(void)state;
+	pki = join(dir, "pki");
+	a = join(pki, "a.test");
+	root = join(pki, "root");
+	assert_wse_ok(wse_ca_root_init(pki, "Test Root", 400, now));
+	assert_wse_ok(wse_ca_domain_issue(pki, "a.test", 0, now));
+	assert_int_equal(count_dir_entries(a), 4);
+	crl = file_text(a, "crl.pem");
+	rev = file_text(a, "revoked");
+	p = join(pki, "a.test/ca.pem");
+	assert_wse_ok(wse_cert_load(p, &c));
+	free(p);
+	assert_wse_ok(wse_cert_serial(c, serial, sizeof(serial)));
+	wse_cert_free(&c);
+
+	/* a year and a day later the domain CA has expired: no service
+	 * certificate, no CRL, no revocation */
+	wse_err_clear();
+	assert_wse_status(wse_ca_service_issue(pki, "a.test", NULL, 0, 0,
+	    now + 366 * DAY), WSE_ERR_CERT_EXPIRED);
+	assert_err_mentions("the issuing CA certificate has expired");
+	assert_int_equal(count_dir_entries(a), 4);
+	wse_err_clear();
+	assert_wse_status(wse_ca_crl(pki, "a.test", 0, now + 366 * DAY),
+	    WSE_ERR_CERT_EXPIRED);
+	assert_err_mentions("the CA certificate has expired");
+	assert_file_is(a, "crl.pem", crl);
+	wse_err_clear();
+	assert_wse_status(wse_ca_revoke(pki, "a.test", serial, 0,
+	    now + 366 * DAY), WSE_ERR_CERT_EXPIRED);
+	assert_file_is(a, "crl.pem", crl);
+	assert_file_is(a, "revoked", rev);
+	/* the root (400 days) issues no domain CA after it expires */
+	wse_err_clear();
+	assert_wse_status(wse_ca_domain_issue(pki, "b.test", 0,
+	    now + 401 * DAY), WSE_ERR_CERT_EXPIRED);
+	assert_err_mentions("the issuing CA certificate has expired");
+	assert_int_equal(count_dir_entries(pki), 2);	/* root, a.test */
+
+	/* a damaged revoked list: refused with its line; nothing changes */
+	for (i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
+		p = join(a, "revoked");
+		write_text(p, bad_lists[i].text);
+		free(p);
+		wse_err_clear();
+		assert_wse_status(wse_ca_revoke(pki, "a.test", serial, 0, now),
+		    WSE_ERR_INVALID);
+		assert_err_mentions(bad_lists[i].reason);
+		assert_file_is(a, "revoked", bad_lists[i].text);
+		assert_file_is(a, "crl.pem", crl);
+		wse_err_clear();
+		assert_wse_status(wse_ca_crl(pki, "a.test", 0, now),
+		    WSE_ERR_INVALID);
+		assert_err_mentions(bad_lists[i].reason);
+		assert_file_is(a, "crl.pem", crl);
+	}
+	/* CRLF line ends and empty lines are fine */
+	p = join(a, "revoked");
+	write_text(p, "0A\r\n\r\n");
+	free(p);
+	assert_wse_ok(wse_ca_revoke(pki, "a.test", serial, 0, now));
+	snprintf(line, sizeof(line), "0a\n%s\n", serial);
+	assert_file_is(a, "revoked", line);
+	assert_int_equal(count_dir_entries(a), 4);
+
+	/* a root key that is not the root's: no domain CA */
+	p = join(root, "key.pem");
+	assert_int_equal(unlink(p), 0);
+	assert_wse_ok(wse_key_save(P.root_key, p));
+	free(p);
+	wse_err_clear();
+	assert_wse_status(wse_ca_domain_issue(pki, "b.test", 0, now),
+	    WSE_ERR_INVALID);
+	assert_err_mentions("root/key.pem does not match");
+	assert_int_equal(count_dir_entries(pki), 2);
+
+	free(rev);
+	free(crl);
+	free(a);
+	free(root);
+	free(pki);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
 /* The verified-chain cache never outlives what it remembers: a new CRL
  * revoking the certificate, or time passing beyond its validity or the
  * CRLs' nextUpdate, gives the uncached verdict again. */
@@ -1857,11 +2458,19 @@ main(void)
 		cmocka_unit_test(test_missing_and_stale_crls),
 		cmocka_unit_test(test_leaf_times),
 		cmocka_unit_test(test_self_signed_and_strangers),
+		cmocka_unit_test(test_leaf_shapes),
+		cmocka_unit_test(test_pathlen),
+		cmocka_unit_test(test_ca_times),
 		cmocka_unit_test(test_forged_crls),
+		cmocka_unit_test(test_skip_crls),
+		cmocka_unit_test(test_verify_arguments),
+		cmocka_unit_test(test_token_keys_and_times),
+		cmocka_unit_test(test_malformed_files),
 		cmocka_unit_test(test_cert_names_malformed),
 		cmocka_unit_test(test_verify_threads),
 		cmocka_unit_test(test_verify_cache_is_sound),
 		cmocka_unit_test(test_ca_directory),
+		cmocka_unit_test(test_ca_directory_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
