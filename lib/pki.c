@@ -2617,15 +2617,22 @@ make_dir(const char *path)
 	    strerror(errno == EEXIST ? ENOTDIR : errno));
 }
 
+/* WSE_ERR_EXISTS when one of the paths exists, WSE_ERR_IO when it cannot
+ * be told (a directory on the way that is a file, say). */
 static wse_status
 refuse_existing(const char *const *paths, size_t n, const char *what)
 {
+	struct stat sb;
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (path_exists(paths[i]))
+	for (i = 0; i < n; i++) {
+		if (lstat(paths[i], &sb) == 0)
 			return wse_err(WSE_ERR_EXISTS, "%s already exists; "
 			    "refusing to overwrite %s", paths[i], what);
+		if (errno != ENOENT)
+			return wse_err(WSE_ERR_IO, "cannot create %s: %s",
+			    paths[i], strerror(errno));
+	}
 	return WSE_OK;
 }
 

@@ -7,9 +7,11 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -2393,6 +2395,98 @@ test_ca_directory_refusals(void **state)
 	free(dir);
 }
 
+/* A CA-directory operation that fails half-way removes what it wrote
+ * already.  A file-size limit makes a write fail part of the way: the
+ * third file of a service certificate (chain.pem), the second of a
+ * domain CA (ca.pem). */
+static void
+test_ca_directory_all_or_nothing(void **state)
+{
+	static const char *const bad_host[] = { "bad host" };
+	char *dir = testutil_tmpdir(), *pki, *a, *b, *p;
+	char e1[2048], e2[2048];
+	struct rlimit saved, lim;
+	void (*saved_sig)(int);
+	int64_t now = P.now;
+	wse_status st1, st2;
+
+	(void)state;
+	pki = join(dir, "pki");
+	a = join(pki, "a.test");
+	b = join(pki, "b.test");
+	assert_wse_ok(wse_ca_root_init(pki, NULL, 0, now));
+	assert_wse_ok(wse_ca_domain_issue(pki, "a.test", 0, now));
+
+	/* nothing may fail between setting the limit and restoring it */
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+	saved_sig = signal(SIGXFSZ, SIG_IGN);
+	lim = saved;
+	lim.rlim_cur = 1000;	/* key 241 bytes, certificate ~670, chain ~1330 */
+	(void)setrlimit(RLIMIT_FSIZE, &lim);
+	wse_err_clear();
+	st1 = wse_ca_service_issue(pki, "a.test", NULL, 0, 0, now);
+	wse_err_format(e1, sizeof(e1));
+	lim.rlim_cur = 450;	/* key 241 bytes, domain CA ~650 */
+	(void)setrlimit(RLIMIT_FSIZE, &lim);
+	wse_err_clear();
+	st2 = wse_ca_domain_issue(pki, "b.test", 0, now);
+	wse_err_format(e2, sizeof(e2));
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+	(void)signal(SIGXFSZ, saved_sig);
+
+	assert_int_equal(st1, WSE_ERR_IO);
+	if (strstr(e1, "chain.pem") == NULL ||
+	    strstr(e1, "File too large") == NULL)
+		fail_msg("service issue: %s", e1);
+	assert_int_equal(count_dir_entries(a), 4);	/* the CA's files */
+	assert_int_equal(st2, WSE_ERR_IO);
+	if (strstr(e2, "ca.pem") == NULL)
+		fail_msg("domain issue: %s", e2);
+	assert_int_equal(count_dir_entries(b), 0);
+	/* and both go through once the files fit */
+	assert_wse_ok(wse_ca_service_issue(pki, "a.test", NULL, 0, 0, now));
+	assert_int_equal(count_dir_entries(a), 7);
+	assert_wse_ok(wse_ca_domain_issue(pki, "b.test", 0, now));
+	assert_int_equal(count_dir_entries(b), 4);
+
+	/* a domain's directory that is a file */
+	p = join(pki, "c.test");
+	write_text(p, "x");
+	wse_err_clear();
+	assert_wse_status(wse_ca_domain_issue(pki, "c.test", 0, now),
+	    WSE_ERR_IO);
+	assert_err_mentions("Not a directory");
+	assert_file_is(pki, "c.test", "x");
+	free(p);
+
+	/* arguments refused before anything is looked at */
+	testutil_rmtree(b);
+	wse_err_clear();
+	assert_wse_status(wse_ca_service_issue(pki, "B.test", NULL, 0, 0, now),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_ca_service_issue(pki, "b.test", NULL, 1, 0, now),
+	    WSE_ERR_INVALID);
+	assert_wse_status(wse_ca_service_issue(pki, "b.test", bad_host, 1, 0,
+	    now), WSE_ERR_INVALID);
+	assert_err_mentions("invalid host name \"bad host\"");
+	assert_wse_status(wse_ca_domain_issue(pki, "b.test", 0, 10),
+	    WSE_ERR_INVALID);
+	assert_err_mentions("time out of range");
+	assert_int_equal(count_dir_entries(pki), 3);	/* root, a, c */
+	assert_wse_status(wse_ca_crl(pki, "a.test", 0, 10), WSE_ERR_INVALID);
+	assert_wse_status(wse_ca_revoke(pki, "a.test",
+	    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+	    0, now), WSE_ERR_INVALID);
+	assert_err_mentions("1..64 hex digits");
+	assert_int_equal(count_dir_entries(a), 7);
+
+	free(b);
+	free(a);
+	free(pki);
+	testutil_rmtree(dir);
+	free(dir);
+}
+
 /* The verified-chain cache never outlives what it remembers: a new CRL
  * revoking the certificate, or time passing beyond its validity or the
  * CRLs' nextUpdate, gives the uncached verdict again. */
@@ -2471,6 +2565,7 @@ main(void)
 		cmocka_unit_test(test_verify_cache_is_sound),
 		cmocka_unit_test(test_ca_directory),
 		cmocka_unit_test(test_ca_directory_refusals),
+		cmocka_unit_test(test_ca_directory_all_or_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
