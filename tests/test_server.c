@@ -8,7 +8,11 @@
  * worker (src/wsemaild/outbound.c) also sends to a second server in
  * process, for b.test, behind a real HTTPS server on loopback: one that
  * refuses DeliverBatch as a server from before batches does, to mail from
- * the queue and to instant messages sent together.  Its name is
+ * the queue and to instant messages sent together; or one whose answers
+ * are forged (unsigned, signed by another domain, relating to another
+ * request, outcomes that do not match the recipients sent, batches
+ * answered in part), against which the worker must defer, report once
+ * or deliver, and never lose or repeat a queued message.  Its name is
  * resolved by a real DNS server on loopback, dnsmasq (WSE_TEST_DNSMASQ,
  * which tests/meson.build sets when dnsmasq is installed; that case is
  * skipped without it).
@@ -226,19 +230,21 @@ test_deliver_checks(void **state)
 	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
 	wse_cert *apeer[] = { P.dom[0].svc, P.dom[0].ca };
 	wse_buf *req;
-	uint64_t total, unread;
+	uint64_t total0, total, unread;
 
 	(void)state;
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total0,
+	    &unread));
 	/* b.test's server delivering for b.test, over mutual TLS: stored. */
 	req = request("Deliver", DELIVER("b.test", "bob@b.test", "alice@a.test",
 	    "11111111-1111-4111-8111-111111111111"), NULL, NULL, 1);
 	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
 	assert_wse_status(call(req, apeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
-	assert_int_equal(total, 0);
+	assert_int_equal(total, total0);
 	assert_wse_ok(call(req, bpeer, 2, NULL));
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
-	assert_int_equal(total, 1);
+	assert_int_equal(total, total0 + 1);
 	wse_buf_free(&req);
 	/* The same delivery again (a retry after a lost answer), signed
 	 * anew: answered as accepted, stored once. */
@@ -246,7 +252,7 @@ test_deliver_checks(void **state)
 	    "11111111-1111-4111-8111-111111111111"), NULL, NULL, 1);
 	assert_wse_ok(call(req, bpeer, 2, NULL));
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
-	assert_int_equal(total, 1);
+	assert_int_equal(total, total0 + 1);
 	wse_buf_free(&req);
 	/* Claiming a.test while signed by b.test. */
 	req = request("Deliver", DELIVER("a.test", "carol@a.test",
@@ -270,7 +276,7 @@ test_deliver_checks(void **state)
 	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_NO_SUCH_USER);
 	wse_buf_free(&req);
 	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &total, &unread));
-	assert_int_equal(total, 1);
+	assert_int_equal(total, total0 + 1);
 }
 
 /* A DeliverBatch of items (each a complete request envelope, signed by
@@ -673,6 +679,61 @@ static int peer_batches, peer_delivers, peer_others;
 /* 1: hold the next call until the case sets 0 again (2 while held). */
 static int peer_hold;
 
+/*
+ * When forge.on, the peer answers every Deliver and DeliverBatch with
+ * forge.payload (or the Fault forge.fault) instead of serving it, signed
+ * as b.test's (signer 1) or c.test's (2) server or not at all (-2), and
+ * relating to the request or, with forge.other, to another one.  It
+ * stores nothing.  Set and copied under peer_lock.
+ */
+struct forge {
+	int on, signer, other;
+	const char *payload;
+	wse_status fault;
+};
+static struct forge forge;
+
+/* Runs on the peer's thread: no cmocka assertion here; anything that
+ * fails leaves an empty answer, which the case then sees. */
+static void
+forge_answer(const struct forge *f, const char *op, const char *msgid,
+    wse_buf *out, int *http)
+{
+	const char *rel = f->other ?
+	    "urn:uuid:00000000-0000-4000-8000-000000000000" : msgid;
+	const char *pl = f->payload != NULL ? f->payload : "";
+	wse_signer *saved = B.s.signer, *c = NULL;
+	wse_envelope *env = NULL;
+	wse_buf *b = wse_buf_new(1 << 16);
+
+	*http = 500;
+	if (b == NULL || wse_buf_puts(b, pl) != WSE_OK)
+		goto out;
+	if (f->signer == -2) {
+		if (wse_env_new(WSED_REPLY_TO, "urn:wsemail:2026/"
+		    "DeliverResponse", &env) == WSE_OK &&
+		    wse_env_set_relates_to(env, rel) == WSE_OK &&
+		    wse_env_add_body_xml(env, pl, strlen(pl), &B.s.lim) ==
+		    WSE_OK && wse_env_serialize(env, out) == WSE_OK)
+			*http = 200;
+		goto out;
+	}
+	if (f->signer == 2) {
+		if (wse_signer_new_cert(P.dom[2].svc_key, (wse_cert *[]){
+		    P.dom[2].svc, P.dom[2].ca }, 2, &c) != WSE_OK)
+			goto out;
+		B.s.signer = c;
+	}
+	if (f->fault != WSE_OK)
+		(void)wse_err(f->fault, "forged");
+	wsed_answer(&B.s, op, rel, f->fault, b, out, http);
+	B.s.signer = saved;
+out:
+	wse_signer_free(&c);
+	wse_env_free(&env);
+	wse_buf_free(&b);
+}
+
 static char *
 header_text(wse_envelope *env, const char *name)
 {
@@ -694,6 +755,7 @@ peer_request(void *arg, wse_http_req *req)
 	char *action = NULL, *msgid = NULL;
 	size_t len, nchain;
 	int http = 500, *count = &peer_others;
+	struct forge f;
 
 	(void)arg;
 	body = wse_http_req_body(req, &len);
@@ -709,6 +771,7 @@ peer_request(void *arg, wse_http_req *req)
 		count = &peer_delivers;
 	pthread_mutex_lock(&peer_lock);
 	(*count)++;
+	f = forge;
 	if (peer_hold == 1) {
 		/* Everything else waits behind it: one event loop. */
 		struct timespec ts;
@@ -725,7 +788,10 @@ peer_request(void *arg, wse_http_req *req)
 	if (out == NULL)
 		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
 	else {
-		if (count == &peer_batches) {
+		if (f.on && count != &peer_others)
+			forge_answer(&f, count == &peer_batches ?
+			    "DeliverBatch" : "Deliver", msgid, out, &http);
+		else if (count == &peer_batches) {
 			(void)wse_err(WSE_ERR_UNSUPPORTED, "unknown operation "
 			    "DeliverBatch");
 			wsed_answer(&B.s, "DeliverBatch", msgid,
@@ -1150,6 +1216,317 @@ test_batch_unsupported_instant(void **state)
 	assert_int_equal(queue_items(), 0);
 }
 
+/* ---- answers from the peer that prove nothing ---- */
+
+static void
+forge_set(int signer, int other, const char *payload, wse_status fault)
+{
+	pthread_mutex_lock(&peer_lock);
+	forge.on = 1;
+	forge.signer = signer;
+	forge.other = other;
+	forge.payload = payload;
+	forge.fault = fault;
+	pthread_mutex_unlock(&peer_lock);
+}
+
+/* A pass of a.test's delivery worker, with what it logged in log. */
+static size_t
+pass_logged(char *log, size_t size)
+{
+	testutil_stderr c;
+	size_t n;
+
+	testutil_stderr_begin(&c);
+	n = wsed_outbound_pass(&S);
+	testutil_stderr_end(&c, log, size);
+	return n;
+}
+
+/* The peer serves again; past every backoff, what is queued goes to it
+ * for real: each message of o is then in bob's mailbox once, and the
+ * queue is empty.  The peer's refusal of DeliverBatch is forgotten. */
+static void
+drain(struct sent *o)
+{
+	int i;
+
+	pthread_mutex_lock(&peer_lock);
+	forge.on = 0;
+	pthread_mutex_unlock(&peer_lock);
+	skew += S.retry_max + 1;
+	for (i = 0; i < 3 && queue_items() > 0; i++)
+		(void)wsed_outbound_pass(&S);
+	assert_int_equal(queue_items(), 0);
+	assert_stored_once(o);
+	memset(S.nobatch, 0, sizeof(S.nobatch));
+}
+
+/* alice's newest message is a report from mailer-daemon@a.test. */
+static wse_status
+newest_is_report(void *arg, const wse_msg_meta *meta)
+{
+	*(int *)arg = strcmp(meta->from, "mailer-daemon@a.test") == 0 &&
+	    strncmp(meta->subject, "Undeliverable: ", 15) == 0;
+	return WSE_OK;
+}
+
+/* The report queued by the last pass reaches alice (one more message,
+ * a report), and nothing is left queued. */
+static void
+assert_reported(uint64_t alice0)
+{
+	int report = 0;
+
+	assert_int_equal(queue_items(), 1);
+	assert_int_equal(wsed_outbound_pass(&S), 1);
+	assert_int_equal(queue_items(), 0);
+	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	assert_wse_ok(wse_store_list(S.store, "alice@a.test", 0, 1,
+	    newest_is_report, &report));
+	assert_true(report);
+}
+
+#define DR(x) "<m:DeliverResponse xmlns:m=\"urn:wsemail:2026\">" x \
+	"</m:DeliverResponse>"
+#define DBR(x) "<m:DeliverBatchResponse xmlns:m=\"urn:wsemail:2026\">" x \
+	"</m:DeliverBatchResponse>"
+#define ACC(a) "<m:Accepted>" a "</m:Accepted>"
+#define REJ(a) "<m:Rejected>" a "</m:Rejected>"
+#define ITEM(x) "<m:Item>" x "</m:Item>"
+
+/*
+ * A Deliver answered with something that does not prove delivery:
+ * unsigned, signed by another domain's server, relating to another
+ * request, another operation's answer, a temporary Fault, or outcomes
+ * that do not account for the recipients sent exactly once.  Each is a
+ * deferral with the reason logged: the item stays queued, is not tried
+ * again before its backoff, reports nothing, and later reaches the peer
+ * once.
+ */
+static void
+test_untrusted_answers(void **state)
+{
+	static const struct {
+		int signer, other;
+		const char *payload;
+		wse_status fault;
+		const char *why;
+	} c[] = {
+		{ -2, 0, DR(ACC("bob@b.test")), WSE_OK,
+		  "unverifiable answer from b.test" },
+		{ 2, 0, DR(ACC("bob@b.test")), WSE_OK,
+		  "unverifiable answer from b.test" },
+		{ 2, 0, NULL, WSE_ERR_NO_SUCH_USER,
+		  "unverifiable answer from b.test" },
+		{ 1, 1, DR(ACC("bob@b.test")), WSE_OK,
+		  "answer from b.test does not relate to our Deliver" },
+		{ 1, 0, "<m:SubmitResponse xmlns:m=\"urn:wsemail:2026\"/>",
+		  WSE_OK, "odd answer from b.test to our Deliver" },
+		{ 1, 0, NULL, WSE_ERR_TEMPFAIL, "b.test refused: " },
+		{ 1, 0, DR(""), WSE_OK, "outcomes do not match" },
+		{ 1, 0, DR("<m:Other/>"), WSE_OK, "outcomes do not match" },
+		{ 1, 0, DR(ACC("eve@b.test")), WSE_OK,
+		  "outcomes do not match" },
+		{ 1, 0, DR(ACC("bob@b.test") REJ("eve@b.test")), WSE_OK,
+		  "outcomes do not match" },
+		{ 1, 0, DR(ACC("bob@b.test") ACC("bob@b.test")), WSE_OK,
+		  "outcomes do not match" },
+		{ 1, 0, DR(ACC("bob@b.test") REJ("bob@b.test")), WSE_OK,
+		  "outcomes do not match" },
+		{ 1, 0, DR(ACC("bob@b.test")
+		  "<m:Rejected><m:X>eve@b.test</m:X></m:Rejected>"),
+		  WSE_OK, "outcomes do not match" },
+	};
+	uint64_t alice0 = stored("alice@a.test");
+	struct sent o;
+	char log[8192];
+	size_t i;
+
+	(void)state;
+	peer_route();
+	memset(S.nobatch, 0, sizeof(S.nobatch));
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(queue_items(), 0);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		send_upto(&o, o.n + 1);
+		forge_set(c[i].signer, c[i].other, c[i].payload, c[i].fault);
+		assert_int_equal(pass_logged(log, sizeof(log)), 1);
+		if (strstr(log, c[i].why) == NULL ||
+		    strstr(log, "deferred ") == NULL ||
+		    strstr(log, "delivered ") != NULL ||
+		    strstr(log, "bounce") != NULL)
+			fail_msg("case %zu (%s): log \"%s\"", i, c[i].why, log);
+		assert_int_equal(queue_items(), 1);
+		/* Not again before its backoff. */
+		assert_int_equal(wsed_outbound_pass(&S), 0);
+		assert_int_equal(stored("alice@a.test"), alice0);
+		drain(&o);
+	}
+	assert_int_equal(stored("alice@a.test"), alice0);
+}
+
+/*
+ * The answers that refuse for good report at once, one report each,
+ * naming only the recipients sent; a report is never reported; an item
+ * that keeps failing is retried with a growing wait until it expires,
+ * then reported once.
+ */
+static void
+test_refusal_reports(void **state)
+{
+	static const struct {
+		const char *payload;
+		wse_status fault;
+		const char *why;
+	} c[] = {
+		{ DR(REJ("bob@b.test")), WSE_OK, "no such mailbox at b.test" },
+		{ NULL, WSE_ERR_NO_SUCH_USER, "b.test refused: NoSuchUser" },
+		{ NULL, WSE_ERR_DOMAIN_MISMATCH, "b.test refused: " },
+	};
+	char log[8192], id[WSE_UUID_URN_LEN + 1];
+	uint64_t alice0;
+	wse_msg *m = NULL;
+	size_t i;
+
+	(void)state;
+	peer_route();
+	assert_int_equal(queue_items(), 0);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		alice0 = stored("alice@a.test");
+		queue_for_bob("refused", id);
+		forge_set(1, 0, c[i].payload, c[i].fault);
+		assert_int_equal(pass_logged(log, sizeof(log)), 1);
+		if (strstr(log, c[i].why) == NULL ||
+		    strstr(log, "bounce ") == NULL ||
+		    strstr(log, "deferred ") != NULL)
+			fail_msg("case %zu (%s): log \"%s\"", i, c[i].why, log);
+		assert_reported(alice0);
+		/* Once. */
+		skew += S.retry_max + 1;
+		assert_int_equal(wsed_outbound_pass(&S), 0);
+		assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	}
+
+	/* A report refused for good: dropped, never reported. */
+	assert_wse_ok(wse_msg_new(&m));
+	assert_wse_ok(wse_msg_set(m, "from", "mailer-daemon@a.test"));
+	assert_wse_ok(wse_msg_add_rcpt(m, "bob@b.test", 0));
+	assert_wse_ok(wse_msg_set(m, "subject", "Undeliverable: x"));
+	assert_wse_ok(wse_msg_set(m, "text", "report"));
+	assert_wse_ok(wsed_submit(&S, m, WSE_MSG_REPORT, NULL, 0, id));
+	forge_set(1, 0, DR(REJ("bob@b.test")), WSE_OK);
+	assert_int_equal(pass_logged(log, sizeof(log)), 1);
+	assert_non_null(strstr(log, "dropped, never reported"));
+	assert_null(strstr(log, "bounce "));
+	assert_int_equal(queue_items(), 0);
+	/* ... and one that expires. */
+	assert_wse_ok(wsed_submit(&S, m, WSE_MSG_REPORT, NULL, 0, id));
+	forge_set(1, 0, NULL, WSE_ERR_TEMPFAIL);
+	wse_msg_free(&m);
+	assert_int_equal(wsed_outbound_pass(&S), 1);
+	assert_int_equal(queue_items(), 1);
+	skew += S.lifetime;
+	assert_int_equal(pass_logged(log, sizeof(log)), 1);
+	assert_non_null(strstr(log, "dropped, never reported"));
+	assert_int_equal(queue_items(), 0);
+
+	/* Retried with exponential backoff (1 s, 2 s, then at most
+	 * retry_max), then expired: one report, which says so. */
+	alice0 = stored("alice@a.test");
+	queue_for_bob("expires", id);
+	assert_int_equal(wsed_outbound_pass(&S), 1);	/* next in 1 s */
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	skew += 1;
+	assert_int_equal(wsed_outbound_pass(&S), 1);	/* next in 2 s */
+	skew += 1;
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	skew += 1;
+	assert_int_equal(wsed_outbound_pass(&S), 1);
+	assert_int_equal(stored("alice@a.test"), alice0);
+	skew += S.lifetime;
+	assert_int_equal(pass_logged(log, sizeof(log)), 1);
+	assert_non_null(strstr(log, "gave up after 4 attempts"));
+	assert_reported(alice0);
+	skew += S.retry_max + 1;
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	pthread_mutex_lock(&peer_lock);
+	forge.on = 0;
+	pthread_mutex_unlock(&peer_lock);
+}
+
+/*
+ * A DeliverBatch answered in part: each item settled on its own outcome
+ * (delivered, reported, deferred), a wrong number of outcomes or an
+ * answer that proves nothing deferring them all.  Nothing is lost or
+ * reported twice; what was deferred later reaches the peer once.
+ */
+static void
+test_batch_outcomes(void **state)
+{
+	static const struct {
+		int signer, other;
+		const char *payload;
+		int gone[2], reports;	/* delivered or reported */
+		const char *why;
+	} c[] = {
+		{ 1, 0, DBR(ITEM(ACC("bob@b.test"))
+		  ITEM("<m:Refused code=\"NoSuchUser\"/>")), { 1, 1 }, 1,
+		  "b.test refused: NoSuchUser" },
+		{ 1, 0, DBR(ITEM(ACC("eve@b.test")) ITEM(ACC("bob@b.test"))),
+		  { 0, 1 }, 0, "outcomes do not match" },
+		{ 1, 0, DBR(ITEM(ACC("bob@b.test")) ITEM("")), { 1, 0 }, 0,
+		  "outcomes do not match" },
+		{ 1, 0, DBR(ITEM("<m:Refused code=\"Bogus\"/>")
+		  ITEM(REJ("bob@b.test"))), { 0, 1 }, 1,
+		  "no such mailbox at b.test" },
+		{ 1, 0, DBR(ITEM(ACC("bob@b.test"))), { 0, 0 }, 0,
+		  "1 items for 2" },
+		{ 1, 0, DBR(ITEM(ACC("bob@b.test")) ITEM(ACC("bob@b.test"))
+		  ITEM(ACC("bob@b.test"))), { 0, 0 }, 0, "3 items for 2" },
+		{ -2, 0, DBR(ITEM(ACC("bob@b.test")) ITEM(ACC("bob@b.test"))),
+		  { 0, 0 }, 0, "unverifiable answer from b.test" },
+		{ 1, 1, DBR(ITEM(ACC("bob@b.test")) ITEM(ACC("bob@b.test"))),
+		  { 0, 0 }, 0, "does not relate to our DeliverBatch" },
+	};
+	struct sent o;
+	char log[8192], id[WSE_UUID_URN_LEN + 1];
+	uint64_t alice0;
+	size_t i, k, left;
+
+	(void)state;
+	peer_route();
+	memset(&o, 0, sizeof(o));
+	assert_int_equal(queue_items(), 0);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		alice0 = stored("alice@a.test");
+		memset(S.nobatch, 0, sizeof(S.nobatch));
+		/* Queued in order, taken in order: the batch's items. */
+		left = 0;
+		for (k = 0; k < 2; k++) {
+			if (c[i].gone[k])
+				queue_for_bob("batch", id);
+			else {
+				send_upto(&o, o.n + 1);
+				left++;
+			}
+		}
+		forge_set(c[i].signer, c[i].other, c[i].payload, WSE_OK);
+		assert_int_equal(pass_logged(log, sizeof(log)), 2);
+		if (strstr(log, c[i].why) == NULL)
+			fail_msg("case %zu (%s): log \"%s\"", i, c[i].why, log);
+		assert_int_equal(queue_items(), left + c[i].reports);
+		if (c[i].reports)
+			(void)wsed_outbound_pass(&S);	/* to alice */
+		assert_int_equal(stored("alice@a.test"), alice0 +
+		    c[i].reports);
+		drain(&o);
+		assert_int_equal(stored("alice@a.test"), alice0 +
+		    c[i].reports);
+	}
+}
+
 int
 main(void)
 {
@@ -1158,6 +1535,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_batch_unsupported,
 		    peer_setup, peer_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_unsupported_instant,
+		    peer_setup, peer_teardown),
+		cmocka_unit_test_setup_teardown(test_untrusted_answers,
+		    peer_setup, peer_teardown),
+		cmocka_unit_test_setup_teardown(test_refusal_reports,
+		    peer_setup, peer_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_outcomes,
 		    peer_setup, peer_teardown),
 		cmocka_unit_test(test_replayed_submit),
 		cmocka_unit_test(test_submit_refusals),

@@ -148,29 +148,60 @@ permanent(wse_status st)
 	    st == WSE_ERR_NOT_AUTHORIZED || st == WSE_ERR_DOMAIN_MISMATCH;
 }
 
-/* A delivery's outcome (the m:Accepted / m:Rejected children of out):
- * delivered, and the rejected recipients to report. */
+/*
+ * A delivery's outcome (the m:Accepted / m:Rejected children of out):
+ * delivered, and the rejected recipients to report.  The answer must
+ * account for each recipient of j exactly once and name nobody else;
+ * anything else (no outcome at all, an unknown or repeated address, an
+ * outcome that is not plain text) is an odd answer, a temporary failure:
+ * the item stays queued rather than being removed on an answer that
+ * proves nothing, and no report names an address the sender did not
+ * write to.  Elements other than these two are left for later versions.
+ */
 static void
-read_delivered(const xmlNode *out, const char *domain, struct result *r)
+read_delivered(const xmlNode *out, const struct job *j, struct result *r)
 {
+	char seen[WSE_MSG_MAX_RCPTS], *who = NULL;
 	xmlNodePtr n;
+	size_t i, nseen = 0;
+	int rej;
 
+	memset(seen, 0, sizeof(seen));
 	r->what = DELIVERED;
+	r->nrejected = 0;
 	for (n = wse_xml_first_elem(out); n; n = wse_xml_next_elem(n)) {
-		wse_buf *b;
-
-		if (!wse_xml_is(n, WSE_NS_WSE, "Rejected") ||
-		    r->nrejected == WSE_MSG_MAX_RCPTS ||
-		    (b = wse_buf_new(WSE_ADDR_MAX + 1)) == NULL)
-			continue;
-		if (wse_xml_text(n, b) == WSE_OK)
+		rej = wse_xml_is(n, WSE_NS_WSE, "Rejected");
+		if (!rej && !wse_xml_is(n, WSE_NS_WSE, "Accepted"))
+			continue;	/* room for later additions */
+		if (wse_xml_text_dup(n, WSE_ADDR_MAX + 1, &who) != WSE_OK)
+			goto odd;
+		for (i = 0; i < j->nrcpts && i < WSE_MSG_MAX_RCPTS; i++)
+			if (!seen[i] && strcmp(j->rcpts[i], who) == 0)
+				break;
+		if (i == j->nrcpts || i == WSE_MSG_MAX_RCPTS)
+			goto odd;
+		seen[i] = 1;
+		nseen++;
+		if (rej)
 			(void)snprintf(r->rejected[r->nrejected++],
-			    sizeof(r->rejected[0]), "%s", wse_buf_str(b));
-		wse_buf_free(&b);
+			    sizeof(r->rejected[0]), "%s", who);
+		free(who);
+		who = NULL;
 	}
+	if (nseen != j->nrcpts)
+		goto odd;
 	if (r->nrejected > 0)
 		(void)snprintf(r->reason, sizeof(r->reason), "no such mailbox "
-		    "at %.253s", domain);
+		    "at %.253s", j->item.domain);
+	return;
+odd:
+	free(who);
+	wse_err_clear();
+	r->what = DEFER;
+	r->nrejected = 0;
+	(void)snprintf(r->reason, sizeof(r->reason), "odd answer from %.253s: "
+	    "the recipients' outcomes do not match the recipients sent",
+	    j->item.domain);
 }
 
 /*
@@ -229,7 +260,7 @@ read_answer(struct wsed *s, const struct job *j, const char *request_id,
 	st = answer_open(s, j->item.domain, "Deliver", request_id, data, len,
 	    &env, &v, &resp);
 	if (st == WSE_OK)
-		read_delivered(resp, j->item.domain, r);
+		read_delivered(resp, j, r);
 	else {
 		r->what = permanent(st) ? BOUNCE : DEFER;
 		(void)wse_err_format(r->reason, sizeof(r->reason));
@@ -750,7 +781,8 @@ batch_item_refused(const xmlNode *it, wse_status *st_r)
  */
 static int
 read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
-    const uint8_t *data, size_t len, size_t n, struct result *r)
+    const uint8_t *data, size_t len, struct job *const *jobs, size_t n,
+    struct result *r)
 {
 	wse_envelope *env = NULL;
 	wse_verified v;
@@ -776,7 +808,7 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 	} else {
 		for (i = 0; i < n && (it = batch_item_next(resp, it)); i++) {
 			if (!batch_item_refused(it, &fst)) {
-				read_delivered(it, domain, &r[i]);
+				read_delivered(it, jobs[i], &r[i]);
 				continue;
 			}
 			r[i].what = permanent(fst) ? BOUNCE : DEFER;
@@ -846,7 +878,8 @@ handle_batch(struct wsed *s, wse_http_client *client, struct job **jobs,
 				continue;	/* next address / target */
 			}
 			if (read_batch_answer(s, domain, reqid,
-			    wse_buf_data(resp), wse_buf_len(resp), n, r)) {
+			    wse_buf_data(resp), wse_buf_len(resp), jobs, n,
+			    r)) {
 				/* A server without batches: one by one. */
 				free(t);
 				wse_buf_free(&req);
