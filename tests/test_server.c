@@ -592,6 +592,195 @@ test_mailbox_isolation(void **state)
 	wse_buf_free(&body);
 }
 
+/* Deliver message k (from bob@b.test, OriginId ...k) to rcpt. */
+static void
+deliver_to(const char *rcpt, int k)
+{
+	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
+	wse_buf *req;
+	char body[1024];
+
+	(void)snprintf(body, sizeof(body), "<m:Deliver xmlns:m=\""
+	    "urn:wsemail:2026\"><m:Origin>b.test</m:Origin><m:OriginId>"
+	    "urn:uuid:88888888-8888-4888-8888-8888888888%02d</m:OriginId>"
+	    "<m:Rcpt>%s</m:Rcpt><m:Message><m:From>bob@b.test</m:From>"
+	    "<m:To>%s</m:To><m:Subject>m%d</m:Subject><m:Text>t</m:Text>"
+	    "</m:Message></m:Deliver>", k, rcpt, rcpt, k);
+	req = request("Deliver", body, NULL, NULL, 1);
+	assert_wse_ok(call(req, bpeer, 2, NULL));
+	wse_buf_free(&req);
+}
+
+/* A mailbox operation of user's (signed with alice_key, as every test
+ * user's is) with payload; its status, the answer's body in body_r. */
+static wse_status
+mbox_op(const char *op, const char *user, const char *payload,
+    wse_buf *body_r)
+{
+	wse_buf *req = request(op, payload, user, alice_key, -1);
+	wse_status st;
+
+	if (body_r != NULL)
+		wse_buf_reset(body_r);
+	st = call(req, NULL, 0, body_r);
+	wse_buf_free(&req);
+	return st;
+}
+
+/* The ids a ListHeadersResponse lists, in order, into ids; how many. */
+static size_t
+listed_ids(const wse_buf *body, long long *ids, size_t max)
+{
+	const char *p = wse_buf_str(body);
+	size_t n = 0;
+
+	while ((p = strstr(p, "<m:Header id=\"")) != NULL) {
+		assert_true(n < max);
+		ids[n++] = strtoll(p + 14, NULL, 10);
+		p += 14;
+	}
+	return n;
+}
+
+#define LIST(x) "<m:ListHeaders xmlns:m=\"urn:wsemail:2026\">" x \
+	"</m:ListHeaders>"
+#define BYID(op, x) "<m:" op " xmlns:m=\"urn:wsemail:2026\">" x "</m:" op ">"
+
+/*
+ * The client's mailbox operations: ListHeaders pages through the whole
+ * mailbox, newest first, without a message twice or left out; MarkRead
+ * and DeleteMessage act only on the caller's own messages; every
+ * malformed or out-of-range argument is refused with InvalidMessage and
+ * changes nothing.
+ */
+static void
+test_mailbox_ops(void **state)
+{
+	static const char *const bad_list[] = {
+		LIST("<m:Limit>0</m:Limit>"), LIST("<m:Limit>501</m:Limit>"),
+		LIST("<m:Limit>-1</m:Limit>"), LIST("<m:Limit>2x</m:Limit>"),
+		LIST("<m:Limit></m:Limit>"), LIST("<m:Offset>-1</m:Offset>"),
+		LIST("<m:Offset>+1</m:Offset>"),
+		LIST("<m:Offset>1099511627777</m:Offset>"),
+		LIST("<m:Limit><m:X/></m:Limit>"),
+		"<m:ListHeader xmlns:m=\"urn:wsemail:2026\"/>",
+	};
+	static const char *const bad_id[] = {
+		"", "<m:Id>0</m:Id>", "<m:Id>-3</m:Id>", "<m:Id> 3</m:Id>",
+		"<m:Id>3x</m:Id>", "<m:Id></m:Id>", "<m:Id>1</m:Id><m:Id>1</m:Id>",
+	};
+	wse_buf *body = wse_buf_new(1 << 20);
+	long long all[16], page[16], mine;
+	uint64_t total, unread, t, u, a0;
+	char pl[256];
+	size_t i, k, n, seen;
+	int j;
+
+	(void)state;
+	assert_non_null(body);
+	for (j = 0; j < 5; j++)
+		deliver_to("carol@a.test", j);
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &total,
+	    &unread));
+	assert_true(total >= 5 && total <= 16);
+	a0 = stored("alice@a.test");
+	/* Everything in one page, newest first ... */
+	assert_wse_ok(mbox_op("ListHeaders", "carol@a.test", LIST(""), body));
+	(void)snprintf(pl, sizeof(pl), "total=\"%llu\" unread=\"%llu\"",
+	    (unsigned long long)total, (unsigned long long)unread);
+	assert_non_null(strstr(wse_buf_str(body), pl));
+	assert_int_equal(listed_ids(body, all, 16), total);
+	for (i = 1; i < total; i++)
+		assert_true(all[i] != all[i - 1]);
+	/* ... and page by page, two at a time: the same, in order. */
+	for (seen = 0; seen < total + 2; seen += 2) {
+		(void)snprintf(pl, sizeof(pl), LIST("<m:Offset>%zu</m:Offset>"
+		    "<m:Limit>2</m:Limit>"), seen);
+		assert_wse_ok(mbox_op("ListHeaders", "carol@a.test", pl,
+		    body));
+		n = listed_ids(body, page, 16);
+		assert_int_equal(n, seen >= total ? 0 :
+		    total - seen < 2 ? total - seen : 2);
+		for (k = 0; k < n; k++)
+			assert_int_equal(page[k], all[seen + k]);
+	}
+	/* Refused, each alone. */
+	for (i = 0; i < sizeof(bad_list) / sizeof(bad_list[0]); i++)
+		if (strcmp(wse_fault_subcode(mbox_op("ListHeaders",
+		    "carol@a.test", bad_list[i], NULL)), "InvalidMessage") != 0)
+			fail_msg("ListHeaders case %zu accepted", i);
+	for (i = 0; i < sizeof(bad_id) / sizeof(bad_id[0]); i++) {
+		static const char *const ops[] = { "FetchMessage", "MarkRead",
+		    "DeleteMessage" };
+
+		for (k = 0; k < 3; k++) {
+			(void)snprintf(pl, sizeof(pl), "<m:%s xmlns:m=\""
+			    "urn:wsemail:2026\">%s</m:%s>", ops[k], bad_id[i],
+			    ops[k]);
+			if (strcmp(wse_fault_subcode(mbox_op(ops[k],
+			    "carol@a.test", pl, NULL)), "InvalidMessage") != 0)
+				fail_msg("%s case %zu accepted", ops[k], i);
+		}
+	}
+	mine = all[0];
+	(void)snprintf(pl, sizeof(pl), BYID("MarkRead", "<m:Id>%lld</m:Id>"
+	    "<m:Read>yes</m:Read>"), mine);
+	assert_string_equal(wse_fault_subcode(mbox_op("MarkRead",
+	    "carol@a.test", pl, NULL)), "InvalidMessage");
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(t, total);
+	assert_int_equal(u, unread);
+	/* Another user's message: NotFound, for each operation, and it
+	 * is left as it was. */
+	(void)snprintf(pl, sizeof(pl), BYID("MarkRead", "<m:Id>%lld</m:Id>"),
+	    mine);
+	assert_wse_status(mbox_op("MarkRead", "alice@a.test", pl, NULL),
+	    WSE_ERR_NOT_FOUND);
+	(void)snprintf(pl, sizeof(pl), BYID("DeleteMessage",
+	    "<m:Id>%lld</m:Id>"), mine);
+	assert_wse_status(mbox_op("DeleteMessage", "alice@a.test", pl, NULL),
+	    WSE_ERR_NOT_FOUND);
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(t, total);
+	assert_int_equal(u, unread);
+	assert_int_equal(stored("alice@a.test"), a0);
+	/* Her own: read, unread again, read; deleted once. */
+	(void)snprintf(pl, sizeof(pl), BYID("MarkRead", "<m:Id>%lld</m:Id>"),
+	    mine);
+	assert_wse_ok(mbox_op("MarkRead", "carol@a.test", pl, body));
+	assert_non_null(strstr(wse_buf_str(body), "MarkReadResponse"));
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(u, unread - 1);
+	(void)snprintf(pl, sizeof(pl), BYID("MarkRead", "<m:Id>%lld</m:Id>"
+	    "<m:Read>false</m:Read>"), mine);
+	assert_wse_ok(mbox_op("MarkRead", "carol@a.test", pl, NULL));
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(u, unread);
+	(void)snprintf(pl, sizeof(pl), BYID("MarkRead", "<m:Id>%lld</m:Id>"
+	    "<m:Read>true</m:Read>"), mine);
+	assert_wse_ok(mbox_op("MarkRead", "carol@a.test", pl, NULL));
+	(void)snprintf(pl, sizeof(pl), BYID("DeleteMessage",
+	    "<m:Id>%lld</m:Id>"), mine);
+	assert_wse_ok(mbox_op("DeleteMessage", "carol@a.test", pl, body));
+	assert_non_null(strstr(wse_buf_str(body), "DeleteMessageResponse"));
+	assert_wse_status(mbox_op("DeleteMessage", "carol@a.test", pl, NULL),
+	    WSE_ERR_NOT_FOUND);
+	(void)snprintf(pl, sizeof(pl), BYID("FetchMessage",
+	    "<m:Id>%lld</m:Id>"), mine);
+	assert_wse_status(mbox_op("FetchMessage", "carol@a.test", pl, NULL),
+	    WSE_ERR_NOT_FOUND);
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(t, total - 1);
+	assert_int_equal(u, unread - 1);
+	/* The same deliveries again (a sender's retries): duplicates, not
+	 * stored anew, the deleted one included. */
+	for (j = 0; j < 5; j++)
+		deliver_to("carol@a.test", j);
+	assert_wse_ok(wse_store_count(S.store, "carol@a.test", &t, &u));
+	assert_int_equal(t, total - 1);
+	wse_buf_free(&body);
+}
+
 /* The same answer shape for accounts and non-accounts; the decoy salt is
  * stable. */
 static void
@@ -1548,6 +1737,7 @@ main(void)
 		cmocka_unit_test(test_deliver_malformed),
 		cmocka_unit_test(test_deliver_batch),
 		cmocka_unit_test(test_mailbox_isolation),
+		cmocka_unit_test(test_mailbox_ops),
 		cmocka_unit_test(test_auth_params),
 		cmocka_unit_test(test_bounce_once),
 		cmocka_unit_test(test_guessing_guard),
