@@ -518,6 +518,97 @@ test_deliver_batch(void **state)
 	wse_buf_free(&body);
 }
 
+/* The batch answer body holds one Item, refused with code; the server
+ * logged why. */
+static void
+assert_item_refused(wse_buf *const *it, size_t n, const char *code,
+    const char *why)
+{
+	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
+	wse_buf *req = batch(it, n, "b.test"), *body = wse_buf_new(1 << 20);
+	testutil_stderr c;
+	char log[4096], want[64];
+
+	assert_non_null(body);
+	testutil_stderr_begin(&c);
+	assert_wse_ok(call(req, bpeer, 2, body));
+	testutil_stderr_end(&c, log, sizeof(log));
+	(void)snprintf(want, sizeof(want), "<m:Refused code=\"%s\"", code);
+	if (strstr(wse_buf_str(body), want) == NULL ||
+	    strstr(log, why) == NULL)
+		fail_msg("%s: answer \"%s\", log \"%s\"", why,
+		    wse_buf_str(body), log);
+	wse_buf_free(&body);
+	wse_buf_free(&req);
+}
+
+/*
+ * Requests refused before anything is stored or queued, each with its
+ * own Fault and the reason logged: GetAuthParams without a user, a
+ * Submit without a message, a batch item addressed to another server,
+ * an instant item for several recipients.
+ */
+static void
+test_op_refusals(void **state)
+{
+	static const struct {
+		const char *op, *body, *why;
+		int svc;
+	} c[] = {
+		{ "GetAuthParams", "<m:GetAuthParams xmlns:m=\"urn:wsemail:"
+		  "2026\"/>", "GetAuthParams needs a User", -2 },
+		{ "GetAuthParams", "<m:GetAuthParams xmlns:m=\"urn:wsemail:"
+		  "2026\"><m:User>no address</m:User></m:GetAuthParams>",
+		  "GetAuthParams needs a User", -2 },
+		{ "Submit", "<m:Submit xmlns:m=\"urn:wsemail:2026\"/>",
+		  "Submit needs a Message", -1 },
+		{ "Submit", "<m:Submit xmlns:m=\"urn:wsemail:2026\"><m:Message/>"
+		  "<m:Message/></m:Submit>", "Submit needs a Message", -1 },
+	};
+	uint64_t alice0 = stored("alice@a.test"), carol0 = stored("carol@a.test");
+	int q0 = queue_items();
+	wse_buf *req, *it[1];
+	char log[4096], *p;
+	wse_status st;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		req = request(c[i].op, c[i].body, "alice@a.test", alice_key,
+		    c[i].svc);
+		st = call_logged(req, NULL, 0, log, sizeof(log));
+		if (strcmp(wse_fault_subcode(st), "InvalidMessage") != 0 ||
+		    strstr(log, c[i].why) == NULL)
+			fail_msg("case %zu (%s): got %s, log \"%s\"", i,
+			    c[i].why, wse_status_name(st), log);
+		wse_buf_free(&req);
+	}
+	/* A batch item signed for another server. */
+	it[0] = request("Deliver", DELIVER("b.test", "bob@b.test",
+	    "carol@a.test", "99999999-9999-4999-8999-999999999991"), NULL,
+	    NULL, 1);
+	p = strstr((char *)wse_buf_data(it[0]), "mail.a.test");
+	assert_non_null(p);
+	p[5] = 'x';
+	assert_item_refused(it, 1, "InvalidMessage",
+	    "batch item addressed elsewhere");
+	wse_buf_free(&it[0]);
+	/* An instant item naming two recipients. */
+	it[0] = request("Deliver", "<m:Deliver xmlns:m=\"urn:wsemail:2026\">"
+	    "<m:Origin>b.test</m:Origin><m:OriginId>urn:uuid:"
+	    "99999999-9999-4999-8999-999999999992</m:OriginId>"
+	    "<m:Rcpt>carol@a.test</m:Rcpt><m:Rcpt>alice@a.test</m:Rcpt>"
+	    "<m:Message><m:From>bob@b.test</m:From><m:To>carol@a.test</m:To>"
+	    "<m:Instant/><m:Date>2026-11-26T12:00:00Z</m:Date>"
+	    "<m:Text>t</m:Text></m:Message></m:Deliver>", NULL, NULL, 1);
+	assert_item_refused(it, 1, "InvalidMessage",
+	    "an instant Deliver names its one recipient");
+	wse_buf_free(&it[0]);
+	assert_int_equal(queue_items(), q0);
+	assert_int_equal(stored("alice@a.test"), alice0);
+	assert_int_equal(stored("carol@a.test"), carol0);
+}
+
 /* Password guessing is slowed down per account and per address: past
  * the free failures the account is blocked (TempFail, even for the right
  * password), with a growing wait, and only for a while. */
@@ -1736,6 +1827,7 @@ main(void)
 		cmocka_unit_test(test_deliver_checks),
 		cmocka_unit_test(test_deliver_malformed),
 		cmocka_unit_test(test_deliver_batch),
+		cmocka_unit_test(test_op_refusals),
 		cmocka_unit_test(test_mailbox_isolation),
 		cmocka_unit_test(test_mailbox_ops),
 		cmocka_unit_test(test_auth_params),
