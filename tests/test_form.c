@@ -783,6 +783,118 @@ test_insert_by_other_domain(void **state)
 	wse_form_free(&f);
 }
 
+/*
+ * Records a dishonest party signs out of turn (the honest builder
+ * refuses each of them first): each is refused at its own position.
+ */
+static void
+test_out_of_turn(void **state)
+{
+	static const char *const ap[] = { "c7@c.test" };
+	static const struct {
+		int upto;		/* the honest form up to this step */
+		int who;		/* user index, or -1 - domain */
+		wse_form_record_spec spec;
+		size_t position;
+		const char *needle;
+	} T_[] = {
+		/* at router b.test's hop, an approver decides */
+		{ 1, C5, { .kind = WSE_REC_DECIDE, .on_behalf = "c5@c.test",
+		    .verdict = WSE_VERDICT_APPROVE }, 2,
+		    "a decide record, but router b.test must act (hop 1)" },
+		/* c2 decides, but "for" the next approver c3 */
+		{ 2, C2, { .kind = WSE_REC_DECIDE, .on_behalf = "c3@a.test",
+		    .verdict = WSE_VERDICT_APPROVE }, 3,
+		    "the record is for c3@a.test, but hop 2 is c2@a.test's" },
+		/* c3 delegates, "for" c2 who already decided */
+		{ 3, C3, { .kind = WSE_REC_DELEGATE, .on_behalf = "c2@a.test",
+		    .delegate = "c7@c.test" }, 4,
+		    "the record is for c2@a.test, but hop 3 is c3@a.test's" },
+		/* a router's insert at an approver's hop */
+		{ 2, -2, { .kind = WSE_REC_INSERT, .approvers = ap,
+		    .napprovers = 1 }, 3,
+		    "an insert record, but approver c2@a.test must act" },
+		/* every hop done: one more decision */
+		{ 6, C5, { .kind = WSE_REC_DECIDE, .on_behalf = "c5@c.test",
+		    .verdict = WSE_VERDICT_REJECT }, 7,
+		    "every hop is done: only the final party c.test" },
+		/* ... or an accept by another server than the final party */
+		{ 6, -2, { .kind = WSE_REC_ACCEPT,
+		    .result = WSE_OUTCOME_APPROVED }, 7,
+		    "accept by b.test, but the final party is c.test" },
+		/* the final party's accept misstates the outcome */
+		{ 6, -3, { .kind = WSE_REC_ACCEPT,
+		    .result = WSE_OUTCOME_REJECTED }, 7,
+		    "the accept says rejected, but the form was approved" },
+	};
+	wse_form *f;
+	wse_form_signer s;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(T_) / sizeof(T_[0]); i++) {
+		f = fig3(T_[i].upto);
+		s = T_[i].who >= 0 ? user(T_[i].who) : server(-1 - T_[i].who);
+		assert_wse_ok(wse_form_append_unchecked(f, &s, &T_[i].spec,
+		    T(T_[i].upto + 1)));
+		refused(f, VNOW, NULL, WSE_ERR_NOT_AUTHORIZED, T_[i].position,
+		    T_[i].needle);
+		wse_form_free(&f);
+	}
+
+	/* a rejected form closed as approved */
+	f = fig3(2);
+	s = user(C2);
+	receive(&f, T(3), WSE_FORM_APPROVER, "c2@a.test");
+	assert_wse_ok(wse_form_add_decision(f, &s, WSE_VERDICT_REJECT, NULL,
+	    T(3)));
+	{
+		wse_form_record_spec acc = { .kind = WSE_REC_ACCEPT,
+		    .result = WSE_OUTCOME_APPROVED };
+
+		s = server(2);
+		assert_wse_ok(wse_form_append_unchecked(f, &s, &acc, T(4)));
+	}
+	refused(f, VNOW, NULL, WSE_ERR_NOT_AUTHORIZED, 4,
+	    "the accept says approved, but the form was rejected");
+	wse_form_free(&f);
+}
+
+/* Signers the builder refuses before it signs anything. */
+static void
+test_bad_signers(void **state)
+{
+	wse_form *f = fig3(2);
+	wse_form_signer s = user(C2), sv = server(2);
+	wse_form_signer mixed = { U[C3].key, U[C2].cert, P.dom[0].ca };
+	wse_form_signer partial = { U[C2].key, NULL, P.dom[0].ca };
+
+	(void)state;
+	receive(&f, T(3), WSE_FORM_APPROVER, "c2@a.test");
+	/* a server's certificate cannot sign a person's decision */
+	assert_wse_status(wse_form_add_decision(f, &sv, WSE_VERDICT_APPROVE,
+	    NULL, T(3)), WSE_ERR_NOT_AUTHORIZED);
+	assert_non_null(strstr(wse_err_last(), "needs their token"));
+	/* another person's key under c2's token */
+	assert_wse_status(wse_form_add_decision(f, &mixed,
+	    WSE_VERDICT_APPROVE, NULL, T(3)), WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "does not match"));
+	assert_wse_status(wse_form_add_decision(f, &partial,
+	    WSE_VERDICT_APPROVE, NULL, T(3)), WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "incomplete signer"));
+	/* a clock far behind the newest record */
+	assert_wse_status(wse_form_add_decision(f, &s, WSE_VERDICT_APPROVE,
+	    NULL, T(2) - DAY), WSE_ERR_FUTURE);
+	assert_non_null(strstr(wse_err_last(), "ahead of this clock"));
+	wse_err_clear();
+	/* nothing was added; the form is still c2's to decide */
+	assert_int_equal(wse_form_nrecords(f), 2);
+	assert_wse_ok(wse_form_add_decision(f, &s, WSE_VERDICT_APPROVE, NULL,
+	    T(3)));
+	assert_int_equal(wse_form_nrecords(f), 3);
+	wse_form_free(&f);
+}
+
 static void
 test_tampered_field(void **state)
 {
@@ -1318,6 +1430,8 @@ main(void)
 		cmocka_unit_test(test_delegation_by_other),
 		cmocka_unit_test(test_delegation_depth),
 		cmocka_unit_test(test_insert_by_other_domain),
+		cmocka_unit_test(test_out_of_turn),
+		cmocka_unit_test(test_bad_signers),
 		cmocka_unit_test(test_tampered_field),
 		cmocka_unit_test(test_after_rejection),
 		cmocka_unit_test(test_decides_twice),
