@@ -710,11 +710,12 @@ do_route(struct fp *o, const struct row *r, struct decision *d,
 	int rc;
 
 	/* The same hop routed here before (another copy of the form):
-	 * a second insert would fork it. */
+	 * a second insert would fork it.  A routed row counts the records
+	 * with its insert, one more than the copy had on arrival. */
 	pthread_mutex_lock(&o->lock);
 	q = o->stmt[Q_IN_ROUTED];
 	(void)bind_text(q, 1, c->id);
-	(void)sqlite3_bind_int64(q, 2, (int64_t)wse_form_nrecords(f));
+	(void)sqlite3_bind_int64(q, 2, (int64_t)wse_form_nrecords(f) + 1);
 	(void)sqlite3_bind_int64(q, 3, r->id);
 	rc = sqlite3_step(q);
 	q_done(q);

@@ -1153,6 +1153,77 @@ test_accepted_once(void **state)
 	wse_form_free(&g);
 }
 
+/*
+ * Router refusals: approvers the type names that the route cannot take,
+ * and a second copy of a form whose hop this server routed already.
+ * Each is refused with its reason; nothing is routed on.
+ */
+static void
+test_router_refusals(void **state)
+{
+	wse_form_type type = { "expense", "1", PLUGIN_URL, TY[T_GOOD].sha };
+	wse_form *f, *g;
+	wse_form_signer s;
+	wse_buf *b;
+	struct sent m;
+
+	(void)state;
+	/* the claimant names themself as the manager */
+	f = new_claim(T_GOOD, "10", "q@a.test", "c.test", 1);
+	set_clock(P.now + 5);
+	deliver_form(1, "q@a.test", f, "rr-1");
+	expect_refused("q@a.test", "cannot be inserted");
+	assert_true(log_has("the claimant q@a.test cannot be an approver"));
+	wse_form_free(&f);
+	/* ... or an approver already on the route */
+	f = new_claim(T_GOOD, "10", "c5@c.test", "c.test", 1);
+	deliver_form(1, "c6@a.test", f, "rr-2");
+	expect_refused("c6@a.test", "no person decides twice");
+	/* the claimant is told as well (once when they are the sender) */
+	WAIT_FOR(count_sent("q@a.test", "refused") == 2);
+	wse_form_free(&f);
+
+	/* c5 approves first, then b.test routes; c5 signs two copies */
+	assert_wse_ok(wse_form_new("q@a.test", &type, "c.test", &f));
+	assert_wse_ok(wse_form_add_field(f, "amount", WSE_FIELD_DECIMAL,
+	    "20"));
+	assert_wse_ok(wse_form_add_field(f, "manager", WSE_FIELD_MAILBOX,
+	    "c2@a.test"));
+	assert_wse_ok(wse_form_add_hop(f, WSE_HOP_APPROVER, "c5@c.test"));
+	assert_wse_ok(wse_form_add_hop(f, WSE_HOP_ROUTER, "b.test"));
+	s = user(Q);
+	assert_wse_ok(wse_form_sign_submit(f, &s, host_now()));
+	receive(&f);
+	b = bytes_of(f);
+	assert_wse_ok(wse_form_parse(wse_buf_data(b), wse_buf_len(b), NULL,
+	    &g));
+	wse_buf_free(&b);
+	assert_wse_ok(wse_form_verify(g, P.trust, host_now(), NULL, NULL));
+	s = user(C5);
+	assert_wse_ok(wse_form_add_decision(f, &s, WSE_VERDICT_APPROVE, NULL,
+	    host_now() + 1));
+	assert_wse_ok(wse_form_add_decision(g, &s, WSE_VERDICT_APPROVE,
+	    "again", host_now() + 2));
+	set_clock(P.now + 10);
+	deliver_form(1, "c5@c.test", f, "rr-3");
+	WAIT_FOR(count_sent("c2@a.test", "your action is needed") == 1);
+	deliver_form(1, "c5@c.test", g, "rr-4");
+	WAIT_FOR(count_sent("c5@c.test", "refused") == 1);
+	assert_true(find_sent("c5@c.test", "refused", &m));
+	if (strstr(m.text, "already routed form") == NULL)
+		fail_msg("refusal \"%s\"", m.text);
+	sent_free(&m);
+	settle();
+	/* one routed copy; nothing signed or sent for the refused ones */
+	assert_int_equal(count_sent("c2@a.test", NULL), 1);
+	assert_int_equal(count_sent("c5@c.test", NULL), 1);
+	assert_int_equal(count_sent("q@a.test", "refused"), 2);
+	assert_int_equal(count_sent(NULL, NULL), 5);
+	assert_int_equal(log_count("inserted "), 1);
+	wse_form_free(&f);
+	wse_form_free(&g);
+}
+
 /* ---- (4) pending ---- */
 
 static void
@@ -1311,6 +1382,7 @@ main(void)
 		T(test_final),
 		T(test_refusals),
 		T(test_accepted_once),
+		T(test_router_refusals),
 		T(test_pending),
 		T(test_duplicates),
 		T(test_no_form),
