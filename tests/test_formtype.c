@@ -421,6 +421,20 @@ test_refusals(void **state)
 	    WSE_FORMTYPE_MAX_PLUGIN + 1, wse_buf_str(expense_sig),
 	    wse_buf_len(expense_sig), "expense", NULL, &ft),
 	    WSE_ERR_TOO_LARGE);
+	{
+		char *big = malloc(WSE_PUBSIG_FILE_MAX + 1);
+
+		assert_non_null(big);
+		memset(big, ' ', WSE_PUBSIG_FILE_MAX + 1);
+		memcpy(big, wse_buf_data(expense_sig),
+		    wse_buf_len(expense_sig));
+		assert_wse_status(wse_formtype_load_bytes(&env,
+		    wse_buf_data(expense), len, big, WSE_PUBSIG_FILE_MAX + 1,
+		    "expense", expense_sha, &ft), WSE_ERR_TOO_LARGE);
+		assert_non_null(strstr(wse_err_last(),
+		    "the signature file has"));
+		free(big);
+	}
 	assert_wse_status(wse_formtype_load_bytes(NULL, bad, len, NULL, 0,
 	    NULL, NULL, &ft), WSE_ERR_INVALID);
 	assert_wse_status(wse_formtype_load_bytes(&env, NULL, 5, NULL, 0,
@@ -888,6 +902,57 @@ test_strict_results(void **state)
 	assert_int_equal(def.nfields, 0);
 	assert_null(def.fields);
 	wse_err_clear();
+	wse_formtype_free(&ft);
+	wse_form_free(&f);
+}
+
+/* What route() returns is checked before anyone is inserted. */
+static void
+test_route_results(void **state)
+{
+	static const char src[] = "local M = {}\n"
+	    "function M.route(f)\n"
+	    "  if f.params.r == 'many' then\n"
+	    "    local t = {}\n"
+	    "    for i = 1, 65 do t[i] = 'p' .. i .. '@a.test' end\n"
+	    "    return t\n"
+	    "  elseif f.params.r == 'num' then return { 'a@a.test', 7 }\n"
+	    "  elseif f.params.r == 'str' then return 'a@a.test'\n"
+	    "  end\n"
+	    "  return {}\n"
+	    "end\n"
+	    "return M\n";
+	static const char *const rk[] = { "r" };
+	static const struct {
+		const char *r;
+		const char *needle;
+	} T_[] = {
+		{ "many", "route() returned 65 approvers, at most 64" },
+		{ "num", "entry 2 is an integer, not a mailbox" },
+		{ "str", "not an array of mailboxes" },
+	};
+	wse_formtype *ft = NULL;
+	wse_luabox_value *v;
+	wse_form *f = new_claim("1.00", "x");
+	char **who = NULL;
+	size_t n = 0, i;
+
+	(void)state;
+	assert_wse_ok(load_src(src, "odd", NULL, &ft));
+	for (i = 0; i < sizeof(T_) / sizeof(T_[0]); i++) {
+		const char *rv[1] = { T_[i].r };
+
+		assert_wse_ok(wse_formtype_form_value(f, NULL, NULL, rk, rv, 1,
+		    &v));
+		assert_wse_status(wse_formtype_route(ft, v, &who, &n),
+		    WSE_ERR_INVALID);
+		if (strstr(wse_err_last(), T_[i].needle) == NULL)
+			fail_msg("route %s: \"%s\"", T_[i].r, wse_err_last());
+		assert_null(who);
+		assert_int_equal(n, 0);
+		wse_err_clear();
+		wse_luabox_value_free(&v);
+	}
 	wse_formtype_free(&ft);
 	wse_form_free(&f);
 }
@@ -1370,6 +1435,7 @@ main(void)
 		cmocka_unit_test(test_form_value),
 		cmocka_unit_test(test_present),
 		cmocka_unit_test(test_strict_results),
+		cmocka_unit_test(test_route_results),
 		cmocka_unit_test(test_definition),
 		cmocka_unit_test(test_next_address),
 		cmocka_unit_test(test_find_attachment),
