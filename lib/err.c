@@ -80,6 +80,13 @@ wse_err_count(void)
 	return depth;
 }
 
+void
+wse_err_truncate(size_t n)
+{
+	if (n < depth)
+		depth = n;
+}
+
 wse_status
 wse_err_last_status(void)
 {

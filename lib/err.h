@@ -57,6 +57,13 @@ void wse_err_clear(void);
 /* Number of messages on the stack (0 .. WSE_ERR_DEPTH). */
 size_t wse_err_count(void);
 
+/*
+ * Forget the messages pushed since the stack held n (a wse_err_count()
+ * taken before a call whose failure is an expected answer, not an
+ * error).  A stack that overflowed meanwhile keeps what it has.
+ */
+void wse_err_truncate(size_t n);
+
 /* Status of the newest message, or WSE_OK when the stack is empty. */
 wse_status wse_err_last_status(void);
 

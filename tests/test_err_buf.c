@@ -30,6 +30,13 @@ test_err_stack(void **state)
 	assert_int_equal(wse_err_last_status(), WSE_ERR_INVALID);
 	assert_string_equal(wse_err_format(out, sizeof(out)),
 	    "outer: inner 1");
+	/* Back to a depth taken before: newer messages go, older stay. */
+	wse_err(WSE_ERR_NOT_FOUND, "probe");
+	wse_err_truncate(2);
+	assert_int_equal(wse_err_count(), 2);
+	assert_string_equal(wse_err_last(), "outer");
+	wse_err_truncate(5);
+	assert_int_equal(wse_err_count(), 2);
 	/* Overflow drops the oldest, never more than WSE_ERR_DEPTH kept. */
 	for (i = 0; i < 20; i++)
 		wse_err(WSE_ERR_IO, "m%d", i);

@@ -680,10 +680,17 @@ test_claimant_via_delegation(void **state)
 	{
 		wse_form_signer sv = server(1);
 		const char *ap[] = { "q@a.test" };
+		char why[1024];
 
 		receive(&f, T(2), WSE_FORM_ROUTER, "b.test");
+		wse_err_clear();
 		assert_wse_status(wse_form_add_insert(f, &sv, 0, ap, 1, T(2)),
 		    WSE_ERR_NOT_AUTHORIZED);
+		/* the rule alone, not a probe of the service certificate */
+		assert_int_equal(wse_err_count(), 1);
+		assert_non_null(strstr(wse_err_format(why, sizeof(why)),
+		    "the claimant q@a.test cannot be an approver"));
+		wse_err_clear();
 	}
 	wse_form_free(&f);
 }

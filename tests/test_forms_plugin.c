@@ -1174,6 +1174,8 @@ test_router_refusals(void **state)
 	deliver_form(1, "q@a.test", f, "rr-1");
 	expect_refused("q@a.test", "cannot be inserted");
 	assert_true(log_has("the claimant q@a.test cannot be an approver"));
+	/* the reason is the rule's, not a probe of the signer's certificate */
+	assert_false(log_has("names no mailbox"));
 	wse_form_free(&f);
 	/* ... or an approver already on the route */
 	f = new_claim(T_GOOD, "10", "c5@c.test", "c.test", 1);
