@@ -1226,6 +1226,48 @@ test_router_refusals(void **state)
 	wse_form_free(&g);
 }
 
+/*
+ * The final party runs the type's check() on an approved form: a type it
+ * cannot load (an untrusted publisher, a tampered cached file) or whose
+ * check() does not finish leaves the form pending, never accepted.
+ */
+static void
+test_final_type_fails(void **state)
+{
+	static const struct {
+		int t;
+		int tamper;
+		const char *needle;
+	} T_[] = {
+		{ T_OTHERPUB, 0, "untrusted publisher" },
+		{ T_GOOD, 1, "tampered" },
+		{ T_LOOP, 0, "check(): instruction limit" },
+	};
+	wse_form *f;
+	size_t i;
+	char id[8];
+
+	(void)state;
+	for (i = 0; i < sizeof(T_) / sizeof(T_[0]); i++) {
+		set_clock(P.now);
+		f = complete_form(T_[i].t, "10", 0, -1, "c.test");
+		if (T_[i].tamper)
+			cache_put(2, T_[i].t, 1);
+		set_clock(P.now + 30);
+		snprintf(id, sizeof(id), "ft-%zu", i);
+		deliver_form(2, "c5@c.test", f, id);
+		WAIT_FOR(count_sent("c5@c.test", "delayed") == i + 1);
+		if (!log_has(T_[i].needle))
+			fail_msg("no \"%s\" in the log:\n%s", T_[i].needle,
+			    logbuf);
+		wse_form_free(&f);
+	}
+	settle();
+	assert_int_equal(count_sent(NULL, "approved"), 0);
+	assert_int_equal(count_sent(NULL, "refused"), 0);
+	assert_int_equal(log_count("accepted, outcome"), 0);
+}
+
 /* ---- (4) pending ---- */
 
 static void
@@ -1385,6 +1427,7 @@ main(void)
 		T(test_refusals),
 		T(test_accepted_once),
 		T(test_router_refusals),
+		T(test_final_type_fails),
 		T(test_pending),
 		T(test_duplicates),
 		T(test_no_form),
