@@ -14,6 +14,7 @@ struct err_entry {
 
 static _Thread_local struct err_entry stack[WSE_ERR_DEPTH];
 static _Thread_local size_t depth;
+static _Thread_local size_t pushed;	/* messages ever pushed (marks) */
 
 static const char *const names[WSE_ERR__COUNT] = {
 	[WSE_OK] = "ok",
@@ -61,6 +62,7 @@ wse_err(wse_status st, const char *fmt, ...)
 		depth--;
 	}
 	e = &stack[depth++];
+	pushed++;
 	e->st = st;
 	va_start(ap, fmt);
 	(void)vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
@@ -80,11 +82,19 @@ wse_err_count(void)
 	return depth;
 }
 
-void
-wse_err_truncate(size_t n)
+size_t
+wse_err_mark(void)
 {
-	if (n < depth)
-		depth = n;
+	return pushed;
+}
+
+void
+wse_err_truncate(size_t mark)
+{
+	size_t since = pushed - mark;	/* wraps harmlessly */
+
+	depth = since < depth ? depth - since : 0;
+	pushed = mark;
 }
 
 wse_status

@@ -58,11 +58,13 @@ void wse_err_clear(void);
 size_t wse_err_count(void);
 
 /*
- * Forget the messages pushed since the stack held n (a wse_err_count()
- * taken before a call whose failure is an expected answer, not an
- * error).  A stack that overflowed meanwhile keeps what it has.
+ * Forget the messages pushed since mark (a wse_err_mark() taken before a
+ * call whose failure is an expected answer, not an error); the older
+ * ones stay.  When the stack overflowed meanwhile, the older messages
+ * it dropped are gone too.
  */
-void wse_err_truncate(size_t n);
+size_t wse_err_mark(void);
+void wse_err_truncate(size_t mark);
 
 /* Status of the newest message, or WSE_OK when the stack is empty. */
 wse_status wse_err_last_status(void);

@@ -1943,7 +1943,7 @@ static wse_status
 signer_identity(const wse_form_signer *s, int service, char out[PARTY])
 {
 	char mbox[PARTY];
-	size_t depth = wse_err_count();
+	size_t mark = wse_err_mark();
 
 	if (s == NULL || s->key == NULL || s->cert == NULL || s->ca == NULL)
 		return wse_err(WSE_ERR_INVALID, "incomplete signer");
@@ -1960,7 +1960,7 @@ signer_identity(const wse_form_signer *s, int service, char out[PARTY])
 	}
 	/* A service certificate names no mailbox: not a cause to keep
 	 * under whatever the record's rules refuse next. */
-	wse_err_truncate(depth);
+	wse_err_truncate(mark);
 	if (!service)
 		return wse_err(WSE_ERR_NOT_AUTHORIZED,
 		    "a user's record needs their token certificate");

@@ -15,7 +15,8 @@
 static void
 test_err_stack(void **state)
 {
-	char out[512];
+	char out[512], want[32];
+	size_t mark;
 	int i;
 
 	(void)state;
@@ -30,13 +31,29 @@ test_err_stack(void **state)
 	assert_int_equal(wse_err_last_status(), WSE_ERR_INVALID);
 	assert_string_equal(wse_err_format(out, sizeof(out)),
 	    "outer: inner 1");
-	/* Back to a depth taken before: newer messages go, older stay. */
+	/* Back to a mark taken before: newer messages go, older stay. */
+	mark = wse_err_mark();
 	wse_err(WSE_ERR_NOT_FOUND, "probe");
-	wse_err_truncate(2);
+	wse_err_truncate(mark);
 	assert_int_equal(wse_err_count(), 2);
 	assert_string_equal(wse_err_last(), "outer");
-	wse_err_truncate(5);
+	wse_err_truncate(mark);
 	assert_int_equal(wse_err_count(), 2);
+	/* A probe that overflows the stack: none of its messages stay. */
+	for (i = 0; i < WSE_ERR_DEPTH - 3; i++)
+		wse_err(WSE_ERR_IO, "old%d", i);
+	mark = wse_err_mark();
+	for (i = 0; i < 3; i++)
+		wse_err(WSE_ERR_NOT_FOUND, "probe%d", i);
+	wse_err_truncate(mark);
+	assert_int_equal(wse_err_count(), WSE_ERR_DEPTH - 3);	/* 2 dropped */
+	(void)snprintf(want, sizeof(want), "old%d", WSE_ERR_DEPTH - 4);
+	assert_string_equal(wse_err_last(), want);
+	mark = wse_err_mark();
+	for (i = 0; i < 2 * WSE_ERR_DEPTH; i++)
+		wse_err(WSE_ERR_NOT_FOUND, "probe%d", i);
+	wse_err_truncate(mark);
+	assert_int_equal(wse_err_count(), 0);
 	/* Overflow drops the oldest, never more than WSE_ERR_DEPTH kept. */
 	for (i = 0; i < 20; i++)
 		wse_err(WSE_ERR_IO, "m%d", i);
