@@ -754,6 +754,8 @@ test_mailbox_ops(void **state)
 		LIST("<m:Offset>+1</m:Offset>"),
 		LIST("<m:Offset>1099511627777</m:Offset>"),
 		LIST("<m:Limit><m:X/></m:Limit>"),
+		LIST("<m:Offset>0</m:Offset><m:Offset>5</m:Offset>"),
+		LIST("<m:Limit>2</m:Limit><m:Limit>3</m:Limit>"),
 		"<m:ListHeader xmlns:m=\"urn:wsemail:2026\"/>",
 	};
 	static const char *const bad_id[] = {

@@ -77,13 +77,19 @@ static wse_status
 child_int(const xmlNode *parent, const char *local, long long def,
     long long lo, long long hi, long long *out)
 {
-	xmlNodePtr n = child(parent, local);
+	size_t mark = wse_err_mark();
+	xmlNodePtr n;
 	char *s, *end;
 	long long v;
+	wse_status st;
 
 	*out = def;
-	if (n == NULL)
-		return WSE_OK;
+	st = wse_xml_only_child(parent, WSE_NS_WSE, local, &n);
+	wse_err_truncate(mark);
+	if (st == WSE_ERR_NOT_FOUND)
+		return WSE_OK;		/* absent: the default */
+	if (st != WSE_OK)
+		return wse_err(WSE_ERR_INVALID, "bad %s (repeated)", local);
 	if ((s = text_or_null(n, 32)) == NULL)
 		return wse_err(WSE_ERR_INVALID, "bad %s", local);
 	v = strtoll(s, &end, 10);

@@ -330,13 +330,11 @@ out:
 static void
 attempt_local(struct wsed *s, const struct job *j, struct result *r)
 {
-	wse_envelope *env = NULL;
 	wse_buf *req = NULL, *resp = NULL;
 	wse_status st;
 	int http;
 	char errs[512], reqid[WSE_UUID_URN_LEN + 1];
 
-	(void)env;
 	if ((req = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL ||
 	    (resp = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL) {
 		r->what = DEFER;
