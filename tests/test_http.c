@@ -457,6 +457,48 @@ raw_exchange(struct raw *r, const char *text, char *out, size_t size)
 	return status;
 }
 
+/* Send text on r and read the answer until the server closes: the status
+ * (0 if none).  The server may answer and close before it has read
+ * everything (a refusal): the rest of the write fails, with SIGPIPE held
+ * off this thread. */
+static int
+raw_one_on(struct raw *r, const char *text, char *out, size_t size)
+{
+	static const struct timespec zero = { 0, 0 };
+	sigset_t pipe_set, old;
+	size_t got = 0;
+	int n, status = 0;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &pipe_set, &old), 0);
+	(void)SSL_write(r->ssl, text, (int)strlen(text));
+	while (got + 1 < size &&
+	    (n = SSL_read(r->ssl, out + got, (int)(size - 1 - got))) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	ERR_clear_error();
+	if (sscanf(out, "HTTP/1.1 %d", &status) != 1)
+		status = 0;
+	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+		;
+	assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+	return status;
+}
+
+/* The same on a connection of its own. */
+static int
+raw_one(uint16_t port, const char *text, char *out, size_t size)
+{
+	struct raw r;
+	int status;
+
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	status = raw_one_on(&r, text, out, size);
+	raw_close(&r);
+	return status;
+}
+
 /* A one-shot raw TLS server (a.test's certificate) with a canned answer,
  * for answers evhttp never gives: chunked, redirects, none at all. */
 struct rawsrv {
@@ -824,6 +866,9 @@ test_other_root(void **state)
 {
 	testpki other;
 	struct fx fx;
+	struct raw r;
+	wse_http_server_opts o;
+	char out[4096];
 	wse_http_client *c = NULL;
 	wse_buf *resp = wse_buf_new(1 << 20);
 	wse_http_client_opts co;
@@ -858,6 +903,42 @@ test_other_root(void **state)
 	wse_http_client_free(&c);
 
 	assert_int_equal(fx_calls(&fx), 0);
+	fx_stop(&fx);
+
+	/* The same where a certificate is required; then one from the
+	 * right root is let in. */
+	fx_opts(&o);
+	o.client_cert = WSE_CLIENT_CERT_REQUIRED;
+	fx_start_opts(&fx, MODE_ECHO, &o);
+	client_opts(&co, 0);
+	co.cert_chain = ochain;
+	co.key = okey;
+	assert_wse_ok(wse_http_client_new(&co, &c));
+	assert_wse_status(post(c, &fx, "<x/>", resp, &status),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	wse_http_client_free(&c);
+	/* TLS 1.2: the handshake ends with an unknown_ca alert.  TLS 1.3:
+	 * the client is done before the server has judged it; the alert
+	 * comes instead of an answer. */
+	assert_int_equal(raw_connect(&r, wse_http_server_port(fx.srv),
+	    TLS1_2_VERSION, ochain, okey), -1);
+	assert_int_equal(ERR_GET_REASON(r.err),
+	    SSL_R_TLSV1_ALERT_UNKNOWN_CA);
+	raw_close(&r);
+	if (raw_connect(&r, wse_http_server_port(fx.srv), 0, ochain,
+	    okey) == 0)
+		assert_int_equal(raw_one_on(&r, "POST /wsemail HTTP/1.1\r\n"
+		    "Host: a.test\r\nContent-Length: 4\r\n\r\n<x/>", out,
+		    sizeof(out)), 0);
+	raw_close(&r);
+	assert_int_equal(fx_calls(&fx), 0);
+	client_opts(&co, 1);
+	assert_wse_ok(wse_http_client_new(&co, &c));
+	assert_wse_ok(post(c, &fx, "<x/>", resp, &status));
+	assert_int_equal(status, 200);
+	assert_int_equal(fx_calls(&fx), 1);
+	wse_http_client_free(&c);
 	fx_stop(&fx);
 	wse_buf_free(&resp);
 	testpki_free(&other);
@@ -945,6 +1026,239 @@ test_body_too_large(void **state)
 	free(body);
 	wse_http_client_free(&c);
 	wse_buf_free(&resp);
+	fx_stop(&fx);
+}
+
+/* A good request still works (the server is healthy). */
+static void
+raw_good(uint16_t port)
+{
+	char out[4096];
+
+	assert_int_equal(raw_one(port, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+	    "<ok>", out, sizeof(out)), 200);
+	assert_non_null(strstr(out, "\r\n\r\n<ok>"));
+}
+
+/* Requests evhttp refuses before the handler: a clear status each, the
+ * handler never called, the server fine afterwards. */
+static void
+test_malformed_requests(void **state)
+{
+	static const struct {
+		const char *text;
+		int status;
+	} bad[] = {
+		/* not HTTP */
+		{ "HELLO\r\n\r\n", 400 },
+		{ "POST\r\n\r\n", 400 },
+		{ "POST /wsemail HTTP/9.9\r\nHost: a.test\r\n\r\n", 400 },
+		/* a header line without a colon */
+		{ "POST /wsemail HTTP/1.1\r\nHost a.test\r\n"
+		  "Content-Length: 0\r\n\r\n", 400 },
+		/* lengths that are not one */
+		{ "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		  "Content-Length: abc\r\n\r\nabc", 400 },
+		{ "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		  "Content-Length: -5\r\n\r\n", 400 },
+		/* chunked: a size that is not hex (evhttp counts a corrupt
+		 * chunk as too long), and one over max_body */
+		{ "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+		  413 },
+		{ "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n401\r\n", 413 },
+	};
+	struct fx fx;
+	wse_http_server_opts o;
+	char out[8192], *text;
+	uint16_t port;
+	size_t i, n;
+
+	(void)state;
+	fx_opts(&o);
+	o.max_body = 1024;
+	fx_start_opts(&fx, MODE_ECHO, &o);
+	port = wse_http_server_port(fx.srv);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int got = raw_one(port, bad[i].text, out, sizeof(out));
+
+		if (got != bad[i].status)
+			fail_msg("case %zu: status %d, expected %d", i, got,
+			    bad[i].status);
+		assert_int_equal(fx_calls(&fx), 0);
+	}
+
+	/* Headers over the limit (evhttp: 400, a bad header). */
+	assert_non_null(text = malloc(40 * 1024));
+	n = (size_t)snprintf(text, 64, "POST /wsemail HTTP/1.1\r\nX-Pad: ");
+	memset(text + n, 'p', 20 * 1024);
+	n += 20 * 1024;
+	snprintf(text + n, 64, "\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(raw_one(port, text, out, sizeof(out)), 400);
+	/* So many small headers that they are over the limit together. */
+	n = (size_t)snprintf(text, 64, "POST /wsemail HTTP/1.1\r\n");
+	for (i = 0; i < 3000; i++)
+		n += (size_t)snprintf(text + n, 16, "X-%04zu: y\r\n", i);
+	snprintf(text + n, 64, "Content-Length: 0\r\n\r\n");
+	assert_int_equal(raw_one(port, text, out, sizeof(out)), 400);
+	free(text);
+	assert_int_equal(fx_calls(&fx), 0);
+
+	/* A chunked body within the limit reaches the handler whole; two
+	 * chunks of 1024 together are over it. */
+	assert_int_equal(raw_one(port, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nTransfer-Encoding: chunked\r\n"
+	    "Connection: close\r\n\r\n3\r\n<c>\r\n4\r\n</c>\r\n0\r\n\r\n",
+	    out, sizeof(out)), 200);
+	assert_non_null(strstr(out, "\r\n\r\n<c></c>"));
+	assert_int_equal(fx_calls(&fx), 1);
+	pthread_mutex_lock(&fx.lock);
+	assert_int_equal(fx.body_len, 7);
+	pthread_mutex_unlock(&fx.lock);
+	assert_non_null(text = malloc(4096));
+	n = (size_t)snprintf(text, 128, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (i = 0; i < 2; i++) {
+		n += (size_t)snprintf(text + n, 16, "200\r\n");
+		memset(text + n, 'c', 512);
+		n += 512;
+		memcpy(text + n, "\r\n", 2);
+		n += 2;
+	}
+	n += (size_t)snprintf(text + n, 16, "1\r\nc\r\n0\r\n\r\n");
+	assert_int_equal(raw_one(port, text, out, sizeof(out)), 413);
+	free(text);
+	assert_int_equal(fx_calls(&fx), 1);
+
+	raw_good(port);
+	assert_int_equal(fx_calls(&fx), 2);
+	fx_stop(&fx);
+}
+
+/* Milliseconds until the server closes r's connection; whatever it sends
+ * goes to out. */
+static double
+raw_wait_close(struct raw *r, char *out, size_t size)
+{
+	double t0 = testutil_now_ms();
+	size_t got = 0;
+	int n;
+
+	while (got + 1 < size &&
+	    (n = SSL_read(r->ssl, out + got, (int)(size - 1 - got))) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	ERR_clear_error();
+	return testutil_now_ms() - t0;
+}
+
+/* Clients that stop half-way or never start are cut off after
+ * timeout_s, without reaching the handler. */
+static void
+test_slow_clients(void **state)
+{
+	struct fx fx;
+	wse_http_server_opts o;
+	struct raw r;
+	struct sockaddr_in sin;
+	struct timeval tv = { WAIT_MS / 1000, 0 };
+	char out[4096], byte;
+	const char *text;
+	uint16_t port;
+	double t0, dt;
+	ssize_t n;
+	int fd, i;
+
+	(void)state;
+	fx_opts(&o);
+	o.timeout_s = 1;
+	o.max_body = 1024;
+	fx_start_opts(&fx, MODE_ECHO, &o);
+	port = wse_http_server_port(fx.srv);
+
+	/* Half a header, then silence. */
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	assert_int_equal(SSL_write(r.ssl, "POST /wsemail HTTP/1.1\r\nHo", 26),
+	    26);
+	dt = raw_wait_close(&r, out, sizeof(out));
+	assert_true(dt < WAIT_MS - 1500);
+	assert_null(strstr(out, "HTTP/1.1 200"));
+	raw_close(&r);
+
+	/* The headers, and part of the body announced. */
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	assert_int_equal(SSL_write(r.ssl, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nContent-Length: 100\r\n\r\n<part", 66), 66);
+	dt = raw_wait_close(&r, out, sizeof(out));
+	assert_true(dt < WAIT_MS - 1500);
+	assert_null(strstr(out, "HTTP/1.1 200"));
+	raw_close(&r);
+
+	/* A body announced over max_body (or over any length) and not
+	 * sent: the server reads what comes, so that a client sending it
+	 * sees the 413, and closes at the timeout. */
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+		text = i == 0 ? "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		    "Content-Length: 1025\r\n\r\n" :
+		    "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+		    "Content-Length: 99999999999999999999999\r\n\r\n";
+		assert_int_equal(SSL_write(r.ssl, text, (int)strlen(text)),
+		    (int)strlen(text));
+		dt = raw_wait_close(&r, out, sizeof(out));
+		assert_true(dt < WAIT_MS - 1500);
+		assert_null(strstr(out, "HTTP/1.1 200"));
+		raw_close(&r);
+	}
+
+	/* A truncated body: the client closes its side early. */
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	assert_int_equal(SSL_write(r.ssl, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nContent-Length: 100\r\n\r\n<part", 66), 66);
+	(void)SSL_shutdown(r.ssl);
+	(void)shutdown(r.fd, SHUT_WR);
+	dt = raw_wait_close(&r, out, sizeof(out));
+	assert_true(dt < WAIT_MS - 1500);
+	assert_null(strstr(out, "HTTP/1.1 200"));
+	raw_close(&r);
+
+	/* A connection that never starts its handshake. */
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+	    sizeof(tv)), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	t0 = testutil_now_ms();
+	n = recv(fd, &byte, 1, 0);
+	dt = testutil_now_ms() - t0;
+	assert_true(n == 0 || (n < 0 && errno != EAGAIN &&
+	    errno != EWOULDBLOCK));
+	assert_true(dt < WAIT_MS - 1500);
+	close(fd);
+
+	/* A handshake begun and left: a bare ClientHello header. */
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+	    sizeof(tv)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(send(fd, "\x16\x03\x01\x02\x00", 5, MSG_NOSIGNAL),
+	    5);
+	t0 = testutil_now_ms();
+	n = recv(fd, &byte, 1, 0);
+	dt = testutil_now_ms() - t0;
+	assert_true(n == 0 || (n < 0 && errno != EAGAIN &&
+	    errno != EWOULDBLOCK));
+	assert_true(dt < WAIT_MS - 1500);
+	close(fd);
+
+	assert_int_equal(fx_calls(&fx), 0);
+	raw_good(port);
+	assert_int_equal(fx_calls(&fx), 1);
 	fx_stop(&fx);
 }
 
@@ -1432,6 +1746,7 @@ test_odd_servers(void **state)
 	wse_buf *resp = wse_buf_new(1 << 20);
 	wse_http_client_opts co;
 	char url[128], redirect[256], *chunked;
+	const char *ans;
 	size_t n = 0;
 	long status = 0;
 	int i;
@@ -1477,6 +1792,29 @@ test_odd_servers(void **state)
 	assert_int_equal(status, 302);
 	rawsrv_stop(&rs);
 	assert_int_equal(rs.accepted, 1);
+
+	/* An answer shorter than its Content-Length: an error, and the
+	 * part that came is not handed back. */
+	ans = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 100\r\n\r\n<short";
+	rawsrv_start(&rs, ans, strlen(ans));
+	url_for(url, sizeof(url), "a.test", rs.port);
+	assert_wse_status(wse_http_post(c, url, "127.0.0.1", "text/plain", "x",
+	    1, resp, &status), WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_int_equal(wse_buf_len(resp), 0);
+	rawsrv_stop(&rs);
+
+	/* A length announced over max_response: refused before the body. */
+	ans = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 20000\r\n\r\n<big>";
+	rawsrv_start(&rs, ans, strlen(ans));
+	url_for(url, sizeof(url), "a.test", rs.port);
+	assert_wse_status(wse_http_post(c, url, "127.0.0.1", "text/plain", "x",
+	    1, resp, &status), WSE_ERR_TOO_LARGE);
+	wse_err_clear();
+	assert_int_equal(wse_buf_len(resp), 0);
+	rawsrv_stop(&rs);
 
 	/* A server that closes without a word. */
 	rawsrv_start(&rs, NULL, 0);
@@ -1955,6 +2293,8 @@ main(void)
 		cmocka_unit_test(test_other_root),
 		cmocka_unit_test(test_tls_versions),
 		cmocka_unit_test(test_body_too_large),
+		cmocka_unit_test(test_malformed_requests),
+		cmocka_unit_test(test_slow_clients),
 		cmocka_unit_test(test_deferred_reply),
 		cmocka_unit_test(test_client_gone),
 		cmocka_unit_test(test_reply_after_free),
