@@ -653,6 +653,110 @@ test_guessing_guard(void **state)
 	wse_err_clear();
 }
 
+/* The guard's table on its own: addresses (the port does not count),
+ * the growing wait and its cap, forgetting, and a table that fills up
+ * without giving up the blocks in it. */
+static void
+test_guard_table(void **state)
+{
+	struct wsed_guard *g = NULL;
+	const int64_t t = 1000000;
+	char user[64], addr[64];
+	int i;
+
+	(void)state;
+	/* No guard: nothing is ever refused. */
+	wsed_guard_fail(NULL, "x@a.test", "192.0.2.1:1", t);
+	wsed_guard_ok(NULL, "x@a.test", "192.0.2.1:1", t);
+	assert_wse_ok(wsed_guard_check(NULL, "x@a.test", "192.0.2.1:1", t));
+
+	assert_wse_ok(wsed_guard_new(&g));
+	/* 20 failures from one address, each naming another account and
+	 * coming from another port, are free; the 21st blocks the address
+	 * (whatever the port) but not its neighbour. */
+	for (i = 0; i < 21; i++) {
+		snprintf(user, sizeof(user), "u%d@a.test", i);
+		snprintf(addr, sizeof(addr), "192.0.2.1:%d", 1000 + i);
+		assert_wse_ok(wsed_guard_check(g, user, addr, t));
+		wsed_guard_fail(g, user, addr, t);
+	}
+	assert_wse_status(wsed_guard_check(g, "new@a.test", "192.0.2.1:9",
+	    t), WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_wse_status(wsed_guard_check(g, NULL, "192.0.2.1:9", t),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_wse_ok(wsed_guard_check(g, "new@a.test", "192.0.2.11:9", t));
+	assert_wse_ok(wsed_guard_check(g, "new@a.test", NULL, t));
+	assert_wse_ok(wsed_guard_check(g, "new@a.test", "192.0.2.1:9",
+	    t + 1));
+	/* The same for IPv6. */
+	for (i = 0; i < 21; i++)
+		wsed_guard_fail(g, NULL, "[2001:db8::1]:443", t);
+	assert_wse_status(wsed_guard_check(g, NULL, "[2001:db8::1]:80", t),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_wse_ok(wsed_guard_check(g, NULL, "[2001:db8::2]:443", t));
+
+	/* An account: 1, 2, 4, ... 256 s, then never more than 300 s. */
+	for (i = 0; i < 5; i++)
+		wsed_guard_fail(g, "dave@a.test", NULL, t);
+	assert_wse_ok(wsed_guard_check(g, "dave@a.test", NULL, t));
+	for (i = 0; i < 9; i++) {
+		wsed_guard_fail(g, "dave@a.test", NULL, t);
+		assert_wse_status(wsed_guard_check(g, "dave@a.test", NULL,
+		    t + (1 << i) - 1), WSE_ERR_TEMPFAIL);
+		wse_err_clear();
+		assert_wse_ok(wsed_guard_check(g, "dave@a.test", NULL,
+		    t + (1 << i)));
+	}
+	for (i = 0; i < 40; i++)
+		wsed_guard_fail(g, "dave@a.test", NULL, t);
+	assert_wse_status(wsed_guard_check(g, "dave@a.test", NULL, t + 299),
+	    WSE_ERR_TEMPFAIL);
+	assert_non_null(strstr(wse_err_last(), "retry in 1 s"));
+	wse_err_clear();
+	assert_wse_ok(wsed_guard_check(g, "dave@a.test", NULL, t + 300));
+	/* A success clears it at once. */
+	wsed_guard_fail(g, "dave@a.test", NULL, t + 300);
+	assert_wse_status(wsed_guard_check(g, "dave@a.test", NULL, t + 301),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	wsed_guard_ok(g, "dave@a.test", NULL, t + 301);
+	assert_wse_ok(wsed_guard_check(g, "dave@a.test", NULL, t + 301));
+
+	/* An hour without failures forgets them: 5 then, 5 now are all
+	 * free; the next one is not. */
+	for (i = 0; i < 5; i++)
+		wsed_guard_fail(g, "erin@a.test", NULL, t);
+	for (i = 0; i < 5; i++)
+		wsed_guard_fail(g, "erin@a.test", NULL, t + 3601);
+	assert_wse_ok(wsed_guard_check(g, "erin@a.test", NULL, t + 3601));
+	wsed_guard_fail(g, "erin@a.test", NULL, t + 3601);
+	assert_wse_status(wsed_guard_check(g, "erin@a.test", NULL, t + 3601),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+
+	/* Blocked, frank stays blocked while one failure for each of many
+	 * more names than the table holds goes by: the names nobody is
+	 * blocked for give way first. */
+	for (i = 0; i < 6; i++)
+		wsed_guard_fail(g, "frank@a.test", NULL, t + 4000);
+	for (i = 0; i < 20000; i++) {
+		snprintf(user, sizeof(user), "spray%d@a.test", i);
+		wsed_guard_fail(g, user, NULL, t + 4000);
+	}
+	assert_wse_status(wsed_guard_check(g, "frank@a.test", NULL, t + 4000),
+	    WSE_ERR_TEMPFAIL);
+	wse_err_clear();
+	assert_wse_ok(wsed_guard_check(g, "frank@a.test", NULL, t + 4001));
+
+	wsed_guard_free(&g);
+	assert_null(g);
+	wsed_guard_free(&g);
+	wsed_guard_free(NULL);
+}
+
 /* alice reads her message; carol cannot read it by its id. */
 static void
 test_mailbox_isolation(void **state)
@@ -1835,6 +1939,7 @@ main(void)
 		cmocka_unit_test(test_auth_params),
 		cmocka_unit_test(test_bounce_once),
 		cmocka_unit_test(test_guessing_guard),
+		cmocka_unit_test(test_guard_table),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

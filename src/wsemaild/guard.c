@@ -14,8 +14,9 @@
  * seconds is forgotten.  Nothing is permanent.
  *
  * The table is in memory, per process, bounded (GUARD_SLOTS entries; when
- * a probe window is full the entry seen longest ago gives way), and
- * guarded by one mutex.  Several processes sharing one store each keep
+ * a probe window is full a key that is not blocked gives way, the one
+ * seen longest ago; a blocked one only when all are), and guarded by one
+ * mutex.  Several processes sharing one store each keep
  * their own counts: an attacker spreading guesses over them gets
  * proportionally more, still bounded.
  */
@@ -78,6 +79,25 @@ hash(const char *s)
 	return h;
 }
 
+/*
+ * 1 when slot a should give way before slot b: a free slot first, then
+ * a key that is not blocked (the one seen longest ago first), a blocked
+ * key last (the one whose block ends first).  Failures spread over many
+ * names thus push out only counts, never a block.
+ */
+static int
+gives_way(const struct guard_slot *a, const struct guard_slot *b,
+    int64_t now)
+{
+	if (a->key[0] == '\0' || b->key[0] == '\0')
+		return a->key[0] == '\0' && b->key[0] != '\0';
+	if ((a->until > now) != (b->until > now))
+		return a->until <= now;
+	if (a->until > now)
+		return a->until < b->until;
+	return a->last < b->last;
+}
+
 /* The slot of key (NULL if absent, or a slot to take when create). */
 static struct guard_slot *
 find(struct wsed_guard *g, const char *key, int create, int64_t now)
@@ -93,8 +113,7 @@ find(struct wsed_guard *g, const char *key, int create, int64_t now)
 			s->key[0] = '\0';	/* forgotten */
 		if (s->key[0] != '\0' && strcmp(s->key, key) == 0)
 			return s;
-		if (victim == NULL || (victim->key[0] != '\0' &&
-		    (s->key[0] == '\0' || s->last < victim->last)))
+		if (victim == NULL || gives_way(s, victim, now))
 			victim = s;
 	}
 	if (!create)
