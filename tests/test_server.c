@@ -757,6 +757,134 @@ test_guard_table(void **state)
 	wsed_guard_free(NULL);
 }
 
+/* ---- the HTTP side: the transport, serve.c's workers, ops.c ---- */
+
+static struct wsed_serve *http_sv;
+
+static void
+on_http(void *arg, wse_http_req *req)
+{
+	(void)arg;
+	wsed_serve_post(http_sv, req);
+}
+
+static void *
+http_loop(void *arg)
+{
+	(void)wse_http_server_run(arg);
+	return NULL;
+}
+
+/* POST body over HTTPS; the answer must be a.test's: returns its Fault
+ * status (WSE_OK for a normal answer), the HTTP status in *http_r. */
+static wse_status
+http_call(wse_http_client *c, const char *url, const char *body,
+    size_t len, long *http_r)
+{
+	wse_buf *resp = wse_buf_new(1 << 20);
+	wse_status st;
+
+	assert_wse_ok(wse_http_post(c, url, "127.0.0.1",
+	    "application/soap+xml", body, len, resp, http_r));
+	st = testserver_answer(&T, &P, P.now + skew, resp, (int)*http_r, NULL);
+	wse_buf_free(&resp);
+	return st;
+}
+
+/* What is not a request gets a signed Fault over HTTP and stores
+ * nothing; a body over the limit gets 413 before any worker sees it;
+ * the server goes on serving. */
+static void
+test_http_refusals(void **state)
+{
+	wse_http_server_opts ho;
+	wse_http_client_opts co;
+	wse_http_server *h = NULL;
+	wse_http_client *c = NULL;
+	struct wsed_serve *sv = NULL;
+	pthread_t th;
+	char chain[4096], key[4096], root[4096], url[128];
+	wse_buf *req, *resp = wse_buf_new(1 << 20);
+	const char *s;
+	char *big;
+	size_t n;
+	long http = 0;
+	int before = queue_items();
+
+	(void)state;
+	/* Worker counts out of range. */
+	assert_int_equal(wsed_serve_start(&S, 0, &sv), -1);
+	assert_null(sv);
+	assert_int_equal(wsed_serve_start(&S, WSED_THREADS_MAX + 1, &sv), -1);
+	assert_null(sv);
+
+	snprintf(chain, sizeof(chain), "%s/a.test/chain.pem", P.dir);
+	snprintf(key, sizeof(key), "%s/a.test/service-key.pem", P.dir);
+	snprintf(root, sizeof(root), "%s/root/cert.pem", P.dir);
+	memset(&ho, 0, sizeof(ho));
+	ho.listen = "127.0.0.1:0";
+	ho.cert_chain = chain;
+	ho.key = key;
+	ho.client_roots = root;
+	ho.client_cert = WSE_CLIENT_CERT_OPTIONAL;
+	ho.max_body = S.lim.max_message_bytes;
+	ho.timeout_s = 5;
+	ho.max_connections = 16;
+	assert_wse_ok(wse_http_server_new(&ho, on_http, NULL, &h));
+	assert_int_equal(wsed_serve_start(&S, 2, &http_sv), 0);
+	assert_int_equal(pthread_create(&th, NULL, http_loop, h), 0);
+	snprintf(url, sizeof(url), "https://mail.a.test:%u/wsemail",
+	    (unsigned)wse_http_server_port(h));
+	memset(&co, 0, sizeof(co));
+	co.roots = root;
+	co.connect_timeout_ms = 5000;
+	co.timeout_ms = 10000;
+	co.max_response = 1 << 20;
+	assert_wse_ok(wse_http_client_new(&co, &c));
+
+	/* Not XML, empty, XML but no envelope, an envelope without a
+	 * Body. */
+	s = "this is not xml";
+	assert_string_equal(wse_fault_subcode(http_call(c, url, s, strlen(s),
+	    &http)), "InvalidMessage");
+	assert_int_equal(http, 500);
+	assert_string_equal(wse_fault_subcode(http_call(c, url, "", 0,
+	    &http)), "InvalidMessage");
+	s = "<x/>";
+	assert_string_equal(wse_fault_subcode(http_call(c, url, s, strlen(s),
+	    &http)), "InvalidMessage");
+	s = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"/>";
+	assert_string_equal(wse_fault_subcode(http_call(c, url, s, strlen(s),
+	    &http)), "InvalidMessage");
+	/* Over max_message_bytes: 413 from the transport, no worker. */
+	n = S.lim.max_message_bytes + 1;
+	assert_non_null(big = malloc(n));
+	memset(big, ' ', n);
+	assert_wse_ok(wse_http_post(c, url, "127.0.0.1",
+	    "application/soap+xml", big, n, resp, &http));
+	assert_int_equal(http, 413);
+	free(big);
+	assert_int_equal(queue_items(), before);
+
+	/* A good Submit still goes through. */
+	req = request("Submit", SUBMIT("alice@a.test", "over http"),
+	    "alice@a.test", alice_key, -1);
+	assert_wse_ok(http_call(c, url, wse_buf_str(req), wse_buf_len(req),
+	    &http));
+	assert_int_equal(http, 200);
+	assert_int_equal(queue_items(), before + 1);
+	wse_buf_free(&req);
+
+	wse_http_client_free(&c);
+	wse_http_server_stop(h);
+	pthread_join(th, NULL);
+	wsed_serve_stop(&http_sv);
+	assert_null(http_sv);
+	wse_http_server_free(&h);
+	wse_buf_free(&resp);
+	wse_err_clear();
+}
+
 /* alice reads her message; carol cannot read it by its id. */
 static void
 test_mailbox_isolation(void **state)
@@ -1940,6 +2068,7 @@ main(void)
 		cmocka_unit_test(test_bounce_once),
 		cmocka_unit_test(test_guessing_guard),
 		cmocka_unit_test(test_guard_table),
+		cmocka_unit_test(test_http_refusals),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
