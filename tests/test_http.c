@@ -372,9 +372,32 @@ struct raw {
 	unsigned long err;	/* first OpenSSL error of a failure */
 };
 
+static int raw_connect_with(struct raw *, uint16_t, int, const char *,
+    const char *, const char *);
+
+/* Sessions (session ids or tickets) the server gave raw clients to
+ * resume with. */
+static int raw_nsessions;
+
+static int
+raw_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl; (void)sess;
+	raw_nsessions++;
+	return 0;
+}
+
 static int
 raw_connect(struct raw *r, uint16_t port, int max_version,
     const char *cert, const char *key)
+{
+	return raw_connect_with(r, port, max_version, cert, key, NULL);
+}
+
+/* The same, offering only the TLS 1.2 suites ciphers (when not NULL). */
+static int
+raw_connect_with(struct raw *r, uint16_t port, int max_version,
+    const char *cert, const char *key, const char *ciphers)
 {
 	struct sockaddr_in sin;
 	struct timeval tv = { WAIT_MS / 1000, 0 };
@@ -392,6 +415,11 @@ raw_connect(struct raw *r, uint16_t port, int max_version,
 		assert_int_equal(SSL_CTX_set_max_proto_version(r->ctx,
 		    max_version), 1);
 	}
+	if (ciphers != NULL)
+		assert_int_equal(SSL_CTX_set_cipher_list(r->ctx, ciphers), 1);
+	SSL_CTX_set_session_cache_mode(r->ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(r->ctx, raw_new_session);
 	assert_int_equal(SSL_CTX_load_verify_locations(r->ctx, root_pem,
 	    NULL), 1);
 	SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
@@ -984,6 +1012,84 @@ test_tls_versions(void **state)
 	assert_int_equal(SSL_version(r.ssl), TLS1_3_VERSION);
 	raw_close(&r);
 	assert_int_equal(fx_calls(&fx), 1);
+	fx_stop(&fx);
+}
+
+/* What the TLS layer refuses besides old versions: TLS 1.2 suites
+ * without forward secrecy or AEAD, sessions to resume (each connection
+ * shows its certificate afresh), renegotiation, and plain HTTP on the
+ * TLS port. */
+static void
+test_tls_refusals(void **state)
+{
+	struct fx fx;
+	struct raw r;
+	struct sockaddr_in sin;
+	struct timeval tv = { WAIT_MS / 1000, 0 };
+	const char *plain = "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+	    "Content-Length: 4\r\nConnection: close\r\n\r\n<x/>";
+	char out[4096];
+	uint16_t port;
+	ssize_t n;
+	size_t got;
+	int fd;
+
+	(void)state;
+	fx_start(&fx, MODE_ECHO);
+	port = wse_http_server_port(fx.srv);
+
+	/* RSA key exchange, CBC, no AEAD: no shared suite. */
+	assert_int_equal(raw_connect_with(&r, port, TLS1_2_VERSION, NULL,
+	    NULL, "AES128-SHA:AES256-SHA256:AES128-GCM-SHA256:"
+	    "ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA"), -1);
+	assert_int_equal(ERR_GET_REASON(r.err),
+	    SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE);
+	raw_close(&r);
+
+	/* No session to resume (neither a session id nor a ticket), with
+	 * TLS 1.2 or 1.3. */
+	raw_nsessions = 0;
+	assert_int_equal(raw_connect(&r, port, TLS1_2_VERSION, b_chain,
+	    b_key), 0);
+	assert_int_equal(raw_one_on(&r, plain, out, sizeof(out)), 200);
+	raw_close(&r);
+	assert_int_equal(raw_nsessions, 0);
+	assert_int_equal(raw_connect(&r, port, 0, b_chain, b_key), 0);
+	assert_int_equal(raw_one_on(&r, plain, out, sizeof(out)), 200);
+	raw_close(&r);
+	assert_int_equal(raw_nsessions, 0);
+
+	/* A client asking to renegotiate TLS 1.2 is refused, and its
+	 * request not served. */
+	assert_int_equal(raw_connect(&r, port, TLS1_2_VERSION, NULL, NULL),
+	    0);
+	assert_int_equal(SSL_renegotiate(r.ssl), 1);
+	assert_int_not_equal(SSL_do_handshake(r.ssl), 1);
+	assert_int_not_equal(raw_one_on(&r, plain, out, sizeof(out)), 200);
+	raw_close(&r);
+
+	/* Plain HTTP on the TLS port: no answer but a closed connection. */
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+	    sizeof(tv)), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(send(fd, plain, strlen(plain), MSG_NOSIGNAL),
+	    (ssize_t)strlen(plain));
+	got = 0;
+	while (got + 1 < sizeof(out) &&
+	    (n = recv(fd, out + got, sizeof(out) - 1 - got, 0)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	assert_null(strstr(out, "HTTP/1.1"));
+	assert_true(n == 0 || (n < 0 && errno != EAGAIN &&
+	    errno != EWOULDBLOCK));
+	close(fd);
+
+	assert_int_equal(fx_calls(&fx), 2);
 	fx_stop(&fx);
 }
 
@@ -2292,6 +2398,7 @@ main(void)
 		cmocka_unit_test(test_wrong_name),
 		cmocka_unit_test(test_other_root),
 		cmocka_unit_test(test_tls_versions),
+		cmocka_unit_test(test_tls_refusals),
 		cmocka_unit_test(test_body_too_large),
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_slow_clients),
