@@ -1368,6 +1368,69 @@ test_slow_clients(void **state)
 	fx_stop(&fx);
 }
 
+/* Requests sent back to back in one write are answered one at a time,
+ * in order; a request sent while the one before waits for its answer
+ * closes the connection, and that answer is dropped. */
+static void
+test_pipelined(void **state)
+{
+	struct fx fx;
+	struct raw r;
+	wse_http_req *req;
+	const char *two = "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+	    "Content-Length: 3\r\n\r\n<1>"
+	    "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+	    "Content-Length: 3\r\nConnection: close\r\n\r\n<2>";
+	const char *one = "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
+	    "Content-Length: 3\r\n\r\n<1>";
+	char out[4096], *p;
+	uint16_t port;
+	size_t got = 0;
+	int n;
+
+	(void)state;
+	fx_start(&fx, MODE_HOLD);
+	port = wse_http_server_port(fx.srv);
+
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	assert_int_equal(SSL_write(r.ssl, two, (int)strlen(two)),
+	    (int)strlen(two));
+	assert_non_null(req = fx_wait_held(&fx));
+	assert_int_equal(fx_calls(&fx), 1);
+	wse_http_reply(req, 200, "text/plain", "first", 5);
+	assert_non_null(req = fx_wait_held(&fx));
+	assert_int_equal(fx_calls(&fx), 2);
+	wse_http_reply(req, 200, "text/plain", "second", 6);
+	while (got + 1 < sizeof(out) &&
+	    (n = SSL_read(r.ssl, out + got, (int)(sizeof(out) - 1 - got))) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	assert_non_null(p = strstr(out, "\r\n\r\nfirst"));
+	assert_non_null(strstr(p, "HTTP/1.1 200"));
+	assert_non_null(strstr(p, "\r\n\r\nsecond"));
+	raw_close(&r);
+
+	assert_int_equal(raw_connect(&r, port, 0, NULL, NULL), 0);
+	assert_int_equal(SSL_write(r.ssl, one, (int)strlen(one)),
+	    (int)strlen(one));
+	assert_non_null(req = fx_wait_held(&fx));
+	assert_int_equal(SSL_write(r.ssl, one, (int)strlen(one)),
+	    (int)strlen(one));
+	assert_true(raw_wait_close(&r, out, sizeof(out)) < WAIT_MS - 1500);
+	assert_string_equal(out, "");
+	wse_http_reply(req, 200, "text/plain", "dropped", 7);
+	raw_close(&r);
+	assert_int_equal(fx_calls(&fx), 3);
+
+	pthread_mutex_lock(&fx.lock);
+	fx.mode = MODE_ECHO;
+	pthread_mutex_unlock(&fx.lock);
+	assert_int_equal(raw_one(port, "POST /wsemail HTTP/1.1\r\n"
+	    "Host: a.test\r\nContent-Length: 4\r\nConnection: close\r\n"
+	    "\r\n<ok>", out, sizeof(out)), 200);
+	fx_stop(&fx);
+}
+
 static void
 test_deferred_reply(void **state)
 {
@@ -2403,6 +2466,7 @@ main(void)
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_slow_clients),
 		cmocka_unit_test(test_deferred_reply),
+		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_client_gone),
 		cmocka_unit_test(test_reply_after_free),
 		cmocka_unit_test(test_client_timeout),
