@@ -12,7 +12,8 @@
  * client certificate chain is verified against client_roots only; the
  * application applies the full checks (CRLs, purpose, domain).  The client
  * trusts only the roots it is given (never the system store), checks the
- * server's name, speaks HTTPS only and follows no redirects.
+ * server's name, speaks HTTPS only and follows no redirects.  Neither
+ * side asks for a passphrase: an encrypted key fails to load.
  *
  * Threads (server): every libevent call happens on the loop thread -- the
  * thread inside wse_http_server_run, or the one freeing the server after
@@ -1436,7 +1437,11 @@ wse_http_client_new(const wse_http_client_opts *o, wse_http_client **c_r)
 	    (curl_easy_setopt(h, CURLOPT_SSLCERT, o->cert_chain) != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM") != CURLE_OK ||
 	    curl_easy_setopt(h, CURLOPT_SSLKEY, o->key) != CURLE_OK ||
-	    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK)) {
+	    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM") != CURLE_OK ||
+	    /* Never ask for a passphrase (OpenSSL would prompt on the
+	     * terminal, or read standard input): an encrypted key fails
+	     * to load. */
+	    curl_easy_setopt(h, CURLOPT_KEYPASSWD, "") != CURLE_OK)) {
 		st = wse_err(WSE_ERR_INTERNAL, "cannot configure curl");
 		goto out;
 	}

@@ -35,7 +35,7 @@ typedef enum wse_client_cert {
 typedef struct wse_http_server_opts {
 	const char *listen;		/* "127.0.0.1:8443", "[::1]:0", port 0 = any */
 	const char *cert_chain;		/* PEM: service certificate + domain CA */
-	const char *key;		/* PEM private key */
+	const char *key;		/* PEM private key, not encrypted */
 	const char *client_roots;	/* PEM roots for client certificates */
 	wse_client_cert client_cert;
 	size_t max_body;		/* larger requests get 413 */
@@ -113,7 +113,7 @@ typedef struct wse_http_client wse_http_client;
 typedef struct wse_http_client_opts {
 	const char *roots;		/* PEM roots the server must chain to */
 	const char *cert_chain;		/* optional client certificate chain */
-	const char *key;		/* its key */
+	const char *key;		/* its key (PEM, not encrypted) */
 	int connect_timeout_ms;
 	int timeout_ms;			/* whole request */
 	size_t max_response;

@@ -24,6 +24,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "buf.h"
@@ -1110,6 +1111,76 @@ test_tls_refusals(void **state)
 
 	assert_int_equal(fx_calls(&fx), 2);
 	fx_stop(&fx);
+}
+
+/* Write key (PEM) again as path, encrypted under "secret". */
+static void
+encrypt_key(const char *key, const char *path)
+{
+	EVP_PKEY *pk = NULL;
+	FILE *f;
+
+	assert_non_null(f = fopen(key, "r"));
+	assert_non_null(pk = PEM_read_PrivateKey(f, NULL, NULL, NULL));
+	fclose(f);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_PrivateKey(f, pk, EVP_aes_256_cbc(),
+	    (unsigned char *)"secret", 6, NULL, NULL), 1);
+	fclose(f);
+	EVP_PKEY_free(pk);
+}
+
+/* An encrypted key is refused, by the server and by the client, without
+ * asking anyone for its passphrase (here: a standard input that would
+ * give it). */
+static void
+test_encrypted_keys(void **state)
+{
+	struct fx fx;
+	wse_http_server_opts o;
+	wse_http_server *srv = NULL;
+	wse_http_client_opts co;
+	wse_http_client *c = NULL;
+	wse_buf *resp = wse_buf_new(1 << 20);
+	char ea[4096], eb[4096];
+	long status = 0;
+	int p[2], saved;
+
+	(void)state;
+	path_in(ea, sizeof(ea), pki.dir, "a.test/enc-key.pem");
+	path_in(eb, sizeof(eb), pki.dir, "b.test/enc-key.pem");
+	encrypt_key(a_key, ea);
+	encrypt_key(b_key, eb);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "secret\nsecret\nsecret\n", 21), 21);
+	close(p[1]);
+	assert_true((saved = dup(0)) >= 0);
+	assert_int_equal(dup2(p[0], 0), 0);
+	close(p[0]);
+
+	fx_opts(&o);
+	o.key = ea;
+	assert_wse_status(wse_http_server_new(&o, handler, NULL, &srv),
+	    WSE_ERR_CONFIG);
+	wse_err_clear();
+	assert_null(srv);
+
+	fx_start(&fx, MODE_ECHO);
+	client_opts(&co, 1);
+	co.key = eb;
+	assert_wse_ok(wse_http_client_new(&co, &c));
+	assert_wse_status(post(c, &fx, "<x/>", resp, &status),
+	    WSE_ERR_CONFIG);
+	wse_err_clear();
+	wse_http_client_free(&c);
+	assert_int_equal(fx_calls(&fx), 0);
+	fx_stop(&fx);
+
+	assert_int_equal(dup2(saved, 0), 0);
+	close(saved);
+	unlink(ea);
+	unlink(eb);
+	wse_buf_free(&resp);
 }
 
 static void
@@ -2480,6 +2551,7 @@ main(void)
 		cmocka_unit_test(test_other_root),
 		cmocka_unit_test(test_tls_versions),
 		cmocka_unit_test(test_tls_refusals),
+		cmocka_unit_test(test_encrypted_keys),
 		cmocka_unit_test(test_body_too_large),
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_slow_clients),
