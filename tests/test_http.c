@@ -3,8 +3,10 @@
  * with a.test's service certificate (minted at test time) on 127.0.0.1,
  * port 0, its loop in a thread; libcurl clients and raw OpenSSL clients.
  * Round trips, client certificates, name and root checks, TLS versions,
- * limits, deferred and cross-thread answers, vanished clients, connection
- * reuse, concurrency, stopping.  Every wait is bounded.
+ * suites, sessions and renegotiation, encrypted keys, limits, malformed,
+ * chunked, slow and pipelined requests, short answers, deferred and
+ * cross-thread answers, vanished clients, connection reuse, concurrency,
+ * stopping.  Every wait is bounded.
  */
 #include "testutil.h"
 

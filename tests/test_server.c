@@ -15,7 +15,8 @@
  * or deliver, and never lose or repeat a queued message.  Its name is
  * resolved by a real DNS server on loopback, dnsmasq (WSE_TEST_DNSMASQ,
  * which tests/meson.build sets when dnsmasq is installed; that case is
- * skipped without it).
+ * skipped without it).  The password guard's table (guard.c) on its own,
+ * and refusals over HTTPS through the worker threads (serve.c).
  */
 #include "testutil.h"
 #include "testpki.h"
