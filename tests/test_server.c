@@ -804,7 +804,7 @@ test_http_refusals(void **state)
 	wse_http_client *c = NULL;
 	struct wsed_serve *sv = NULL;
 	pthread_t th;
-	char chain[4096], key[4096], root[4096], url[128];
+	char chain[4096], key[4096], root[4096], url[128], other[128];
 	wse_buf *req, *resp = wse_buf_new(1 << 20);
 	const char *s;
 	char *big;
@@ -866,6 +866,41 @@ test_http_refusals(void **state)
 	assert_int_equal(http, 413);
 	free(big);
 	assert_int_equal(queue_items(), before);
+
+	/* The SOAP 1.2 binding: another media type is 415 and another
+	 * path 404, before any worker; parameters are allowed. */
+	req = request("Submit", SUBMIT("alice@a.test", "wrong type"),
+	    "alice@a.test", alice_key, -1);
+	assert_wse_ok(wse_http_post(c, url, "127.0.0.1", "text/xml",
+	    wse_buf_data(req), wse_buf_len(req), resp, &http));
+	assert_int_equal(http, 415);
+	wse_buf_reset(resp);
+	assert_wse_ok(wse_http_post(c, url, "127.0.0.1",
+	    "application/soap+xmlx", wse_buf_data(req), wse_buf_len(req),
+	    resp, &http));
+	assert_int_equal(http, 415);
+	wse_buf_reset(resp);
+	snprintf(other, sizeof(other), "https://mail.a.test:%u/other",
+	    (unsigned)wse_http_server_port(h));
+	assert_wse_ok(wse_http_post(c, other, "127.0.0.1",
+	    "application/soap+xml", wse_buf_data(req), wse_buf_len(req), resp,
+	    &http));
+	assert_int_equal(http, 404);
+	wse_buf_reset(resp);
+	assert_int_equal(queue_items(), before);
+	wse_buf_free(&req);
+
+	/* A good Submit still goes through, with parameters. */
+	req = request("Submit", SUBMIT("alice@a.test", "with charset"),
+	    "alice@a.test", alice_key, -1);
+	assert_wse_ok(wse_http_post(c, url, "127.0.0.1",
+	    "Application/SOAP+XML; charset=utf-8", wse_buf_data(req),
+	    wse_buf_len(req), resp, &http));
+	assert_int_equal(http, 200);
+	wse_buf_reset(resp);
+	assert_int_equal(queue_items(), before + 1);
+	wse_buf_free(&req);
+	before++;
 
 	/* A good Submit still goes through. */
 	req = request("Submit", SUBMIT("alice@a.test", "over http"),

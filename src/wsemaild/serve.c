@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "wsed.h"
 
@@ -38,11 +39,56 @@ struct wsed_serve {
 	pthread_t threads[WSED_THREADS_MAX];
 };
 
+/*
+ * The SOAP 1.2 HTTP binding: application/soap+xml (parameters such as
+ * charset or action allowed), POSTed to the endpoint.  The endpoint is
+ * /wsemail, where servers deliver (outbound.c), or the path of this
+ * server's configured url, where its clients post.
+ */
+static int
+soap_type(const char *ct)
+{
+	static const char want[] = "application/soap+xml";
+	size_t n = sizeof(want) - 1;
+
+	if (ct == NULL || strncasecmp(ct, want, n) != 0)
+		return 0;
+	ct += n;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+static int
+endpoint(const struct wsed *s, const char *path)
+{
+	const char *p = strstr(s->url, "://");
+
+	if (path == NULL)
+		return 0;
+	if (strcmp(path, "/wsemail") == 0)
+		return 1;
+	if (p == NULL || (p = strchr(p + 3, '/')) == NULL)
+		p = "/";
+	return strcmp(path, p) == 0;
+}
+
 void
 wsed_serve_post(struct wsed_serve *sv, wse_http_req *req)
 {
+	static const char wrong_type[] = "unsupported media type: "
+	    "application/soap+xml expected\n";
 	struct work *w;
 
+	if (!soap_type(wse_http_req_content_type(req))) {
+		wse_http_reply(req, 415, "text/plain", wrong_type,
+		    sizeof(wrong_type) - 1);
+		return;
+	}
+	if (!endpoint(sv->s, wse_http_req_path(req))) {
+		wse_http_reply(req, 404, "text/plain", "not found\n", 10);
+		return;
+	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		wse_http_reply(req, 503, "text/plain", "busy\n", 5);
 		return;
