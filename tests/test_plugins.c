@@ -374,7 +374,7 @@ test_host_refusals(void **state)
 	char log[4096], id[WSE_UUID_URN_LEN + 1];
 	int stored;
 	unsigned sessions;
-	wse_msg *m;
+	wse_msg *m, *bad;
 
 	(void)state;
 	server_init(&w);
@@ -400,6 +400,15 @@ test_host_refusals(void **state)
 	assert_non_null(strstr(wse_err_last(), "submit without a valid "
 	    "From"));
 	wse_err_clear();
+	bad = msg("alice@a.test", "bob@a.test", NULL);
+	free(bad->from);
+	bad->from = strdup("alice.a.test");
+	assert_non_null(bad->from);
+	assert_int_equal(h->submit(h, bad, 0, id), WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "submit without a valid "
+	    "From"));
+	wse_err_clear();
+	wse_msg_free(&bad);
 
 	/* deliver_instant: only instant messages, to a mailbox here, from
 	 * the origin's domain. */
@@ -413,10 +422,16 @@ test_host_refusals(void **state)
 	assert_non_null(strstr(wse_err_last(), "not an instant message"));
 	wse_err_clear();
 	m->instant = 1;
-	assert_int_equal(h->deliver_instant(h, m, "bob@c.test", "a.test",
+	/* to a mailbox elsewhere, even when the message is to it */
+	bad = msg("alice@a.test", "bob@c.test", NULL);
+	bad->instant = 1;
+	assert_int_equal(h->deliver_instant(h, bad, "bob@c.test", "a.test",
 	    "id", (const uint8_t *)"x", 1, &stored, &sessions),
 	    WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "not an instant message to "
+	    "a mailbox of a.test"));
 	wse_err_clear();
+	wse_msg_free(&bad);
 	assert_int_equal(h->deliver_instant(h, m, "bob@a.test", "b.test",
 	    "id", (const uint8_t *)"x", 1, &stored, &sessions),
 	    WSE_ERR_INVALID);
