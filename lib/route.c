@@ -884,7 +884,7 @@ compact_targets(const char *domain, wse_route_target *t, size_t *n_r,
 	*n_r = k;
 	if (k == 0)
 		return wse_err(WSE_ERR_TEMPFAIL, "no address for any mail "
-		    "server of %s (last: %s)", domain, ares_status_text(last));
+		    "server of %.128s (last: %s)", domain, ares_status_text(last));
 	return WSE_OK;
 }
 
@@ -908,7 +908,7 @@ lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
 	memset(&q, 0, sizeof(q));
 	len = snprintf(qname, sizeof(qname), "%s%s", ROUTE_SRV_PREFIX, domain);
 	if (len < 0 || (size_t)len >= sizeof(qname) || len > ROUTE_NAME_MAX)
-		return wse_err(WSE_ERR_NOT_FOUND, "%s: name too long for an "
+		return wse_err(WSE_ERR_NOT_FOUND, "%.128s: name too long for an "
 		    "SRV lookup", domain);
 	if ((st = lookup_open(r, lk)) != WSE_OK)
 		return st;
@@ -922,16 +922,16 @@ lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
 	case ARES_SUCCESS:
 		break;
 	case ARES_ENOTFOUND:
-		st = wse_err(WSE_ERR_NOT_FOUND, "%s: no such domain", qname);
+		st = wse_err(WSE_ERR_NOT_FOUND, "%.128s: no such domain", qname);
 		goto out;
 	case ARES_ENODATA:
-		st = wse_err(WSE_ERR_NOT_FOUND, "%s: no SRV record", qname);
+		st = wse_err(WSE_ERR_NOT_FOUND, "%.128s: no SRV record", qname);
 		goto out;
 	case ARES_ENOMEM:
-		st = wse_err(WSE_ERR_NOMEM, "%s: out of memory", qname);
+		st = wse_err(WSE_ERR_NOMEM, "%.128s: out of memory", qname);
 		goto out;
 	default:
-		st = wse_err(WSE_ERR_TEMPFAIL, "SRV lookup of %s: %s", qname,
+		st = wse_err(WSE_ERR_TEMPFAIL, "SRV lookup of %.128s: %s", qname,
 		    ares_status_text(q.status));
 		goto out;
 	}
@@ -953,12 +953,12 @@ lookup_srv(const wse_router *r, struct lookup *lk, const char *domain,
 		n++;
 	}
 	if (nrecs > 0 && nroot == nrecs) {
-		st = wse_err(WSE_ERR_NOT_FOUND, "%s: SRV target \".\": the "
+		st = wse_err(WSE_ERR_NOT_FOUND, "%.128s: SRV target \".\": the "
 		    "domain offers no service", qname);
 		goto out;
 	}
 	if (n == 0) {
-		st = wse_err(WSE_ERR_TEMPFAIL, "%s: no usable SRV target",
+		st = wse_err(WSE_ERR_TEMPFAIL, "%.128s: no usable SRV target",
 		    qname);
 		goto out;
 	}
@@ -1128,7 +1128,7 @@ srv_answer(wse_router *r, struct lookup *lk, const char *domain,
 	}
 	if (have == 0) {
 		st = wse_err(WSE_ERR_TEMPFAIL, "no address for any mail "
-		    "server of %s (last: %s)", domain, ares_status_text(last));
+		    "server of %.128s (last: %s)", domain, ares_status_text(last));
 		goto out;
 	}
 	if (addr_ttl < srv_ttl)

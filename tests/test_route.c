@@ -1121,6 +1121,167 @@ test_cache_bound(void **state)
 	wse_router_free(&r);
 }
 
+/* At most 64 static routes per domain; other domains still take theirs;
+ * no router, no route. */
+static void
+test_static_limits(void **state)
+{
+	wse_router *r = NULL;
+	wse_route_target *t = (void *)1;
+	char target[64];
+	size_t i, n = 9;
+
+	(void)state;
+	assert_wse_ok(wse_router_new("127.0.0.1:9", 1000, &r));
+	for (i = 0; i < 64; i++) {
+		snprintf(target, sizeof(target), "192.0.2.%zu:25", i + 1);
+		assert_wse_ok(wse_router_add_static(r, "example.org", target));
+	}
+	wse_err_clear();
+	assert_wse_status(wse_router_add_static(r, "Example.Org.",
+	    "192.0.2.200:25"), WSE_ERR_TOO_LARGE);
+	assert_non_null(strstr(wse_err_last(), "too many static routes "
+	    "(for example.org)"));
+	wse_err_clear();
+	assert_wse_ok(wse_router_add_static(r, "example.net",
+	    "192.0.2.201:25"));
+	/* the refused one is not among them */
+	assert_wse_ok(wse_router_resolve(r, "example.org", &t, &n));
+	assert_int_equal(n, 64);
+	for (i = 0; i < n; i++)
+		assert_string_not_equal(t[i].host, "192.0.2.200");
+	free(t);
+	t = (void *)1;
+
+	assert_wse_status(wse_router_add_static(NULL, "example.org",
+	    "192.0.2.1:25"), WSE_ERR_INVALID);
+	assert_wse_status(wse_router_resolve(NULL, "example.org", &t, &n),
+	    WSE_ERR_INVALID);
+	assert_null(t);
+	assert_int_equal(n, 0);
+	wse_router_free(&r);
+}
+
+/* A domain whose SRV name (_wsemail._tcp.DOMAIN) would pass 253
+ * characters is not looked up: no such route, at once, no query. */
+static void
+test_srv_name_too_long(void **state)
+{
+	char dns[64], name[260];
+	wse_router *r = NULL;
+	wse_route_target *t = NULL;
+	size_t n = 9, i;
+	double t0;
+	int fd;
+
+	(void)state;
+	fd = testdns_silent(dns, sizeof(dns));
+	assert_wse_ok(wse_router_new(dns, 2000, &r));
+	/* 240 characters: a valid name, 254 with the prefix */
+	for (i = 0; i < 240; i++)
+		name[i] = (i % 10 == 9) ? '.' : 'b';
+	name[239] = 'c';
+	name[240] = '\0';
+	t0 = testutil_now_ms();
+	wse_err_clear();
+	assert_wse_status(wse_router_resolve(r, name, &t, &n),
+	    WSE_ERR_NOT_FOUND);
+	assert_true(testutil_now_ms() - t0 < 500);
+	assert_null(t);
+	assert_int_equal(n, 0);
+	assert_non_null(strstr(wse_err_last(), "name too long for an SRV "
+	    "lookup"));
+	wse_err_clear();
+	/* a static route for it still works */
+	assert_wse_ok(wse_router_add_static(r, name, "192.0.2.1:25"));
+	assert_wse_ok(wse_router_resolve(r, name, &t, &n));
+	assert_int_equal(n, 1);
+	free(t);
+	wse_router_free(&r);
+	close(fd);
+}
+
+/* Without a random function of the caller's, the library's own: the
+ * priorities are still in order, every record still there. */
+static void
+test_order_default_rnd(void **state)
+{
+	wse_srv_rec recs[4];
+	size_t i, k, seen;
+
+	(void)state;
+	for (k = 0; k < 50; k++) {
+		recs[0] = rec("c", 30, 5);
+		recs[1] = rec("a", 10, 10);
+		recs[2] = rec("b2", 20, 0);
+		recs[3] = rec("b1", 20, 90);
+		wse_srv_order(recs, 4, NULL, (void *)1);
+		assert_string_equal(recs[0].host, "a");
+		assert_int_equal(recs[1].priority, 20);
+		assert_int_equal(recs[2].priority, 20);
+		assert_string_equal(recs[3].host, "c");
+		for (i = seen = 0; i < 4; i++)
+			seen |= recs[i].host[0] == 'b' ?
+			    (recs[i].host[1] == '1' ? 1 : 2) : 0;
+		assert_int_equal(seen, 3);
+	}
+	wse_srv_order(NULL, 3, NULL, NULL);
+}
+
+/*
+ * What a DNS server may answer that is not taken as is: SRV targets that
+ * are not host names are dropped (none left: TempFail), more than 64
+ * records are cut to 64.
+ */
+static void
+test_dns_srv_malformed(void **state)
+{
+	static const char *fixed[] = { "--local-ttl=0",
+	    "--host-record=mail.m.test,127.0.0.1",
+	    "--srv-host=_wsemail._tcp.bad.test,bad_host.m.test,7001,10,10",
+	    "--srv-host=_wsemail._tcp.bad.test,-dash.m.test,7002,10,10",
+	    "--srv-host=_wsemail._tcp.half.test,bad_host.m.test,7003,10,10",
+	    "--srv-host=_wsemail._tcp.half.test,mail.m.test,7004,20,10",
+	};
+	const char *opts[sizeof(fixed) / sizeof(fixed[0]) + 70 + 1];
+	char many[70][96];
+	testdns *d;
+	wse_router *r;
+	wse_route_target *t = NULL;
+	size_t n = 0, i, k;
+	int seen[70];
+
+	(void)state;
+	d = dnsmasq_init(0);
+	for (k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++)
+		opts[k] = fixed[k];
+	for (i = 0; i < 70; i++) {
+		snprintf(many[i], sizeof(many[i]), "--srv-host=_wsemail._tcp."
+		    "many.test,mail.m.test,%zu,10,10", 8000 + i);
+		opts[k++] = many[i];
+	}
+	opts[k] = NULL;
+	testdns_start(d, opts);
+	assert_wse_ok(wse_router_new(d->addr, DNS_TIMEOUT, &r));
+
+	wse_err_clear();
+	assert_resolve_fails(r, "bad.test", WSE_ERR_TEMPFAIL);
+	assert_non_null(strstr(wse_err_last(), "no usable SRV target"));
+	wse_err_clear();
+	assert_one_target(r, "half.test", "mail.m.test", 7004, "127.0.0.1");
+
+	assert_wse_ok(wse_router_resolve(r, "many.test", &t, &n));
+	assert_int_equal(n, 64);
+	memset(seen, 0, sizeof(seen));
+	for (i = 0; i < n; i++) {
+		assert_string_equal(t[i].host, "mail.m.test");
+		assert_true(t[i].port >= 8000 && t[i].port < 8070);
+		assert_int_equal(seen[t[i].port - 8000]++, 0);
+	}
+	free(t);
+	wse_router_free(&r);
+}
+
 int
 main(void)
 {
@@ -1150,6 +1311,11 @@ main(void)
 		cmocka_unit_test_teardown(test_cache_weights,
 		    dnsmasq_teardown),
 		cmocka_unit_test_teardown(test_cache_bound,
+		    dnsmasq_teardown),
+		cmocka_unit_test(test_static_limits),
+		cmocka_unit_test(test_srv_name_too_long),
+		cmocka_unit_test(test_order_default_rnd),
+		cmocka_unit_test_teardown(test_dns_srv_malformed,
 		    dnsmasq_teardown),
 	};
 
