@@ -280,6 +280,14 @@ test_message_hook(void **state)
 	wse_err_clear();
 	unsetenv("WSE_PROBE_SUBMIT");
 
+	/* An upload no hook resolved: refused, whatever the hooks said. */
+	assert_wse_ok(wse_msg_add_upload(m, "upload-0123456789abcdef"));
+	assert_int_equal(wsed_plugins_submit(&w, "carol@a.test", "sub-2", m),
+	    WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "on-demand attachments are "
+	    "not served here"));
+	wse_err_clear();
+
 	wse_msg_free(&m);
 	wsed_plugins_unload(&w);
 }
@@ -439,6 +447,20 @@ test_host_refusals(void **state)
 	assert_int_equal(h->deliver_instant(h, m, "bob@a.test", "a.test",
 	    "id", (const uint8_t *)"x", 0, &stored, &sessions),
 	    WSE_ERR_INVALID);
+	wse_err_clear();
+	/* to bob, delivered as if to carol */
+	assert_int_equal(h->deliver_instant(h, m, "carol@a.test", "a.test",
+	    "id", (const uint8_t *)"x", 1, &stored, &sessions),
+	    WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "the message is not to "
+	    "carol@a.test"));
+	wse_err_clear();
+	/* more than one recipient */
+	assert_wse_ok(wse_msg_add_rcpt(m, "carol@a.test", 1));
+	assert_int_equal(h->deliver_instant(h, m, "bob@a.test", "a.test",
+	    "id", (const uint8_t *)"x", 1, &stored, &sessions),
+	    WSE_ERR_INVALID);
+	assert_non_null(strstr(wse_err_last(), "exactly one recipient"));
 	wse_err_clear();
 
 	/* host->plugin lists the loaded plugins only. */
