@@ -301,7 +301,9 @@ int
 cli_open(struct cli *c, const char *path)
 {
 	const char *key, *v, *addr;
+	char host[256];
 	size_t i, k, n;
+	long port;
 
 	memset(c, 0, sizeof(*c));
 	if (path == NULL &&
@@ -333,8 +335,9 @@ cli_open(struct cli *c, const char *path)
 	    (addr = need(c, "address")) == NULL ||
 	    need(c, "roots") == NULL)
 		return CLI_EXIT_FAIL;
-	if (strncasecmp(c->server, "https://", 8) != 0)
-		return cli_fail("%s: server must be an https:// URL", path);
+	if (cli_url_host(c->server, host, sizeof(host), &port) != 0)
+		return cli_fail("%s: server must be an https://HOST[:PORT]/PATH "
+		    "URL", path);
 	if (parse_connects(c) != CLI_EXIT_OK)
 		return CLI_EXIT_FAIL;
 	c->connect = cli_connect_for(c, c->server);
