@@ -245,6 +245,7 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 		verify_direct(c, deliver, received, e);
 		goto out;
 	}
+	wse_err_clear();	/* not a DeliverDirect: no reason to give */
 	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE, "Deliver",
 	    &deliver) != WSE_OK) {
 		deliver = NULL;
