@@ -2,9 +2,10 @@
 # client_refusals.sh - what the wsemail client must refuse, each with a
 # message naming the problem and a non-zero exit: bad command lines, bad
 # configurations, answers it must not trust (not XML, an HTTP error, no
-# signature, signed by another domain's server, about another request),
-# stored originals that do not verify (no signature, a forged origin) and
-# attachment directories it cannot save into.  The dishonest server is
+# signature, signed by another domain's server, about another request,
+# stale), stored originals that do not verify (no signature, a forged
+# origin, not an envelope) and attachment directories it cannot save
+# into.  The dishonest server is
 # tests/fakeserver.py, holding a.test's TLS certificate.
 # Environment: WSE_BUILD_ROOT (the meson build directory).
 set -u
@@ -143,6 +144,11 @@ err_has "through the relay" "the server refused: NotAuthorized"
 echo replay >"$W/mode"
 run "an earlier answer" 1 with_conf "$W/fake.conf" list
 err_has "an earlier answer" "the server's answer is not about our request"
+# the same answer once stale: refused before anything else is looked at
+{ cat "$W/fake.conf"; echo "freshness_window = 1"; } >"$W/fakestale.conf"
+sleep 2
+run "a stale answer" 1 with_conf "$W/fakestale.conf" list
+err_has "a stale answer" "the server's answer does not verify (MessageExpired)"
 
 # --- stored originals that do not verify ---
 # tamper SQL-PYTHON-EXPR: rewrite bob's newest stored original with the
