@@ -63,6 +63,31 @@ err_has "--config without a value" "--config needs a value"
 run "unknown global option" 2 "$CLIENT" --frobnicate list
 err_has "unknown global option" "unknown option '--frobnicate'"
 run "delete without an id" 2 as_user bob delete
+# send: refused before anything is sent (no password is asked for)
+printf 'Hello.\n' >"$W/hello.txt"
+printf 'a\0b' >"$W/binary.txt"
+s() { env -u WSEMAIL_PASSWORD timeout 60 "$CLIENT" --config "$(cc alice)" \
+    send "$@"; }
+run "send without --subject" 2 s --to bob@a.test "$W/hello.txt"
+err_has "send without --subject" "--subject is needed"
+run "send: --to not a mailbox" 1 s --to "bob at a.test" --subject x \
+    "$W/hello.txt"
+err_has "send: --to not a mailbox" "--to"
+run "send: two-line subject" 1 s --to bob@a.test --subject $'a\nb' \
+    "$W/hello.txt"
+err_has "send: two-line subject" "--subject: one line of UTF-8 text"
+run "send: missing text file" 1 s --to bob@a.test --subject x \
+    "$W/no-such.txt"
+err_has "send: missing text file" "message text"
+run "send: binary text" 1 s --to bob@a.test --subject x "$W/binary.txt"
+err_has "send: binary text" "the message text is not UTF-8 text"
+run "send: missing attachment" 1 s --to bob@a.test --subject x \
+    --attach "$W/no-such.csv" "$W/hello.txt"
+err_has "send: missing attachment" "attachment $W/no-such.csv"
+run "send: dot-file on demand" 1 s --to bob@a.test --subject x \
+    --on-demand "$W/.hidden" "$W/hello.txt"
+err_has "send: dot-file on demand" "not a usable attachment name"
+if grep -q "Password" "$ERR"; then nok "send asked for a password"; else pass; fi
 
 # --- configurations ---
 run "no configuration file" 1 with_conf "$W/none.conf" list
