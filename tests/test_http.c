@@ -390,6 +390,27 @@ raw_new_session(SSL *ssl, SSL_SESSION *sess)
 	return 0;
 }
 
+/* A TCP connection to 127.0.0.1:port, reads and writes timing out
+ * after tv. */
+static int
+loopback_connect(uint16_t port, const struct timeval *tv)
+{
+	struct sockaddr_in sin;
+	int fd;
+
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv,
+	    sizeof(*tv)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv,
+	    sizeof(*tv)), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
 static int
 raw_connect(struct raw *r, uint16_t port, int max_version,
     const char *cert, const char *key)
@@ -402,7 +423,6 @@ static int
 raw_connect_with(struct raw *r, uint16_t port, int max_version,
     const char *cert, const char *key, const char *ciphers)
 {
-	struct sockaddr_in sin;
 	struct timeval tv = { WAIT_MS / 1000, 0 };
 
 	memset(r, 0, sizeof(*r));
@@ -432,17 +452,7 @@ raw_connect_with(struct raw *r, uint16_t port, int max_version,
 		assert_int_equal(SSL_CTX_use_PrivateKey_file(r->ctx, key,
 		    SSL_FILETYPE_PEM), 1);
 	}
-	assert_true((r->fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-	    sizeof(tv)), 0);
-	assert_int_equal(setsockopt(r->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
-	    sizeof(tv)), 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(r->fd, (struct sockaddr *)&sin, sizeof(sin)),
-	    0);
+	r->fd = loopback_connect(port, &tv);
 	assert_non_null(r->ssl = SSL_new(r->ctx));
 	assert_int_equal(SSL_set_fd(r->ssl, r->fd), 1);
 	assert_int_equal(SSL_set_tlsext_host_name(r->ssl, "a.test"), 1);
@@ -1046,7 +1056,6 @@ test_tls_refusals(void **state)
 {
 	struct fx fx;
 	struct raw r;
-	struct sockaddr_in sin;
 	struct timeval tv = { WAIT_MS / 1000, 0 };
 	const char *plain = "POST /wsemail HTTP/1.1\r\nHost: a.test\r\n"
 	    "Content-Length: 4\r\nConnection: close\r\n\r\n<x/>";
@@ -1091,14 +1100,7 @@ test_tls_refusals(void **state)
 	raw_close(&r);
 
 	/* Plain HTTP on the TLS port: no answer but a closed connection. */
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-	    sizeof(tv)), 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	fd = loopback_connect(port, &tv);
 	assert_int_equal(send(fd, plain, strlen(plain), MSG_NOSIGNAL),
 	    (ssize_t)strlen(plain));
 	got = 0;
@@ -1364,7 +1366,6 @@ test_slow_clients(void **state)
 	struct fx fx;
 	wse_http_server_opts o;
 	struct raw r;
-	struct sockaddr_in sin;
 	struct timeval tv = { WAIT_MS / 1000, 0 };
 	char out[4096], byte;
 	const char *text;
@@ -1427,14 +1428,7 @@ test_slow_clients(void **state)
 	raw_close(&r);
 
 	/* A connection that never starts its handshake. */
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-	    sizeof(tv)), 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons(port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	fd = loopback_connect(port, &tv);
 	t0 = testutil_now_ms();
 	n = recv(fd, &byte, 1, 0);
 	dt = testutil_now_ms() - t0;
@@ -1444,10 +1438,7 @@ test_slow_clients(void **state)
 	close(fd);
 
 	/* A handshake begun and left: a bare ClientHello header. */
-	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-	    sizeof(tv)), 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	fd = loopback_connect(port, &tv);
 	assert_int_equal(send(fd, "\x16\x03\x01\x02\x00", 5, MSG_NOSIGNAL),
 	    5);
 	t0 = testutil_now_ms();
