@@ -1029,6 +1029,7 @@ test_mailbox_ops(void **state)
 	static const char *const bad_id[] = {
 		"", "<m:Id>0</m:Id>", "<m:Id>-3</m:Id>", "<m:Id> 3</m:Id>",
 		"<m:Id>3x</m:Id>", "<m:Id></m:Id>", "<m:Id>1</m:Id><m:Id>1</m:Id>",
+		"<m:Id>99999999999999999999</m:Id>",	/* beyond 2^63 - 1 */
 	};
 	wse_buf *body = wse_buf_new(1 << 20);
 	long long all[16], page[16], mine;

@@ -13,6 +13,7 @@
  * checked, and serve their operations only after the password profile
  * verified the request, exactly like the built-in client operations.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +93,10 @@ child_int(const xmlNode *parent, const char *local, long long def,
 		return wse_err(WSE_ERR_INVALID, "bad %s (repeated)", local);
 	if ((s = text_or_null(n, 32)) == NULL)
 		return wse_err(WSE_ERR_INVALID, "bad %s", local);
+	errno = 0;
 	v = strtoll(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end != '\0' || v < lo || v > hi) {
+	if (*s < '0' || *s > '9' || *end != '\0' || errno == ERANGE ||
+	    v < lo || v > hi) {
 		free(s);
 		return wse_err(WSE_ERR_INVALID, "bad %s", local);
 	}
