@@ -606,6 +606,21 @@ busy_del(struct od *o, const char *handle)
 		memcpy(o->busy[i], o->busy[o->nbusy], TOKEN_LEN + 1);
 }
 
+/* Drop an upload being written by this call (busy): its row, its place
+ * among the busy ones, its file. */
+static void
+upload_drop(struct od *o, const char *handle, const char *user,
+    const char *why)
+{
+	pthread_mutex_lock(&o->lock);
+	(void)by_key(o, Q_UP_DELETE, handle, "drop upload");
+	busy_del(o, handle);
+	pthread_mutex_unlock(&o->lock);
+	(void)unlinkat(o->upfd, handle, 0);
+	o->host->log(o->host, "upload %.8s... of %s dropped: %s", handle, user,
+	    why);
+}
+
 /* ---- expiry ---- */
 
 /*
@@ -1079,14 +1094,8 @@ op_upload(struct od *o, const struct wse_plugin_request *r, const char *user,
 		if ((st = hash_file(o, handle, hex)) != WSE_OK)
 			goto out;
 		if (strcmp(hex, u.sha256) != 0) {
-			pthread_mutex_lock(&o->lock);
-			(void)by_key(o, Q_UP_DELETE, handle, "drop upload");
-			busy_del(o, handle);
+			upload_drop(o, handle, user, "SHA-256 mismatch");
 			busy = created = 0;
-			pthread_mutex_unlock(&o->lock);
-			(void)unlinkat(o->upfd, handle, 0);
-			o->host->log(o->host, "upload %.8s... of %s dropped: "
-			    "SHA-256 mismatch", handle, user);
 			st = wse_err(WSE_ERR_INVALID, "ondemand: upload "
 			    "%.8s...: the SHA-256 of the %" PRIu64 " bytes "
 			    "is not the announced one; upload dropped",
@@ -1118,14 +1127,8 @@ out:
 	/* A first call that fails drops the upload it made: its handle was
 	 * never answered, so nobody could resume or send it. */
 	if (st != WSE_OK && created) {
-		pthread_mutex_lock(&o->lock);
-		(void)by_key(o, Q_UP_DELETE, handle, "drop upload");
-		busy_del(o, handle);
+		upload_drop(o, handle, user, "the call that started it failed");
 		busy = 0;
-		pthread_mutex_unlock(&o->lock);
-		(void)unlinkat(o->upfd, handle, 0);
-		o->host->log(o->host, "upload %.8s... of %s dropped: the call "
-		    "that started it failed", handle, user);
 	}
 	if (busy) {
 		pthread_mutex_lock(&o->lock);
