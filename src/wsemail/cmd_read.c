@@ -228,6 +228,7 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 	xmlNodePtr deliver = NULL, mnode = NULL;
 	char *origin_s = NULL, origin[256];
 	wse_status st;
+	size_t mark;
 
 	e->valid = 1;
 	origin[0] = '\0';
@@ -240,12 +241,13 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 	}
 	/* Candidates: read only to tell the verifier whom to expect, and
 	 * checked against what it proves below. */
+	mark = wse_err_mark();
 	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE,
 	    "DeliverDirect", &deliver) == WSE_OK) {
 		verify_direct(c, deliver, received, e);
 		goto out;
 	}
-	wse_err_clear();	/* not a DeliverDirect: no reason to give */
+	wse_err_truncate(mark);	/* not a DeliverDirect: no reason to give */
 	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE, "Deliver",
 	    &deliver) != WSE_OK) {
 		deliver = NULL;
