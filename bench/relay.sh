@@ -15,6 +15,7 @@
 #                POSTFIX=1 (0: skip it) MAX_SECONDS=900 (whole run)
 #                PERF_OUT=DIR: perf record (DWARF call graphs) both servers in our
 #                first round; leaves perf-{a,b}.data and .txt in DIR
+#                (PERF_FREQ=199 samples a second)
 # Build first:   meson setup build-bench -Dbuildtype=release &&
 #                ninja -C build-bench
 #
@@ -159,7 +160,7 @@ run_wsemail() {  # round
 	if [ -n "${PERF_OUT:-}" ] && [ "$1" = 1 ]; then
 		mkdir -p "$PERF_OUT"
 		for x in a:"$APID" b:"$BPID"; do
-			perf record -q --call-graph dwarf,16384 -F 199 \
+			perf record -q --call-graph dwarf,16384 -F "${PERF_FREQ:-199}" \
 				-o "$PERF_OUT/perf-${x%%:*}.data" -p "${x#*:}" >/dev/null 2>&1 &
 			PERFPIDS+=($!)
 			PIDS+=($!)
