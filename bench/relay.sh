@@ -12,6 +12,11 @@
 #                REPEAT=1 (rounds, alternating the two systems; the
 #                report gives each round and the medians)
 #                SENDERS=4 RCPTS=4 VERIFY=1 (client checks each answer)
+#                PREPARE=1 (relay_load -P): with PREPARE=1 the clients' own
+#                signing happens before the clock starts and every answer
+#                is verified after it stops, so the figure measures the
+#                servers; PREPARE=0 does it inline, on the clock, on the
+#                same cores as the servers
 #                POSTFIX=1 (0: skip it) MAX_SECONDS=900 (whole run)
 #                PERF_OUT=DIR: perf record (DWARF call graphs) both servers in our
 #                first round; leaves perf-{a,b}.data and .txt in DIR
@@ -43,6 +48,7 @@ REPEAT=${REPEAT:-1}
 SENDERS=${SENDERS:-4}
 RCPTS=${RCPTS:-4}
 VERIFY=${VERIFY:-1}
+PREPARE=${PREPARE:-1}
 POSTFIX=${POSTFIX:-1}
 MAX_SECONDS=${MAX_SECONDS:-900}
 WAIT_STORE=${WAIT_STORE:-300}	# seconds allowed for N to arrive, each run
@@ -89,12 +95,14 @@ t_watchdog "$MAX_SECONDS"	# the whole run is bounded
 # nothing); WAIT_AT gets the time it did (WAIT_N the last count).  The
 # poller runs in the background and this shell waits for it, so that the
 # time limit's signal is acted on at once.  While waiting, WATCH_PID's
-# end is noted: WATCH_AT, WATCH_N.
+# end (or, when WATCH_FILE is set, that file's appearance) is noted:
+# WATCH_AT, WATCH_N.
 wait_count() {  # want seconds sqlite DB | dir DIR
-	local want=$1 secs=$2 out=$W/waitcount.out pp st
+	local want=$1 secs=$2 out=$W/waitcount.out pp st watch=${WATCH_PID:-0}
 	shift 2
 	WAIT_AT=""; WAIT_N=""
-	python3 "$ROOT/bench/waitcount.py" "$want" "$secs" "${WATCH_PID:-0}" "$@" >"$out" &
+	[ -n "${WATCH_FILE:-}" ] && watch=file:$WATCH_FILE
+	python3 "$ROOT/bench/waitcount.py" "$want" "$secs" "$watch" "$@" >"$out" &
 	pp=$!
 	PIDS+=("$pp")
 	wait "$pp"
@@ -136,7 +144,7 @@ WS_RATE=(); WS_P50=(); WS_P99=(); WS_ACK=(); WS_DRAIN=(); WS_RSS_A=(); WS_RSS_B=
 WS_NOTES=()
 run_wsemail() {  # round
 	local R=$W/r$1 APID BPID from="" to="" i load first done_at secs
-	local ta0 tb0 ta1 tb1 hz dups qleft commits batches alog0 PERFPIDS=() s0 s1 busy
+	local ta0 tb0 ta1 tb1 hz dups qleft commits batches alog0 PERFPIDS=() s0 s1 busy prepared
 	mkdir -p "$R"
 	t_conf a.test "$PA" "$settings"
 	t_conf b.test "$PB" "$settings"
@@ -152,8 +160,13 @@ run_wsemail() {  # round
 	[ "$(stored)" = 0 ] || fail "b.test's store is not empty"
 
 	echo "relay.sh: round $1: WSEmail..." >&2
-	"$LOAD" -u "https://mail.a.test:$PA/wsemail" -a 127.0.0.1 -r "$W/pki/root/cert.pem" \
-		-f "$from" -t "$to" -n "$N" -c "$C" -s "$SIZE" -V "$VERIFY" -d "$WAIT_STORE" \
+	# PREPARE=1: the load generator creates $R/load.gate when its timed
+	# part is over (noted as its end) and checks the answers only once
+	# something is appended to it, after all messages are stored.
+	WATCH_FILE=""
+	[ "$PREPARE" = 1 ] && WATCH_FILE=$R/load.gate
+	"$LOAD" ${WATCH_FILE:+-g "$WATCH_FILE"} -u "https://mail.a.test:$PA/wsemail" -a 127.0.0.1 -r "$W/pki/root/cert.pem" \
+		-f "$from" -t "$to" -n "$N" -c "$C" -s "$SIZE" -V "$VERIFY" -P "$PREPARE" -d "$WAIT_STORE" \
 		>"$R/load.out" 2>"$R/load.log" &
 	WATCH_PID=$!; WATCH_AT=""; WATCH_N=""
 	PIDS+=("$WATCH_PID")
@@ -170,6 +183,7 @@ run_wsemail() {  # round
 	wait_count "$N" "$WAIT_STORE" sqlite "$W/b.test.db" ||
 		fail "b.test stored only ${WAIT_N:-0} of $N in $WAIT_STORE s"
 	done_at=$WAIT_AT
+	[ -n "$WATCH_FILE" ] && echo go >>"$WATCH_FILE"
 	ta1=$(cpu_ticks "$APID"); tb1=$(cpu_ticks "$BPID"); s1=$(sys_ticks)
 	busy=$(calc "100 * (${s1% *} - ${s0% *}) / (${s1#* } - ${s0#* })" 0)
 	for p in "${PERFPIDS[@]}"; do kill -INT "$p" 2>/dev/null; wait "$p" 2>/dev/null; forget "$p"; done
@@ -217,8 +231,11 @@ run_wsemail() {  # round
 		END { if (n) printf "%d DeliverBatch calls of %.1f items on average", n, k / n;
 		      else printf "no DeliverBatch calls" }')
 	[ "$dups" = 0 ] || fail "round $1: duplicate deliveries at b.test"
-	WS_NOTES+=("round $1: $secs s, ${WS_RATE[-1]} msgs/s; $(get failed) failed submits; server CPU a.test $(calc "($ta1 - $ta0) / $hz") s, b.test $(calc "($tb1 - $tb0) / $hz") s, load generator $(get cpu_s) s; machine ${busy}% busy; a.test: ${commits:-?}, $batches; queue left $qleft")
-	unset WATCH_PID
+	prepared=""
+	[ -n "$(get prepare_s)" ] &&
+		prepared=" (+ $(get prepare_s) s preparing before the clock, $(get verify_s) s verifying $(get verified) answers after it; $(get inline) signed on the clock)"
+	WS_NOTES+=("round $1: $secs s, ${WS_RATE[-1]} msgs/s; $(get failed) failed submits; server CPU a.test $(calc "($ta1 - $ta0) / $hz") s, b.test $(calc "($tb1 - $tb0) / $hz") s, load generator $(get cpu_s) s$prepared; machine ${busy}% busy; a.test: ${commits:-?}, $batches; queue left $qleft")
+	unset WATCH_PID WATCH_FILE
 	rm -f "$W"/*.db "$W"/*.db-*
 }
 
@@ -398,11 +415,11 @@ echo "  Submit latency at the client (POST -> acknowledgement): p50 $(median "${
 echo "  acknowledgements: $(median "${WS_ACK[@]}") msgs/s; relay alone after the last one: $(median "${WS_DRAIN[@]}") msgs/s"
 echo "  peak RSS (VmHWM): a.test $(calc "$(median "${WS_RSS_A[@]}") / 1024") MiB, b.test $(calc "$(median "${WS_RSS_B[@]}") / 1024") MiB"
 printf '  %s\n' "${WS_NOTES[@]}"
-echo "  config: $bt build, threads=$THREADS, delivery_threads=${DELIVERY_THREADS:-default} per server, sqlite WAL synchronous=FULL, client verifies answers: $VERIFY"
+echo "  config: $bt build, threads=$THREADS, delivery_threads=${DELIVERY_THREADS:-default} per server, sqlite WAL synchronous=FULL, client verifies answers: $VERIFY, client signs/verifies off the clock (PREPARE): $PREPARE"
 echo "Postfix: $pf_status"
 [ "${#PF_NOTES[@]}" -gt 0 ] && printf '  %s\n' "${PF_NOTES[@]}"
 [ "${#PF_RATE[@]}" -gt 0 ] && echo "  two instances (own config_directory, queue, data), smtp-source -d -s $C -m $N -l $SIZE (kept-alive sessions, like ours) -> A -> smtp -> B -> virtual(8) Maildir"
 echo "   (load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "reproduce: N=$N C=$C SIZE=$SIZE THREADS=$THREADS${DELIVERY_THREADS:+ DELIVERY_THREADS=$DELIVERY_THREADS} REPEAT=$REPEAT SENDERS=$SENDERS RCPTS=$RCPTS VERIFY=$VERIFY bash bench/relay.sh $B"
+echo "reproduce: N=$N C=$C SIZE=$SIZE THREADS=$THREADS${DELIVERY_THREADS:+ DELIVERY_THREADS=$DELIVERY_THREADS} REPEAT=$REPEAT SENDERS=$SENDERS RCPTS=$RCPTS VERIFY=$VERIFY PREPARE=$PREPARE bash bench/relay.sh $B"
 exit 0

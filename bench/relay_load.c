@@ -24,9 +24,36 @@
  *   -d SECONDS    give up after this long (600)
  *   -R RATE       pace: start at most RATE Submits per second in all
  *                 (0: as fast as the clients go) (0)
+ *   -P 0|1        prepare (0): see below
+ *   -g FILE       with -P 1: when the timed part is over, create FILE and
+ *                 wait until it is not empty (someone appended to it)
+ *                 before checking the answers, so that the check does not
+ *                 compete with servers still relaying (bench/relay.sh
+ *                 appends once all messages are stored); at most -d s
  *   -i FILE       append each acknowledged id, one per line
  *   -q            quiet: no per-failure messages on stderr
  * The password comes from WSEMAIL_PASSWORD (the same for every sender).
+ *
+ * -P 0 (inline): each thread builds and signs a Submit just before
+ * POSTing it and checks the answer (signature, RelatesTo, Id) right after,
+ * so the clients' own crypto runs on the clock, on the same cores as the
+ * servers measured.  -P 1 (prepare): the clients' own signing happens
+ * before the clock starts and every answer is verified after it stops,
+ * so the figures measure the servers.  Before the first Submit, N Submit
+ * requests are built, signed and serialised (message k from sender
+ * (k / nto) % nfrom to t[k % nto]; a fresh MessageID and Timestamp each);
+ * the timed part only POSTs those bytes and keeps each answer with HTTP
+ * status 200 (latency: POST out to answer read).  After the last
+ * acknowledgement every kept answer is checked exactly as -P 0 checks it
+ * (with -V 1: the server's signature against ROOTS at the time it was
+ * received, RelatesTo our request; a SubmitResponse Id); an answer that
+ * fails counts as failed, is reported on stderr and the exit status is 1.
+ * A Submit that fails in the timed part (connection, HTTP status other
+ * than 200) is replaced by a new message built and signed inline, as is a
+ * prepared request older than half of its lifetime (REQUEST_TTL s).
+ * With -i, ids are written during that check, after the run.  -P 1 keeps
+ * every request and answer in memory (about 10 KB per message with the
+ * default SIZE), so -n is at most 200000 with it.
  *
  * Prints one line of key=value figures on stdout:
  *   acked failed first_submit (CLOCK_REALTIME, s) last_ack elapsed_s
@@ -34,7 +61,14 @@
  *   max_ms (latency of one Submit: from the POST going out to its
  *   acknowledgement read and checked), cpu_s (this program's own CPU
  *   time while submitting, user + system, all threads).
- * Exit status 0 when N messages were acknowledged, 1 otherwise.
+ * With -P 1 also: prepare_s (preparing the requests, before first_submit)
+ *   verify_s (checking the answers, after last_ack) verified (answers
+ *   that passed that check) inline (Submits built and signed in the timed
+ *   part: replacements of failed ones and stale prepared ones); acked is
+ *   then the number acknowledged AND verified, and elapsed_s, rate, the
+ *   latencies and cpu_s cover the timed part only.
+ * Exit status 0 when N messages were acknowledged (with -P 1: and passed
+ * the check after the run), 1 otherwise.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,7 +78,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <libxml/parser.h>
 
@@ -61,12 +97,12 @@
 #define REQUEST_TTL 300
 
 static struct {
-	const char *url, *addr, *roots, *idfile;
+	const char *url, *addr, *roots, *idfile, *gate;
 	char *from[MAX_LIST], *to[MAX_LIST];
 	size_t nfrom, nto;
 	long n, c, size, deadline_s;
 	double rate;
-	int verify, quiet;
+	int verify, quiet, prepare;
 	uint8_t key[MAX_LIST][WSE_DERIVED_KEY_LEN];	/* per sender */
 	wse_limits lim, resp_lim;
 	wse_trust *trust;
@@ -81,6 +117,28 @@ static double *lat_ms;			/* one per acknowledged message */
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *idf;
 static double t_deadline, t_start;
+
+/* -P 1: the requests made before the clock starts, one per message number
+ * below N, and the answers kept for checking after it stops, one per
+ * acknowledged message. */
+struct prepared {
+	char *req;			/* serialised, signed Submit */
+	size_t len;
+	char *msgid;
+	size_t sender;
+	time_t made;
+};
+struct kept {
+	char *ans;			/* the answer's bytes (HTTP 200) */
+	size_t len;
+	char *msgid;			/* of the request */
+	size_t sender;
+	time_t at;			/* when it was read */
+	long k;				/* message number */
+};
+static struct prepared *prep;
+static struct kept *kept;
+static atomic_long inline_built;	/* Submits signed in the timed part */
 
 static double
 now_real(void)
@@ -108,31 +166,21 @@ split(char *s, char **v)
 }
 
 /*
- * One exchange: build op's envelope around payload, sign it when signer
- * is set, POST it, and check the answer: HTTP 200, a SOAP envelope, (when
- * verifying) a valid signature of the server and RelatesTo our request,
- * and a <opResponse> body.  On success *env_r holds the answer and
- * *resp_r its payload element.  *post_ms gets the POST's round trip.
+ * Build op's envelope around payload, sign it when signer is set (with a
+ * Timestamp of now) and serialise it: *req_r gets the bytes, *msgid_r a
+ * copy of its MessageID (both malloc'd).
  */
 static int
-call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
-    const char *op, const char *payload, const char *domain,
-    wse_envelope **env_r, xmlNodePtr *resp_r, double *post_ms, char *why,
-    size_t whysz)
+build_request(const wse_signer *signer, const char *op, const char *payload,
+    char **req_r, size_t *len_r, char **msgid_r, char *why, size_t whysz)
 {
-	wse_envelope *env = NULL, *ans = NULL;
-	wse_buf *req = NULL, *resp = NULL;
-	wse_verified v;
-	wse_verify_opts o;
-	xmlNodePtr body, pl;
-	char action[128], want[128], eb[512];
-	long status = 0;
-	double t0;
+	wse_envelope *env = NULL;
+	wse_buf *req = NULL;
+	char action[128], eb[512];
 	int ok = 0;
 
-	memset(&v, 0, sizeof(v));
-	*env_r = NULL;
-	why[0] = '\0';
+	*req_r = NULL;
+	*msgid_r = NULL;
 	(void)snprintf(action, sizeof(action), WSE_ACTION_PREFIX "%s", op);
 	if (wse_env_new(cfg.url, action, &env) != WSE_OK ||
 	    wse_env_add_body_xml(env, payload, strlen(payload), &cfg.lim) !=
@@ -140,21 +188,48 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 	    (signer != NULL && wse_wss_sign(env, signer, (int64_t)time(NULL),
 	    REQUEST_TTL) != WSE_OK) ||
 	    (req = wse_buf_new(cfg.lim.max_message_bytes)) == NULL ||
-	    (resp = wse_buf_new(cfg.resp_lim.max_message_bytes)) == NULL ||
 	    wse_env_serialize(env, req) != WSE_OK) {
 		(void)snprintf(why, whysz, "build: %s",
 		    wse_err_format(eb, sizeof(eb)));
 		goto out;
 	}
-	t0 = bench_now_mono();
-	if (wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
-	    wse_buf_data(req), wse_buf_len(req), resp, &status) != WSE_OK) {
-		(void)snprintf(why, whysz, "post: %s",
-		    wse_err_format(eb, sizeof(eb)));
+	if ((*msgid_r = strdup(wse_env_message_id(env))) == NULL ||
+	    (*req_r = wse_buf_steal(req, len_r)) == NULL) {
+		free(*msgid_r);
+		*msgid_r = NULL;
+		(void)snprintf(why, whysz, "build: out of memory");
 		goto out;
 	}
-	if (wse_env_parse(wse_buf_data(resp), wse_buf_len(resp),
-	    &cfg.resp_lim, &ans) != WSE_OK) {
+	ok = 1;
+out:
+	wse_env_free(&env);
+	wse_buf_free(&req);
+	return ok;
+}
+
+/*
+ * Check the answer (data, len, HTTP status) to our request msgid, as of
+ * time now: a SOAP envelope, (when verifying) a valid signature of the
+ * server for domain and RelatesTo msgid, HTTP 200 and an <opResponse>
+ * body.  On success *env_r holds the answer and *resp_r its payload
+ * element.
+ */
+static int
+check_answer(wse_replay *replay, const char *op, const char *domain,
+    const char *msgid, const uint8_t *data, size_t len, long status,
+    int64_t now, wse_envelope **env_r, xmlNodePtr *resp_r, char *why,
+    size_t whysz)
+{
+	wse_envelope *ans = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	xmlNodePtr body, pl;
+	char want[128], eb[512];
+	int ok = 0;
+
+	memset(&v, 0, sizeof(v));
+	*env_r = NULL;
+	if (wse_env_parse(data, len, &cfg.resp_lim, &ans) != WSE_OK) {
 		(void)snprintf(why, whysz, "HTTP %ld, not an envelope", status);
 		goto out;
 	}
@@ -164,7 +239,7 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 		o.profile = WSE_PROFILE_CERT;
 		o.limits = &cfg.resp_lim;
 		o.replay = replay;
-		o.now = (int64_t)time(NULL);
+		o.now = now;
 		o.trust = cfg.trust;
 		o.purpose = WSE_PURPOSE_SERVICE;
 		o.expected_domain = domain;
@@ -174,7 +249,7 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 			goto out;
 		}
 		if (v.relates_to_s == NULL ||
-		    strcmp(v.relates_to_s, wse_env_message_id(env)) != 0) {
+		    strcmp(v.relates_to_s, msgid) != 0) {
 			(void)snprintf(why, whysz, "answer not about our "
 			    "request");
 			goto out;
@@ -196,16 +271,60 @@ call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
 			    want);
 		goto out;
 	}
-	*post_ms = (bench_now_mono() - t0) * 1e3;
 	*resp_r = pl;
 	*env_r = ans;
 	ans = NULL;
 	ok = 1;
 out:
 	wse_verified_clear(&v);
-	wse_env_free(&env);
 	wse_env_free(&ans);
-	wse_buf_free(&req);
+	return ok;
+}
+
+/*
+ * One exchange: build op's envelope around payload, sign it when signer
+ * is set, POST it, and check the answer (check_answer).  On success
+ * *env_r holds the answer and *resp_r its payload element.  *post_ms gets
+ * the POST's round trip, the check included.
+ */
+static int
+call(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
+    const char *op, const char *payload, const char *domain,
+    wse_envelope **env_r, xmlNodePtr *resp_r, double *post_ms, char *why,
+    size_t whysz)
+{
+	wse_buf *resp = NULL;
+	char *req = NULL, *msgid = NULL, eb[512];
+	size_t len = 0;
+	long status = 0;
+	double t0;
+	int ok = 0;
+
+	*env_r = NULL;
+	why[0] = '\0';
+	if (!build_request(signer, op, payload, &req, &len, &msgid, why,
+	    whysz))
+		goto out;
+	if ((resp = wse_buf_new(cfg.resp_lim.max_message_bytes)) == NULL) {
+		(void)snprintf(why, whysz, "build: out of memory");
+		goto out;
+	}
+	t0 = bench_now_mono();
+	if (wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
+	    req, len, resp, &status) != WSE_OK) {
+		(void)snprintf(why, whysz, "post: %s",
+		    wse_err_format(eb, sizeof(eb)));
+		goto out;
+	}
+	if (!check_answer(replay, op, domain, msgid, wse_buf_data(resp),
+	    wse_buf_len(resp), status, (int64_t)time(NULL), env_r, resp_r,
+	    why, whysz))
+		goto out;
+	*post_ms = (bench_now_mono() - t0) * 1e3;
+	ok = 1;
+out:
+	free(req);
+	free(msgid);
 	wse_buf_free(&resp);
 	wse_err_clear();
 	return ok;
@@ -274,6 +393,217 @@ submit_payload(size_t s, long k)
 	return b;
 }
 
+/*
+ * -P 1: before the clock starts, build, sign and serialise the Submits of
+ * messages 0..N-1 (message k from sender (k / nto) % nfrom), each with its
+ * sender's password signer and a Timestamp of now.
+ */
+static void
+prepare_all(void)
+{
+	wse_signer *signer[MAX_LIST];
+	char why[600];
+	size_t s;
+	long k;
+
+	memset(signer, 0, sizeof(signer));
+	if ((prep = calloc((size_t)cfg.n, sizeof(*prep))) == NULL)
+		die("memory");
+	for (s = 0; s < cfg.nfrom; s++)
+		if (wse_signer_new_password(cfg.from[s], cfg.key[s],
+		    &signer[s]) != WSE_OK)
+			die("signer");
+	for (k = 0; k < cfg.n; k++) {
+		struct prepared *p = &prep[k];
+		wse_buf *payload;
+
+		p->sender = (size_t)(k / (long)cfg.nto) % cfg.nfrom;
+		p->made = time(NULL);
+		payload = submit_payload(p->sender, k);
+		if (!build_request(signer[p->sender], "Submit",
+		    wse_buf_str(payload), &p->req, &p->len, &p->msgid, why,
+		    sizeof(why))) {
+			fprintf(stderr, "relay_load: preparing message %ld: "
+			    "%s\n", k, why);
+			exit(2);
+		}
+		wse_buf_free(&payload);
+	}
+	for (s = 0; s < cfg.nfrom; s++)
+		wse_signer_free(&signer[s]);
+	wse_err_clear();
+}
+
+/*
+ * -P 1, the timed part: POST message k (prepared, or built and signed now
+ * for sender s with signer when there is no fresh prepared request) and
+ * keep the answer when its HTTP status is 200; it is checked after the
+ * run (verify_kept).  0 and why when it failed.
+ */
+static int
+post_kept(wse_http_client *http, wse_replay *replay, const wse_signer *signer,
+    size_t s, long k, char *why, size_t whysz)
+{
+	struct prepared *p = NULL;
+	wse_buf *resp = NULL;
+	char *req = NULL, *msgid = NULL, *ans = NULL, eb[512];
+	size_t len = 0, alen = 0;
+	long status = 0, a;
+	double t0, tm, ms;
+	time_t at;
+	int ok = 0;
+
+	why[0] = '\0';
+	if (k < cfg.n && time(NULL) - prep[k].made <= REQUEST_TTL / 2) {
+		p = &prep[k];
+		s = p->sender;
+	} else {
+		wse_buf *payload = submit_payload(s, k);
+		int built = build_request(signer, "Submit",
+		    wse_buf_str(payload), &req, &len, &msgid, why, whysz);
+
+		wse_buf_free(&payload);
+		atomic_fetch_add(&inline_built, 1);
+		if (!built)
+			goto out;
+	}
+	if ((resp = wse_buf_new(cfg.resp_lim.max_message_bytes)) == NULL) {
+		(void)snprintf(why, whysz, "out of memory");
+		goto out;
+	}
+	t0 = now_real();
+	pthread_mutex_lock(&out_lock);
+	if (t_first < 0)
+		t_first = t0;
+	pthread_mutex_unlock(&out_lock);
+	tm = bench_now_mono();
+	if (wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
+	    p != NULL ? p->req : req, p != NULL ? p->len : len, resp,
+	    &status) != WSE_OK) {
+		(void)snprintf(why, whysz, "post: %s",
+		    wse_err_format(eb, sizeof(eb)));
+		goto out;
+	}
+	if (status != 200) {
+		wse_envelope *env = NULL;
+		xmlNodePtr pl;
+
+		/* Only for the reason (a Fault); fails for certain. */
+		(void)check_answer(replay, "Submit",
+		    wse_addr_domain(cfg.from[s]), p != NULL ? p->msgid :
+		    msgid, wse_buf_data(resp), wse_buf_len(resp), status,
+		    (int64_t)time(NULL), &env, &pl, why, whysz);
+		wse_env_free(&env);
+		goto out;
+	}
+	ms = (bench_now_mono() - tm) * 1e3;
+	at = time(NULL);
+	if ((ans = wse_buf_steal(resp, &alen)) == NULL) {
+		(void)snprintf(why, whysz, "out of memory");
+		goto out;
+	}
+	pthread_mutex_lock(&out_lock);
+	a = atomic_fetch_add(&acked, 1);
+	if (a < cfg.n) {
+		struct kept *kp = &kept[a];
+
+		lat_ms[a] = ms;
+		t_last = now_real();
+		kp->ans = ans;
+		kp->len = alen;
+		kp->sender = s;
+		kp->at = at;
+		kp->k = k;
+		if (p != NULL) {
+			kp->msgid = p->msgid;
+			p->msgid = NULL;
+		} else {
+			kp->msgid = msgid;
+			msgid = NULL;
+		}
+		ans = NULL;
+	}
+	pthread_mutex_unlock(&out_lock);
+	ok = 1;
+out:
+	free(ans);
+	free(req);
+	free(msgid);
+	wse_buf_free(&resp);
+	wse_err_clear();
+	return ok;
+}
+
+/*
+ * -P 1, -g FILE: the timed part is over; create FILE, then wait until it
+ * is not empty (at most -d seconds) before the answers are checked.
+ */
+static void
+gate_wait(void)
+{
+	struct stat st;
+	double until = bench_now_mono() + (double)cfg.deadline_s;
+	int fd;
+
+	fd = open(cfg.gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		perror(cfg.gate);
+		return;
+	}
+	(void)close(fd);
+	while (stat(cfg.gate, &st) == 0 && st.st_size == 0 &&
+	    bench_now_mono() < until)
+		usleep(20 * 1000);
+}
+
+/*
+ * -P 1, after the run: check each of the n kept answers as the inline
+ * path checks it (check_answer, as of when it was read, and an Id); -i's
+ * ids are written here.  Returns how many failed, each told on stderr
+ * (the first 10 of them).
+ */
+static long
+verify_kept(long n)
+{
+	wse_replay *replay = NULL;
+	long a, bad = 0;
+
+	if (wse_replay_memory_new((size_t)n + 1024, &replay) != WSE_OK)
+		die("replay");
+	for (a = 0; a < n; a++) {
+		struct kept *kp = &kept[a];
+		wse_envelope *ans = NULL;
+		xmlNodePtr pl;
+		char why[600], *id = NULL;
+
+		why[0] = '\0';
+		if (!check_answer(replay, "Submit",
+		    wse_addr_domain(cfg.from[kp->sender]), kp->msgid,
+		    (const uint8_t *)kp->ans, kp->len, 200, (int64_t)kp->at,
+		    &ans, &pl, why, sizeof(why)) ||
+		    (id = bench_child_text(pl, "Id", 128)) == NULL ||
+		    !wse_uuid_urn_valid(id)) {
+			if (ans != NULL)
+				(void)snprintf(why, sizeof(why), "no Id");
+			if (bad++ < 10)
+				fprintf(stderr, "relay_load: the answer to "
+				    "message %ld fails the check after the "
+				    "run: %s\n", kp->k, why);
+		} else if (idf != NULL)
+			fprintf(idf, "%s\n", id);
+		free(id);
+		wse_env_free(&ans);
+		wse_err_clear();
+	}
+	if (bad > 0)
+		fprintf(stderr, "relay_load: %ld of %ld acknowledged answers "
+		    "fail the check after the run\n", bad, n);
+	if (idf != NULL)
+		fflush(idf);
+	wse_replay_free(&replay);
+	return bad;
+}
+
 static void *
 client_main(void *arg)
 {
@@ -291,7 +621,7 @@ client_main(void *arg)
 		wse_envelope *ans = NULL;
 		wse_buf *payload;
 		xmlNodePtr pl;
-		char why[600], *id;
+		char why[600], *id = NULL;
 		double ms, t0;
 		long k, a;
 
@@ -312,6 +642,19 @@ client_main(void *arg)
 			if (wait > 0)
 				usleep((useconds_t)(wait * 1e6));
 		}
+		if (cfg.prepare) {
+			if (!post_kept(http, replay, signer, s, k, why,
+			    sizeof(why))) {
+				atomic_fetch_add(&failed, 1);
+				atomic_fetch_sub(&claimed, 1);
+				if (!cfg.quiet)
+					fprintf(stderr, "relay_load: submit "
+					    "%ld failed (%s); a new message "
+					    "will be sent\n", k, why);
+				usleep(100 * 1000);
+			}
+			continue;
+		}
 		payload = submit_payload(s, k);
 		t0 = now_real();
 		pthread_mutex_lock(&out_lock);
@@ -324,6 +667,7 @@ client_main(void *arg)
 		    !wse_uuid_urn_valid(id)) {
 			if (ans != NULL)
 				(void)snprintf(why, sizeof(why), "no Id");
+			free(id);
 			wse_env_free(&ans);
 			wse_buf_free(&payload);
 			atomic_fetch_add(&failed, 1);
@@ -404,8 +748,8 @@ main(int argc, char **argv)
 	pthread_t *th;
 	wse_http_client *http;
 	wse_replay *replay;
-	double cpu_s;
-	long i, n_ok;
+	double cpu_s, prepare_s = 0, verify_s = 0;
+	long i, n_ok, bad = 0;
 	int opt;
 
 	cfg.n = 2000;
@@ -413,7 +757,7 @@ main(int argc, char **argv)
 	cfg.size = 4096;
 	cfg.verify = 1;
 	cfg.deadline_s = 600;
-	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:P:g:")) != -1) {
 		switch (opt) {
 		case 'u': cfg.url = optarg; break;
 		case 'a': cfg.addr = optarg; break;
@@ -424,8 +768,10 @@ main(int argc, char **argv)
 		case 'c': cfg.c = opt_num(optarg, 1, 4096); break;
 		case 's': cfg.size = opt_num(optarg, 1, 64 << 20); break;
 		case 'V': cfg.verify = opt_num(optarg, 0, 1) != 0; break;
+		case 'P': cfg.prepare = opt_num(optarg, 0, 1) != 0; break;
 		case 'd': cfg.deadline_s = opt_num(optarg, 1, 86400); break;
 		case 'i': cfg.idfile = optarg; break;
+		case 'g': cfg.gate = optarg; break;
 		case 'q': cfg.quiet = 1; break;
 		case 'R':
 			cfg.rate = opt_num(optarg, 0, 1000000);
@@ -441,6 +787,11 @@ main(int argc, char **argv)
 	    cfg.size < 1 || cfg.size > 1 << 20) {
 		fprintf(stderr, "relay_load: need -u URL -r ROOTS -f FROM "
 		    "-t TO (and sane -n -c -s)\n");
+		return 2;
+	}
+	if (cfg.prepare && cfg.n > 200000) {
+		fprintf(stderr, "relay_load: -P 1 keeps every request and "
+		    "answer in memory: -n at most 200000\n");
 		return 2;
 	}
 	wse_limits_default(&cfg.lim);
@@ -472,6 +823,14 @@ main(int argc, char **argv)
 		login(http, replay, (size_t)i);
 	wse_http_client_free(&http);
 	wse_replay_free(&replay);
+	if (cfg.prepare) {
+		double t0 = bench_now_mono();
+
+		if ((kept = calloc((size_t)cfg.n, sizeof(*kept))) == NULL)
+			die("memory");
+		prepare_all();
+		prepare_s = bench_now_mono() - t0;
+	}
 	cpu_s = -cpu_now();	/* the logins' PBKDF2 is not counted */
 
 	t_start = bench_now_mono();
@@ -489,13 +848,27 @@ main(int argc, char **argv)
 		n_ok = cfg.n;
 	qsort(lat_ms, (size_t)n_ok, sizeof(double), cmp_d);
 	cpu_s += cpu_now();
+	if (cfg.prepare) {
+		double t0;
+
+		if (cfg.gate != NULL)
+			gate_wait();
+		t0 = bench_now_mono();
+		bad = verify_kept(n_ok);
+		verify_s = bench_now_mono() - t0;
+	}
 	printf("acked=%ld failed=%ld first_submit=%.6f last_ack=%.6f "
 	    "elapsed_s=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f "
-	    "max_ms=%.2f cpu_s=%.2f\n", n_ok, atomic_load(&failed), t_first,
-	    t_last, t_last - t_first, t_last > t_first ? (double)n_ok /
-	    (t_last - t_first) : 0.0, pct(lat_ms, n_ok, 0.50),
+	    "max_ms=%.2f cpu_s=%.2f", n_ok - bad, atomic_load(&failed) + bad,
+	    t_first, t_last, t_last - t_first, t_last > t_first ?
+	    (double)n_ok / (t_last - t_first) : 0.0, pct(lat_ms, n_ok, 0.50),
 	    pct(lat_ms, n_ok, 0.90), pct(lat_ms, n_ok, 0.99),
 	    n_ok ? lat_ms[n_ok - 1] : 0.0, cpu_s);
+	if (cfg.prepare)
+		printf(" prepare_s=%.3f verify_s=%.3f verified=%ld inline=%ld",
+		    prepare_s, verify_s, n_ok - bad,
+		    atomic_load(&inline_built));
+	printf("\n");
 	fflush(stdout);
 	if (idf != NULL)
 		fclose(idf);
@@ -503,6 +876,18 @@ main(int argc, char **argv)
 	free(cfg.text);
 	free(lat_ms);
 	free(th);
+	if (prep != NULL)
+		for (i = 0; i < cfg.n; i++) {
+			free(prep[i].req);
+			free(prep[i].msgid);
+		}
+	if (kept != NULL)
+		for (i = 0; i < cfg.n; i++) {
+			free(kept[i].ans);
+			free(kept[i].msgid);
+		}
+	free(prep);
+	free(kept);
 	xmlCleanupParser();
-	return n_ok >= cfg.n ? 0 : 1;
+	return n_ok - bad >= cfg.n ? 0 : 1;
 }
