@@ -125,6 +125,21 @@ buf_reserve(wse_buf *b, size_t need)
 }
 
 wse_status
+wse_buf_reserve(wse_buf *b, size_t n)
+{
+	return buf_reserve(b, n);
+}
+
+void
+wse_buf_truncate(wse_buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	wse_memzero(b->d + len, b->len - len + 1);
+	b->len = len;
+}
+
+wse_status
 wse_buf_put(wse_buf *b, const void *data, size_t len)
 {
 	wse_status st;

@@ -32,6 +32,17 @@ const char *wse_buf_str(const wse_buf *b);
 size_t wse_buf_len(const wse_buf *b);
 size_t wse_buf_max(const wse_buf *b);
 
+/*
+ * Make room for n more bytes now, so that appending them does not grow
+ * (and copy) the buffer step by step.  WSE_ERR_TOO_LARGE when n would
+ * pass the maximum; the content is unchanged either way.
+ */
+wse_status wse_buf_reserve(wse_buf *b, size_t n);
+
+/* Cut the content back to its first len bytes (the rest wiped); a len
+ * at or past the current length changes nothing. */
+void wse_buf_truncate(wse_buf *b, size_t len);
+
 /* Append len bytes. WSE_ERR_TOO_LARGE past the maximum, WSE_ERR_NOMEM. */
 wse_status wse_buf_put(wse_buf *b, const void *data, size_t len);
 

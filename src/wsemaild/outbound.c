@@ -653,24 +653,65 @@ static wse_status
 batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
-	wse_buf *body = NULL;
+	wse_envelope *env = NULL;
+	wse_buf *b64 = NULL;
+	xmlDocPtr doc;
+	xmlNodePtr batch, it, text;
+	xmlNsPtr ns;
 	wse_status st;
-	size_t i;
+	size_t i, most = 0, total = 0;
 
-	if ((body = wse_buf_new(s->lim.max_message_bytes)) == NULL)
+	/* The items' base64 goes straight into text nodes: no document text
+	 * to parse back and copy for hundreds of kilobytes. */
+	for (i = 0; i < n; i++) {
+		size_t e = (wse_buf_len(items[i]) + 2) / 3 * 4;
+
+		most = e > most ? e : most;
+		total += e + 32;
+	}
+	if (total > s->lim.max_message_bytes)
+		return wse_err(WSE_ERR_TOO_LARGE, "batch of %zu bytes", total);
+	if ((b64 = wse_buf_new(most + 1)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	if ((st = wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
-	    WSE_NS_WSE "\"><m:Origin>%s</m:Origin>", s->domain)) != WSE_OK)
+	if ((st = wse_env_new(url, WSE_ACTION_PREFIX "DeliverBatch", &env)) !=
+	    WSE_OK)
 		goto out;
-	for (i = 0; i < n; i++)
-		if ((st = wse_buf_puts(body, "<m:Item>")) != WSE_OK ||
-		    (st = wse_base64_encode(wse_buf_data(items[i]),
-		    wse_buf_len(items[i]), body)) != WSE_OK ||
-		    (st = wse_buf_puts(body, "</m:Item>")) != WSE_OK)
+	doc = wse_env_doc(env);
+	if ((batch = xmlNewDocNode(doc, NULL, BAD_CAST "DeliverBatch",
+	    NULL)) == NULL ||
+	    xmlAddChild(wse_env_body_node(env), batch) == NULL) {
+		xmlFreeNode(batch);
+		st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
+		goto out;
+	}
+	if ((ns = xmlNewNs(batch, BAD_CAST WSE_NS_WSE, BAD_CAST "m")) ==
+	    NULL || (xmlSetNs(batch, ns), xmlNewTextChild(batch, ns,
+	    BAD_CAST "Origin", BAD_CAST s->domain)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		wse_buf_reset(b64);
+		if ((st = wse_base64_encode(wse_buf_data(items[i]),
+		    wse_buf_len(items[i]), b64)) != WSE_OK)
 			goto out;
-	st = sign_call(s, body, "DeliverBatch", url, out, msgid_r);
+		if ((it = xmlNewChild(batch, ns, BAD_CAST "Item", NULL)) ==
+		    NULL || (text = xmlNewDocTextLen(doc, wse_buf_data(b64),
+		    (int)wse_buf_len(b64))) == NULL) {
+			st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
+			goto out;
+		}
+		(void)xmlAddChild(it, text);
+	}
+	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
+	    wse_env_message_id(env));
+	if (total + 16384 <= wse_buf_max(out) - wse_buf_len(out) &&
+	    (st = wse_buf_reserve(out, total + 16384)) != WSE_OK)
+		goto out;
+	st = wsed_sign_out(s, env, out);
 out:
-	wse_buf_free(&body);
+	wse_env_free(&env);
+	wse_buf_free(&b64);
 	return st;
 }
 
