@@ -63,6 +63,7 @@ wsed_commit_main(void *arg)
 	wse_status st, one[BATCH_MAX];
 	size_t n, i;
 
+	(void)pthread_setname_np(pthread_self(), "wsed-commit");
 	pthread_mutex_lock(&s->commit_lock);
 	for (;;) {
 		while (s->commit_head == NULL && !s->commit_stop)

@@ -28,13 +28,29 @@
 
 void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * One line on stderr, written with ONE write: stderr is unbuffered, so
+ * each stdio call on it would be a system call of its own (three or
+ * more a line, several lines a message).  A line too long for the
+ * buffer still goes out whole, in pieces under the stream's lock.
+ */
 void
 wsed_log(const char *fmt, ...)
 {
-	char when[21];
+	char when[21], line[4096];
 	va_list ap;
+	int n, m;
 
 	wse_time_format((int64_t)time(NULL), when);
+	n = snprintf(line, sizeof(line), "%s wsemaild: ", when);
+	va_start(ap, fmt);
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (m >= 0 && (size_t)n + (size_t)m + 1 < sizeof(line)) {
+		line[n + m] = '\n';
+		(void)fwrite(line, 1, (size_t)n + (size_t)m + 1, stderr);
+		return;
+	}
 	flockfile(stderr);
 	fprintf(stderr, "%s wsemaild: ", when);
 	va_start(ap, fmt);

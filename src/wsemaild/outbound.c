@@ -1085,6 +1085,7 @@ wsed_outbound_main(void *arg)
 {
 	struct wsed *s = arg;
 
+	(void)pthread_setname_np(pthread_self(), "wsed-deliver");
 	while (!s->stopping) {
 		struct timespec ts;
 

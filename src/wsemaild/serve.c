@@ -117,6 +117,7 @@ worker_main(void *arg)
 
 	memset(&me, 0, sizeof(me));
 	pthread_cond_init(&me.cond, NULL);
+	(void)pthread_setname_np(pthread_self(), "wsed-worker");
 
 	for (;;) {
 		struct work *w;
