@@ -202,42 +202,63 @@ out:
 	return st;
 }
 
-wse_status
-wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
-    const char *replay_id, int64_t replay_expires, char *id_r)
-{
-	const char *all[WSE_MSG_MAX_RCPTS], *domains[WSE_MSG_MAX_RCPTS];
-	const char *rcpts[WSE_MSG_MAX_RCPTS][WSE_MSG_MAX_RCPTS];
-	const char *const *rcpt_rows[WSE_MSG_MAX_RCPTS];
-	size_t nrcpts[WSE_MSG_MAX_RCPTS], nd = 0, n = 0, i, d;
-	wse_submission sub;
-	wse_buf *payload = NULL;
-	wse_status st;
+/* A submission's recipients grouped by domain, each mailbox once, in
+ * the order given (pointers into the message). */
+struct submit_rows {
+	const char *domains[WSE_MSG_MAX_RCPTS];
+	const char *flat[WSE_MSG_MAX_RCPTS];
+	const char *const *rows[WSE_MSG_MAX_RCPTS];
+	size_t nrcpts[WSE_MSG_MAX_RCPTS];
+	size_t nd;
+};
 
-	for (i = 0; i < m->nto; i++)
-		all[n++] = m->to[i];
-	for (i = 0; i < m->ncc; i++)
-		all[n++] = m->cc[i];
-	/* Group by domain, each mailbox once. */
-	for (i = 0; i < n; i++) {
-		const char *dom = wse_addr_domain(all[i]);
-		size_t k;
+static void
+group_rcpts(const wse_msg *m, struct submit_rows *g)
+{
+	const char *uniq[WSE_MSG_MAX_RCPTS];
+	size_t udom[WSE_MSG_MAX_RCPTS], next[WSE_MSG_MAX_RCPTS];
+	size_t n = m->nto + m->ncc, nu = 0, i, k, d;
+
+	g->nd = 0;
+	for (i = 0; i < n && i < WSE_MSG_MAX_RCPTS; i++) {
+		const char *a = i < m->nto ? m->to[i] : m->cc[i - m->nto];
+		const char *dom = wse_addr_domain(a);
 		int dup = 0;
 
-		for (d = 0; d < nd; d++)
-			if (strcmp(domains[d], dom) == 0)
+		for (k = 0; k < nu && !dup; k++)
+			dup = strcmp(uniq[k], a) == 0;
+		if (dup)
+			continue;
+		for (d = 0; d < g->nd; d++)
+			if (strcmp(g->domains[d], dom) == 0)
 				break;
-		if (d == nd) {
-			domains[nd] = dom;
-			nrcpts[nd++] = 0;
+		if (d == g->nd) {
+			g->domains[g->nd] = dom;
+			g->nrcpts[g->nd++] = 0;
 		}
-		for (k = 0; k < nrcpts[d]; k++)
-			dup |= strcmp(rcpts[d][k], all[i]) == 0;
-		if (!dup)
-			rcpts[d][nrcpts[d]++] = all[i];
+		g->nrcpts[d]++;
+		uniq[nu] = a;
+		udom[nu++] = d;
 	}
-	for (d = 0; d < nd; d++)
-		rcpt_rows[d] = rcpts[d];
+	for (d = 0, k = 0; d < g->nd; k += g->nrcpts[d], d++) {
+		next[d] = k;
+		g->rows[d] = &g->flat[k];
+	}
+	for (k = 0; k < nu; k++)
+		g->flat[next[udom[k]]++] = uniq[k];
+}
+
+/* Everything of a submission up to its commit: its id, the plugins'
+ * say, the payload (*payload_r, the caller frees it) and sub, which
+ * points into m, g, id_r and the payload. */
+static wse_status
+submit_prepare(struct wsed *s, wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r,
+    struct submit_rows *g, wse_buf **payload_r, wse_submission *sub)
+{
+	wse_status st;
+
+	*payload_r = NULL;
 	if (!(flags & WSED_SUBMIT_KEEP_ID)) {
 		if ((st = wse_uuid_urn(id_r)) != WSE_OK)
 			return st;
@@ -247,27 +268,131 @@ wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
 	/* Plugins resolve on-demand attachments (and may refuse). */
 	if ((st = wsed_plugins_submit(s, m->from, id_r, m)) != WSE_OK)
 		return st;
-	if ((payload = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
+	group_rcpts(m, g);
+	if ((*payload_r = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	if ((st = wse_msg_to_xml(m, payload)) != WSE_OK)
-		goto out;
-	memset(&sub, 0, sizeof(sub));
-	sub.sender = m->from;
-	sub.message_id = id_r;
-	sub.replay_id = replay_id;
-	sub.replay_expires = replay_expires;
-	sub.flags = flags;
-	sub.payload = wse_buf_data(payload);
-	sub.len = wse_buf_len(payload);
-	sub.ndomains = nd;
-	sub.domains = domains;
-	sub.rcpts = rcpt_rows;
-	sub.nrcpts = nrcpts;
-	if ((st = wsed_commit(s, &sub)) != WSE_OK)
-		goto out;
-	wsed_outbound_kick(s);
-out:
+	if ((st = wse_buf_reserve(*payload_r, 8192)) != WSE_OK ||
+	    (st = wse_msg_to_xml(m, *payload_r)) != WSE_OK)
+		return st;
+	memset(sub, 0, sizeof(*sub));
+	sub->sender = m->from;
+	sub->message_id = id_r;
+	sub->replay_id = replay_id;
+	sub->replay_expires = replay_expires;
+	sub->flags = flags;
+	sub->payload = wse_buf_data(*payload_r);
+	sub->len = wse_buf_len(*payload_r);
+	sub->ndomains = g->nd;
+	sub->domains = g->domains;
+	sub->rcpts = g->rows;
+	sub->nrcpts = g->nrcpts;
+	return WSE_OK;
+}
+
+wse_status
+wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r)
+{
+	struct submit_rows g;
+	wse_submission sub;
+	wse_buf *payload = NULL;
+	wse_status st;
+
+	if ((st = submit_prepare(s, m, flags, replay_id, replay_expires, id_r,
+	    &g, &payload, &sub)) == WSE_OK &&
+	    (st = wsed_commit(s, &sub)) == WSE_OK)
+		wsed_outbound_kick(s);
 	wse_buf_free(&payload);
+	return st;
+}
+
+/*
+ * A client's Submit handed to the committer without a worker waiting
+ * for it: the committer answers the request once the message is durable
+ * (submit_done), and owns this until then.
+ */
+struct submit_async {
+	wse_msg *m;
+	struct submit_rows g;
+	wse_submission sub;
+	wse_buf *payload;
+	char id[WSE_UUID_URN_LEN + 1];
+	char *replay_id;
+	char *request_id;		/* the request's MessageID: RelatesTo */
+	wse_http_req *req;
+};
+
+static void
+submit_async_free(struct submit_async *a)
+{
+	wse_msg_free(&a->m);
+	wse_buf_free(&a->payload);
+	free(a->replay_id);
+	free(a->request_id);
+	free(a);
+}
+
+/* On the committer thread, after the commit (wsed_commit_fn). */
+static void
+submit_done(struct wsed *s, void *arg, wse_status st)
+{
+	static const char busy[] = "busy\n";
+	struct submit_async *a = arg;
+	wse_buf *resp = NULL, *out = NULL;
+	int status = 500;
+
+	if (st == WSE_OK) {
+		wsed_outbound_kick(s);
+		wsed_log("submit %s from %s to %zu recipient(s)", a->id,
+		    a->m->from, a->m->nto + a->m->ncc);
+		if ((resp = wse_buf_new(1024)) == NULL)
+			st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		else
+			st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
+			    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>",
+			    a->id);
+	}
+	if ((out = wse_buf_new(s->lim.max_message_bytes * 4)) == NULL)
+		wse_http_reply(a->req, 503, "text/plain", busy,
+		    sizeof(busy) - 1);
+	else {
+		wsed_answer(s, "Submit", a->request_id, st, resp, out, &status);
+		wse_http_reply(a->req, status,
+		    "application/soap+xml; charset=utf-8", wse_buf_data(out),
+		    wse_buf_len(out));
+	}
+	wse_buf_free(&out);
+	wse_buf_free(&resp);
+	submit_async_free(a);
+}
+
+/* Submit m (checked, owned by this from now on: *mp becomes NULL) for
+ * the request req, answered by the committer.  WSE_OK: held. */
+static wse_status
+submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
+    const char *request_id, wse_http_req *req)
+{
+	struct submit_async *a;
+	wse_status st;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	a->m = *mp;
+	*mp = NULL;
+	a->req = req;
+	if ((a->replay_id = strdup(v->message_id_s)) == NULL ||
+	    (request_id != NULL &&
+	    (a->request_id = strdup(request_id)) == NULL)) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto fail;
+	}
+	if ((st = submit_prepare(s, a->m, 0, a->replay_id, v->replay_expires,
+	    a->id, &a->g, &a->payload, &a->sub)) != WSE_OK ||
+	    (st = wsed_commit_async(s, &a->sub, submit_done, a)) != WSE_OK)
+		goto fail;
+	return WSE_OK;
+fail:
+	submit_async_free(a);
 	return st;
 }
 
@@ -371,8 +496,11 @@ op_submit_instant(struct wsed *s, const wse_verified *v, wse_msg *m,
 	    stored ? 0 : sessions);
 }
 
+/* hc, request_id: a request of the transport (hc may be NULL), answered
+ * by the committer once durable (hc->held set). */
 static wse_status
-op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
+op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp,
+    struct wsed_hold_ctx *hc, const char *request_id)
 {
 	xmlNodePtr req = child(v->body, "Submit"), mnode;
 	wse_msg *m = NULL;
@@ -422,6 +550,12 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp)
 	if (len > wsed_max_submit(s)) {
 		st = wse_err(WSE_ERR_TOO_LARGE, "message of %zu bytes exceeds "
 		    "%zu", len, wsed_max_submit(s));
+		goto out;
+	}
+	if (hc != NULL && hc->req != NULL) {
+		if ((st = submit_held(s, v, &m, request_id, hc->req)) ==
+		    WSE_OK)
+			hc->held = 1;
 		goto out;
 	}
 	if ((st = wsed_submit(s, m, 0, v->message_id_s, v->replay_expires,
@@ -1267,7 +1401,7 @@ wsed_handle_held(struct wsed *s, const uint8_t *body, size_t len,
 		}
 		wsed_guard_ok(s->guard, v.user, peer_addr, o.now);
 		if (strcmp(op, "Submit") == 0)
-			st = op_submit(s, &v, resp);
+			st = op_submit(s, &v, resp, hc, msgid);
 		else if (strcmp(op, "ListHeaders") == 0)
 			st = op_list(s, &v, resp);
 		else if (strcmp(op, "FetchMessage") == 0)

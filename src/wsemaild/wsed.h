@@ -139,6 +139,16 @@ extern const char *const wsed_builtin_ops[];
 /* Queue one submission durably through the committer (group commit);
  * returns its own outcome (WSE_ERR_REPLAY for a replayed nonce). */
 wse_status wsed_commit(struct wsed *s, const wse_submission *sub);
+/*
+ * The same without waiting: sub (and everything it points to) must stay
+ * valid until fn(s, arg, st) is called, once, on the committer thread
+ * after the commit, with what wsed_commit would have returned (its
+ * error on the calling thread's stack).  fn must not commit.
+ * WSE_ERR_TEMPFAIL (fn never called) when the committer is stopping.
+ */
+typedef void (*wsed_commit_fn)(struct wsed *s, void *arg, wse_status st);
+wse_status wsed_commit_async(struct wsed *s, const wse_submission *sub,
+    wsed_commit_fn fn, void *arg);
 /* The committer thread; wsed_commit_stop makes it finish the waiting
  * submissions and return. */
 void *wsed_commit_main(void *arg);
