@@ -59,8 +59,9 @@ wse_sqlite_connect(const char *who, const char *path, int flags, int busy_ms,
 	int rc;
 
 	*db_r = NULL;
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_NOFOLLOW | flags, NULL);
+	if ((flags & SQLITE_OPEN_READONLY) == 0)
+		flags |= SQLITE_OPEN_READWRITE;
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_NOFOLLOW | flags, NULL);
 	if (rc != SQLITE_OK) {
 		st = wse_err(WSE_ERR_CONFIG, "%s: cannot open %s: %s", who,
 		    path, db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));

@@ -53,7 +53,8 @@ wse_status wse_sqlite_fail(const char *who, sqlite3 *db, int rc,
 /*
  * A connection to the database file at path, which must exist:
  * sqlite3_open_v2 with SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW |
- * flags (the threading mode: SQLITE_OPEN_FULLMUTEX or _NOMUTEX),
+ * flags (the threading mode: SQLITE_OPEN_FULLMUTEX or _NOMUTEX; with
+ * SQLITE_OPEN_READONLY in flags, read-only instead of READWRITE),
  * extended result codes, a busy timeout of busy_ms, hardened.  On
  * failure WSE_ERR_CONFIG "<who>: cannot open <path>: <why>" and *db_r
  * NULL; on success the caller owns *db_r (sqlite3_close).

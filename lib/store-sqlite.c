@@ -1,13 +1,16 @@
 /*
  * store-sqlite.c - the SQLite 3 store driver (the embedded default).
  *
- * One connection per store object, serialised by a mutex: every public
- * operation takes the mutex, runs one transaction (BEGIN IMMEDIATE ...
- * COMMIT for writes, one snapshot for reads) and releases it before any
- * callback runs.  Several processes (or several store objects) may share
- * one database file: WAL mode lets readers run beside the one writer,
- * and the busy timeout makes writers wait for each other; a writer still
- * blocked after it gets WSE_ERR_TEMPFAIL.
+ * One writing connection per store object, serialised by a mutex: every
+ * public operation that writes takes the mutex, runs one transaction
+ * (BEGIN IMMEDIATE ... COMMIT) and releases it before any callback runs.
+ * The operations that only read (user look-ups, the replay look-up,
+ * mailbox listings) run on a few read-only connections of their own, each
+ * with its mutex, one snapshot per statement, so that they never wait for
+ * a writer's commit (sq_rlock).  Several processes (or several store
+ * objects) may share one database file: WAL mode lets readers run beside
+ * the one writer, and the busy timeout makes writers wait for each
+ * other; a writer still blocked after it gets WSE_ERR_TEMPFAIL.
  *
  * Durability: journal_mode=WAL with synchronous=FULL, so a commit that
  * returned is on disk.  Disk full and I/O errors are temporary failures,
@@ -231,12 +234,27 @@ static const char *const sq_sql[Q__COUNT] = {
 	[Q_EXPIRE_DEDUP] = "DELETE FROM deliveries WHERE received <= ?1",
 };
 
-struct sq_store {
-	struct wse_store base;		/* must be first */
+/* A connection with its statements, used by one operation at a time. */
+struct sq_conn {
 	pthread_mutex_t lock;		/* one operation at a time */
 	sqlite3 *db;
 	sqlite3_stmt *stmt[Q__COUNT];
 	unsigned char used[Q__COUNT];	/* to reset when the op ends */
+};
+
+/*
+ * Read-only connections for the operations that only read (sq_rlock),
+ * opened on first use: in WAL mode they read beside the writer, which
+ * may hold its lock through a commit and its fsync meanwhile.
+ */
+#define SQ_READERS 4
+
+struct sq_store {
+	struct wse_store base;		/* must be first */
+	struct sq_conn w;		/* the writer: every write, the boot */
+	struct sq_conn rd[SQ_READERS];	/* the readers, each its own lock */
+	size_t nrd;			/* rd[i < nrd]: lock initialised */
+	unsigned rd_next;		/* the next search starts here */
 	int version;
 	int lazy_replay;		/* replay-only commits skip the fsync */
 	int sync_normal;		/* synchronous is NORMAL right now */
@@ -278,11 +296,17 @@ sq_status(int rc)
 }
 
 static wse_status
-sq_fail(struct sq_store *q, int rc, const char *what)
+sq_cfail(struct sq_conn *c, int rc, const char *what)
 {
 	return wse_err(sq_status(rc), "store: %s: %s (%s)", what,
-	    q->db != NULL ? sqlite3_errmsg(q->db) : "no database",
+	    c->db != NULL ? sqlite3_errmsg(c->db) : "no database",
 	    sqlite3_errstr(rc));
+}
+
+static wse_status
+sq_fail(struct sq_store *q, int rc, const char *what)
+{
+	return sq_cfail(&q->w, rc, what);
 }
 
 static int
@@ -307,11 +331,11 @@ struct sq_val {
 	sizeof((const struct sq_val[]){ __VA_ARGS__ }) / sizeof(struct sq_val)
 
 /*
- * The statement id, reset, with vals bound to ?1..?n.  It is reset again
- * when the operation ends (sq_end).
+ * The statement id of connection c, reset, with vals bound to ?1..?n.
+ * It is reset again when the operation ends (sq_cend).
  */
 static wse_status
-sq_prep(struct sq_store *q, enum sq_q id, sqlite3_stmt **st_r,
+sq_cprep(struct sq_conn *c, enum sq_q id, sqlite3_stmt **st_r,
     const struct sq_val *vals, size_t nvals)
 {
 	sqlite3_stmt *st;
@@ -319,16 +343,16 @@ sq_prep(struct sq_store *q, enum sq_q id, sqlite3_stmt **st_r,
 	int rc;
 
 	*st_r = NULL;
-	if ((st = q->stmt[id]) == NULL) {
-		rc = sqlite3_prepare_v3(q->db, sq_sql[id], -1,
+	if ((st = c->stmt[id]) == NULL) {
+		rc = sqlite3_prepare_v3(c->db, sq_sql[id], -1,
 		    SQLITE_PREPARE_PERSISTENT, &st, NULL);
 		if (rc != SQLITE_OK)
-			return sq_fail(q, rc, "cannot prepare a statement");
-		q->stmt[id] = st;
+			return sq_cfail(c, rc, "cannot prepare a statement");
+		c->stmt[id] = st;
 	}
 	(void)sqlite3_reset(st);
 	(void)sqlite3_clear_bindings(st);
-	q->used[id] = 1;
+	c->used[id] = 1;
 	for (i = 0; i < nvals; i++) {
 		const struct sq_val *v = &vals[i];
 		int col = (int)i + 1;
@@ -347,10 +371,18 @@ sq_prep(struct sq_store *q, enum sq_q id, sqlite3_stmt **st_r,
 			break;
 		}
 		if (rc != SQLITE_OK)
-			return sq_fail(q, rc, "cannot bind a value");
+			return sq_cfail(c, rc, "cannot bind a value");
 	}
 	*st_r = st;
 	return WSE_OK;
+}
+
+/* The same on the writer's connection. */
+static wse_status
+sq_prep(struct sq_store *q, enum sq_q id, sqlite3_stmt **st_r,
+    const struct sq_val *vals, size_t nvals)
+{
+	return sq_cprep(&q->w, id, st_r, vals, nvals);
 }
 
 /* Run a statement that returns no rows. */
@@ -374,34 +406,100 @@ sq_run(struct sq_store *q, enum sq_q id, const struct sq_val *vals,
 static void
 sq_lock(struct sq_store *q)
 {
-	pthread_mutex_lock(&q->lock);
+	pthread_mutex_lock(&q->w.lock);
+}
+
+static void
+sq_creset_used(struct sq_conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < Q__COUNT; i++)
+		if (c->used[i]) {
+			(void)sqlite3_reset(c->stmt[i]);
+			(void)sqlite3_clear_bindings(c->stmt[i]);
+			c->used[i] = 0;
+		}
 }
 
 static void
 sq_reset_used(struct sq_store *q)
 {
-	size_t i;
-
-	for (i = 0; i < Q__COUNT; i++)
-		if (q->used[i]) {
-			(void)sqlite3_reset(q->stmt[i]);
-			(void)sqlite3_clear_bindings(q->stmt[i]);
-			q->used[i] = 0;
-		}
+	sq_creset_used(&q->w);
 }
 
-/* End an operation: roll back what is still open, reset, unlock. */
+/* End an operation on c: roll back what is still open, reset, unlock. */
 static void
-sq_end(struct sq_store *q)
+sq_cend(struct sq_conn *c)
 {
 	sqlite3_stmt *st;
 
-	sq_reset_used(q);
-	if (!sqlite3_get_autocommit(q->db) &&
-	    sq_prep(q, Q_ROLLBACK, &st, NULL, 0) == WSE_OK)
+	sq_creset_used(c);
+	if (!sqlite3_get_autocommit(c->db) &&
+	    sq_cprep(c, Q_ROLLBACK, &st, NULL, 0) == WSE_OK)
 		(void)sqlite3_step(st);
-	sq_reset_used(q);
-	pthread_mutex_unlock(&q->lock);
+	sq_creset_used(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void
+sq_end(struct sq_store *q)
+{
+	sq_cend(&q->w);
+}
+
+/*
+ * Open reader c (its lock held) on the writer's file: read-only, with the
+ * writer's threading mode, busy timeout and hardening, symbolic links
+ * refused.  Only once sq_open has migrated the schema (readers are used
+ * by operations on an open store only).  0 when it cannot be opened.
+ */
+static int
+sq_reader_open(struct sq_store *q, struct sq_conn *c)
+{
+	size_t mark = wse_err_mark();
+
+	if (wse_sqlite_connect("store", q->path, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_FULLMUTEX, SQ_BUSY_TIMEOUT_MS, &c->db) != WSE_OK) {
+		wse_err_truncate(mark);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * A connection for one operation that only reads, locked; sq_cend ends
+ * it.  A free reader if there is one, else the one this call drew, in
+ * turn.  Each statement runs outside any explicit transaction, so each
+ * step from a reset opens a read transaction on the latest commit: in
+ * WAL mode a read sees every write committed before it began, by this
+ * process or another.  Should a reader not open, the operation runs on
+ * the writer's connection as it would with no readers at all.
+ */
+static struct sq_conn *
+sq_rlock(struct sq_store *q)
+{
+	unsigned start = __atomic_fetch_add(&q->rd_next, 1,
+	    __ATOMIC_RELAXED);
+	struct sq_conn *c = NULL;
+	size_t i;
+
+	for (i = 0; i < SQ_READERS; i++) {
+		c = &q->rd[(start + i) % SQ_READERS];
+		if (pthread_mutex_trylock(&c->lock) == 0)
+			break;
+		c = NULL;
+	}
+	if (c == NULL) {
+		c = &q->rd[start % SQ_READERS];
+		pthread_mutex_lock(&c->lock);
+	}
+	if (c->db == NULL && !sq_reader_open(q, c)) {
+		pthread_mutex_unlock(&c->lock);
+		c = &q->w;
+		sq_lock(q);
+	}
+	return c;
 }
 
 /*
@@ -584,7 +682,7 @@ sq_exec_const(struct sq_store *q, const char *sql, const char *what)
 	wse_status ws;
 	int rc;
 
-	if ((rc = sqlite3_exec(q->db, sql, NULL, NULL, &msg)) == SQLITE_OK)
+	if ((rc = sqlite3_exec(q->w.db, sql, NULL, NULL, &msg)) == SQLITE_OK)
 		return WSE_OK;
 	ws = wse_err(sq_status(rc), "store: %s: %s", what,
 	    msg != NULL ? msg : sqlite3_errstr(rc));
@@ -661,7 +759,7 @@ sq_set_wal(struct sq_store *q, const char *path)
 	char mode[16];
 	int rc;
 
-	if ((rc = wse_sqlite_wal(q->db, SQ_BUSY_TIMEOUT_MS, mode,
+	if ((rc = wse_sqlite_wal(q->w.db, SQ_BUSY_TIMEOUT_MS, mode,
 	    sizeof(mode))) != SQLITE_OK)
 		return sq_fail(q, rc, "cannot set WAL mode");
 	if (strcmp(mode, "wal") != 0)
@@ -790,24 +888,31 @@ sq_open(const char *path, wse_store **s_r)
 	}
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "store: no memory");
-	if ((rc = pthread_mutex_init(&q->lock, NULL)) != 0) {
+	if ((rc = pthread_mutex_init(&q->w.lock, NULL)) != 0) {
 		free(q);
 		return wse_err(WSE_ERR_INTERNAL, "store: mutex: %s",
 		    strerror(rc));
 	}
 	if ((rc = pthread_mutex_init(&q->ck_lock, NULL)) != 0) {
-		pthread_mutex_destroy(&q->lock);
+		pthread_mutex_destroy(&q->w.lock);
 		free(q);
 		return wse_err(WSE_ERR_INTERNAL, "store: mutex: %s",
 		    strerror(rc));
 	}
 	q->base.v = &wse_store_driver_sqlite;
+	for (; q->nrd < SQ_READERS; q->nrd++)
+		if ((rc = pthread_mutex_init(&q->rd[q->nrd].lock, NULL)) !=
+		    0) {
+			ws = wse_err(WSE_ERR_INTERNAL, "store: mutex: %s",
+			    strerror(rc));
+			goto out;
+		}
 	if ((q->path = strdup(path)) == NULL) {
 		ws = wse_err(WSE_ERR_NOMEM, "store: no memory");
 		goto out;
 	}
 	if ((ws = wse_sqlite_connect("store", path, SQLITE_OPEN_CREATE |
-	    SQLITE_OPEN_FULLMUTEX, SQ_BUSY_TIMEOUT_MS, &q->db)) != WSE_OK)
+	    SQLITE_OPEN_FULLMUTEX, SQ_BUSY_TIMEOUT_MS, &q->w.db)) != WSE_OK)
 		goto out;
 	if ((ws = sq_set_wal(q, path)) != WSE_OK)
 		goto out;
@@ -829,14 +934,21 @@ static void
 sq_close(wse_store *s)
 {
 	struct sq_store *q = (struct sq_store *)s;
-	size_t i;
+	size_t i, r;
 
+	/* The readers first: the writer's close, the last, checkpoints. */
+	for (r = 0; r < q->nrd; r++) {
+		for (i = 0; i < Q__COUNT; i++)
+			sqlite3_finalize(q->rd[r].stmt[i]);
+		(void)sqlite3_close(q->rd[r].db);
+		pthread_mutex_destroy(&q->rd[r].lock);
+	}
 	for (i = 0; i < Q__COUNT; i++)
-		sqlite3_finalize(q->stmt[i]);
+		sqlite3_finalize(q->w.stmt[i]);
 	(void)sqlite3_close(q->ck);
-	(void)sqlite3_close(q->db);
+	(void)sqlite3_close(q->w.db);
 	pthread_mutex_destroy(&q->ck_lock);
-	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->w.lock);
 	free(q->path);
 	free(q);
 }
@@ -921,7 +1033,7 @@ sq_user_set_key(wse_store *s, const char *name,
 	    I(iterations), B(sealed, sealed_len)), "cannot change a key")) !=
 	    WSE_OK)
 		goto out;
-	if (sqlite3_changes(q->db) == 0) {
+	if (sqlite3_changes(q->w.db) == 0) {
 		ws = wse_err(WSE_ERR_NOT_FOUND, "store: no user %s", name);
 		goto out;
 	}
@@ -942,7 +1054,7 @@ sq_user_del(wse_store *s, const char *name)
 	    (ws = sq_run(q, Q_USER_DEL, VALS(T(name)),
 	    "cannot delete a user")) != WSE_OK)
 		goto out;
-	if (sqlite3_changes(q->db) == 0) {
+	if (sqlite3_changes(q->w.db) == 0) {
 		ws = wse_err(WSE_ERR_NOT_FOUND, "store: no user %s", name);
 		goto out;
 	}
@@ -957,18 +1069,19 @@ sq_user_get(wse_store *s, const char *name, wse_user_rec *rec,
     wse_buf *sealed)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	sqlite3_stmt *st;
 	wse_user_rec r;
 	wse_status ws;
 	int rc;
 
-	sq_lock(q);
-	if ((ws = sq_prep(q, Q_USER_GET, &st, VALS(T(name)))) != WSE_OK)
+	c = sq_rlock(q);
+	if ((ws = sq_cprep(c, Q_USER_GET, &st, VALS(T(name)))) != WSE_OK)
 		goto out;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
 		ws = rc == SQLITE_DONE ? wse_err(WSE_ERR_NOT_FOUND,
 		    "store: no user %s", name) :
-		    sq_fail(q, rc, "cannot look a user up");
+		    sq_cfail(c, rc, "cannot look a user up");
 		goto out;
 	}
 	if ((ws = col_user(st, &r)) != WSE_OK)
@@ -981,7 +1094,7 @@ sq_user_get(wse_store *s, const char *name, wse_user_rec *rec,
 		*rec = r;
 	ws = WSE_OK;
 out:
-	sq_end(q);
+	sq_cend(c);
 	return ws;
 }
 
@@ -989,6 +1102,7 @@ static wse_status
 sq_user_list(wse_store *s, wse_user_fn fn, void *arg)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	char last[WSE_STORE_NAME_MAX] = "";
 	wse_user_rec *batch = NULL;
 	sqlite3_stmt *st;
@@ -1000,18 +1114,18 @@ sq_user_list(wse_store *s, wse_user_fn fn, void *arg)
 		return wse_err(WSE_ERR_NOMEM, "store: no memory");
 	do {
 		n = 0;
-		sq_lock(q);
-		if ((ws = sq_prep(q, Q_USER_LIST, &st, VALS(T(last),
+		c = sq_rlock(q);
+		if ((ws = sq_cprep(c, Q_USER_LIST, &st, VALS(T(last),
 		    I(SQ_BATCH)))) != WSE_OK) {
-			sq_end(q);
+			sq_cend(c);
 			goto out;
 		}
 		while (n < SQ_BATCH && (rc = sqlite3_step(st)) == SQLITE_ROW)
 			if ((ws = col_user(st, &batch[n++])) != WSE_OK)
 				break;
 		if (ws == WSE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
-			ws = sq_fail(q, rc, "cannot list users");
-		sq_end(q);
+			ws = sq_cfail(c, rc, "cannot list users");
+		sq_cend(c);
 		if (ws != WSE_OK)
 			goto out;
 		for (i = 0; i < n; i++)
@@ -1084,7 +1198,7 @@ sq_deliver_one(struct sq_store *q, const wse_delivery *d, int64_t now)
 	if ((ws = sq_run(q, Q_BODY_ADD, VALS(B(d->envelope, d->len)),
 	    "cannot store a message")) != WSE_OK)
 		return ws;
-	body = sqlite3_last_insert_rowid(q->db);
+	body = sqlite3_last_insert_rowid(q->w.db);
 	for (i = 0; i < d->n; i++)
 		if ((ws = sq_run(q, Q_MSG_ADD, VALS(T(d->mailboxes[i]),
 		    T(d->meta->from), T(d->meta->subject), T(d->origin_domain),
@@ -1153,6 +1267,7 @@ sq_list(wse_store *s, const char *mailbox, size_t offset, size_t limit,
     wse_msg_fn fn, void *arg)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	wse_msg_meta *batch = NULL;
 	sqlite3_stmt *st;
 	size_t want, n = 0, i;
@@ -1164,24 +1279,24 @@ sq_list(wse_store *s, const char *mailbox, size_t offset, size_t limit,
 	while (limit > 0) {
 		want = limit < SQ_BATCH ? limit : SQ_BATCH;
 		n = 0;
-		sq_lock(q);
+		c = sq_rlock(q);
 		if (first)
-			ws = sq_prep(q, Q_MSG_LIST_FIRST, &st, VALS(T(mailbox),
+			ws = sq_cprep(c, Q_MSG_LIST_FIRST, &st, VALS(T(mailbox),
 			    I(want), I(clamp64(offset))));
 		else
-			ws = sq_prep(q, Q_MSG_LIST_NEXT, &st, VALS(T(mailbox),
+			ws = sq_cprep(c, Q_MSG_LIST_NEXT, &st, VALS(T(mailbox),
 			    I(batch[SQ_BATCH - 1].received),
 			    I(batch[SQ_BATCH - 1].id), I(want)));
 		if (ws != WSE_OK) {
-			sq_end(q);
+			sq_cend(c);
 			goto out;
 		}
 		while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW)
 			if ((ws = col_meta(st, 0, &batch[n++])) != WSE_OK)
 				break;
 		if (ws == WSE_OK && n < want && rc != SQLITE_DONE)
-			ws = sq_fail(q, rc, "cannot list messages");
-		sq_end(q);
+			ws = sq_cfail(c, rc, "cannot list messages");
+		sq_cend(c);
 		if (ws != WSE_OK)
 			goto out;
 		for (i = 0; i < n; i++)
@@ -1203,22 +1318,23 @@ sq_count(wse_store *s, const char *mailbox, uint64_t *total_r,
     uint64_t *unread_r)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	sqlite3_stmt *st;
 	wse_status ws;
 	int rc;
 
-	sq_lock(q);
-	if ((ws = sq_prep(q, Q_MSG_COUNT, &st, VALS(T(mailbox)))) != WSE_OK)
+	c = sq_rlock(q);
+	if ((ws = sq_cprep(c, Q_MSG_COUNT, &st, VALS(T(mailbox)))) != WSE_OK)
 		goto out;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-		ws = sq_fail(q, rc, "cannot count messages");
+		ws = sq_cfail(c, rc, "cannot count messages");
 		goto out;
 	}
 	*total_r = (uint64_t)sqlite3_column_int64(st, 0);
 	*unread_r = (uint64_t)sqlite3_column_int64(st, 1);
 	ws = WSE_OK;
 out:
-	sq_end(q);
+	sq_cend(c);
 	return ws;
 }
 
@@ -1227,18 +1343,19 @@ sq_fetch(wse_store *s, const char *mailbox, int64_t id, wse_msg_meta *meta,
     wse_buf *envelope)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	sqlite3_stmt *st;
 	wse_status ws;
 	int rc;
 
-	sq_lock(q);
-	if ((ws = sq_prep(q, Q_MSG_FETCH, &st, VALS(I(id), T(mailbox)))) !=
+	c = sq_rlock(q);
+	if ((ws = sq_cprep(c, Q_MSG_FETCH, &st, VALS(I(id), T(mailbox)))) !=
 	    WSE_OK)
 		goto out;
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
 		ws = rc == SQLITE_DONE ? wse_err(WSE_ERR_NOT_FOUND,
 		    "store: no message %lld in %s", (long long)id, mailbox) :
-		    sq_fail(q, rc, "cannot fetch a message");
+		    sq_cfail(c, rc, "cannot fetch a message");
 		goto out;
 	}
 	if ((ws = col_meta(st, 0, meta)) != WSE_OK)
@@ -1249,7 +1366,7 @@ sq_fetch(wse_store *s, const char *mailbox, int64_t id, wse_msg_meta *meta,
 		goto out;
 	ws = WSE_OK;
 out:
-	sq_end(q);
+	sq_cend(c);
 	return ws;
 }
 
@@ -1264,7 +1381,7 @@ sq_change_one(struct sq_store *q, enum sq_q id, const struct sq_val *vals,
 	if ((ws = sq_begin(q)) != WSE_OK ||
 	    (ws = sq_run(q, id, vals, nvals, what)) != WSE_OK)
 		goto out;
-	if (sqlite3_changes(q->db) == 0) {
+	if (sqlite3_changes(q->w.db) == 0) {
 		ws = wse_err(WSE_ERR_NOT_FOUND, "store: no %s %lld", thing,
 		    (long long)num);
 		goto out;
@@ -1306,14 +1423,14 @@ sq_enqueue_one(struct sq_store *q, const wse_submission *sub, int64_t now,
 	if ((ws = sq_run(q, Q_PAYLOAD_ADD, VALS(B(sub->payload, sub->len)),
 	    "cannot queue a payload")) != WSE_OK)
 		return ws;
-	payload = sqlite3_last_insert_rowid(q->db);
+	payload = sqlite3_last_insert_rowid(q->w.db);
 	for (d = 0; d < sub->ndomains; d++) {
 		if ((ws = sq_run(q, Q_QUEUE_ADD, VALS(T(sub->domains[d]),
 		    T(sub->sender), T(sub->message_id), I(now), I(expires),
 		    I(sub->flags), I(payload)), "cannot queue a message")) !=
 		    WSE_OK)
 			return ws;
-		item = sqlite3_last_insert_rowid(q->db);
+		item = sqlite3_last_insert_rowid(q->w.db);
 		for (r = 0; r < sub->nrcpts[d]; r++)
 			if ((ws = sq_run(q, Q_RCPT_ADD, VALS(I(item),
 			    T(sub->rcpts[d][r])), "cannot queue a recipient"))
@@ -1653,12 +1770,13 @@ static wse_status
 sq_replay_seen(wse_store *s, const char *id, int64_t now)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	struct sq_conn *c;
 	sqlite3_stmt *st;
 	wse_status ws;
 	int rc;
 
-	sq_lock(q);
-	if ((ws = sq_prep(q, Q_REPLAY_SEEN, &st, VALS(T(id), I(now)))) !=
+	c = sq_rlock(q);
+	if ((ws = sq_cprep(c, Q_REPLAY_SEEN, &st, VALS(T(id), I(now)))) !=
 	    WSE_OK)
 		goto out;
 	rc = sqlite3_step(st);
@@ -1666,9 +1784,9 @@ sq_replay_seen(wse_store *s, const char *id, int64_t now)
 		ws = wse_err(WSE_ERR_REPLAY,
 		    "store: message identifier %s was seen before", id);
 	else if (rc != SQLITE_DONE)
-		ws = sq_fail(q, rc, "cannot read the replay cache");
+		ws = sq_cfail(c, rc, "cannot read the replay cache");
 out:
-	sq_end(q);
+	sq_cend(c);
 	return ws;
 }
 

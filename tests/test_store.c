@@ -2050,6 +2050,280 @@ test_disk_full_tempfail(void **state)
 	    1001));
 }
 
+/* ---- reads beside writes ---- */
+
+/* Often enough to use every connection a driver may read on. */
+#define READ_ROUNDS 12
+
+static void
+check_key(wse_store *s, const char *name, uint8_t seed, uint32_t iterations)
+{
+	uint8_t salt[WSE_SALT_LEN], key[WSE_DERIVED_KEY_LEN];
+	uint8_t got[WSE_DERIVED_KEY_LEN];
+	wse_user_rec rec;
+
+	make_salt(salt, seed);
+	make_key(key, seed);
+	assert_wse_ok(wse_store_user_get(s, name, &rec, got));
+	assert_memory_equal(rec.salt, salt, WSE_SALT_LEN);
+	assert_int_equal(rec.iterations, iterations);
+	assert_memory_equal(got, key, sizeof(got));
+}
+
+/* A read sees every write committed before it began. */
+static void
+test_read_after_write(void **state)
+{
+	struct fix *f = *state;
+	const char *boxes[] = { "alice@a.test" };
+	uint8_t salt[WSE_SALT_LEN], key[WSE_DERIVED_KEY_LEN];
+	wse_replay *r = NULL;
+	wse_msg_meta m;
+	struct sub u;
+	wse_status sst;
+	char id[64];
+	int i;
+
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	for (i = 0; i < READ_ROUNDS; i++) {
+		snprintf(id, sizeof(id), "urn:uuid:raw-%d", i);
+		assert_wse_ok(wse_replay_seen(r, id, 1000));
+		assert_wse_ok(wse_replay_insert(r, id, 5000, 1000));
+		assert_wse_status(wse_replay_seen(r, id, 1000),
+		    WSE_ERR_REPLAY);
+		snprintf(id, sizeof(id), "urn:uuid:raw-sub-%d", i);
+		assert_wse_ok(wse_replay_seen(r, id, 1000));
+		make_sub(&u, "m", id, "payload", 0);
+		assert_wse_ok(wse_store_enqueue(f->s, &u.s, 1, 1000, 3600,
+		    &sst));
+		assert_wse_ok(sst);
+		assert_wse_status(wse_replay_seen(r, id, 1000),
+		    WSE_ERR_REPLAY);
+	}
+	for (i = 0; i < READ_ROUNDS; i++) {
+		assert_wse_status(wse_store_user_get(f->s, "alice@a.test",
+		    NULL, NULL), WSE_ERR_NOT_FOUND);
+		add_user(f->s, "alice@a.test", (uint8_t)i);
+		check_key(f->s, "alice@a.test", (uint8_t)i, 600000);
+		make_salt(salt, (uint8_t)(i + 100));
+		make_key(key, (uint8_t)(i + 100));
+		assert_wse_ok(wse_store_user_set_key(f->s, "alice@a.test",
+		    salt, 700000 + i, key));
+		check_key(f->s, "alice@a.test", (uint8_t)(i + 100),
+		    700000 + i);
+		snprintf(id, sizeof(id), "urn:uuid:raw-msg-%d", i);
+		assert_wse_ok(deliver(f->s, id, boxes, 1, NULL, 1000));
+		assert_int_equal(count_total(f->s, "alice@a.test"), 1);
+		assert_wse_ok(wse_store_user_del(f->s, "alice@a.test"));
+		assert_wse_status(wse_store_user_get(f->s, "alice@a.test",
+		    NULL, NULL), WSE_ERR_NOT_FOUND);
+		assert_int_equal(count_total(f->s, "alice@a.test"), 0);
+		assert_wse_status(wse_store_fetch(f->s, "alice@a.test", 1, &m,
+		    NULL), WSE_ERR_NOT_FOUND);
+	}
+	wse_replay_free(&r);
+}
+
+struct blocked_writer {
+	wse_store *s;
+	int started;
+	wse_status st;
+};
+
+static void *
+add_late_user(void *arg)
+{
+	struct blocked_writer *b = arg;
+	uint8_t salt[WSE_SALT_LEN], key[WSE_DERIVED_KEY_LEN];
+
+	make_salt(salt, 9);
+	make_key(key, 9);
+	__atomic_store_n(&b->started, 1, __ATOMIC_SEQ_CST);
+	b->st = wse_store_user_add(b->s, "late@a.test", salt, 600000, key, 1);
+	return NULL;
+}
+
+/*
+ * While a write of the store waits for the database (another process
+ * holds the write lock), reads go on at once and see what was committed
+ * (SQLite driver: the reads do not take the writer's lock).
+ */
+static void
+test_reads_beside_writer(void **state)
+{
+	struct fix *f = *state;
+	const char *path = sqlite_path(f->dir);
+	struct locker k = { path, 0 };
+	struct blocked_writer b = { f->s, 0, WSE_ERR_INTERNAL };
+	wse_replay *r = NULL;
+	pthread_t t, w;
+	double t0;
+	int i;
+
+	if (path == NULL)
+		skip();
+	add_user(f->s, "alice@a.test", 1);
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_ok(wse_replay_insert(r, "urn:uuid:beside", 5000, 1000));
+	assert_int_equal(pthread_create(&t, NULL, hold_write_lock, &k), 0);
+	while (__atomic_load_n(&k.ms, __ATOMIC_SEQ_CST) == 0)
+		usleep(1000);
+	assert_int_equal(pthread_create(&w, NULL, add_late_user, &b), 0);
+	while (__atomic_load_n(&b.started, __ATOMIC_SEQ_CST) == 0)
+		usleep(1000);
+	usleep(30 * 1000);	/* the writer is in its busy wait now */
+	t0 = testutil_now_ms();
+	for (i = 0; i < READ_ROUNDS; i++) {
+		check_key(f->s, "alice@a.test", 1, 600000);
+		assert_wse_status(wse_replay_seen(r, "urn:uuid:beside", 1000),
+		    WSE_ERR_REPLAY);
+		assert_wse_ok(wse_replay_seen(r, "urn:uuid:other", 1000));
+		assert_wse_status(wse_store_user_get(f->s, "late@a.test",
+		    NULL, NULL), WSE_ERR_NOT_FOUND);
+		assert_int_equal(count_total(f->s, "alice@a.test"), 0);
+	}
+	assert_true(testutil_now_ms() - t0 < 150);
+	pthread_join(w, NULL);
+	pthread_join(t, NULL);
+	assert_wse_ok(b.st);
+	check_key(f->s, "late@a.test", 9, 600000);
+	wse_replay_free(&r);
+}
+
+#define READERS 8
+#define WRITES 120
+
+struct rw {
+	wse_store *s;
+	int committed;		/* submissions 0 .. committed-1 are stored */
+	int stop;
+	int failures;
+	long reads;
+};
+
+/* Enqueue WRITES submissions with replay ids, each followed by a user,
+ * and change alice's key back and forth. */
+static void *
+rw_writer(void *arg)
+{
+	struct rw *x = arg;
+	uint8_t salt[WSE_SALT_LEN], key[WSE_DERIVED_KEY_LEN];
+	char oid[64], rid[64], name[64];
+	struct sub u;
+	wse_status st, sst;
+	int i;
+
+	for (i = 0; i < WRITES; i++) {
+		snprintf(oid, sizeof(oid), "m-%d", i);
+		snprintf(rid, sizeof(rid), "urn:uuid:rw-%d", i);
+		make_sub(&u, oid, rid, "payload", 0);
+		st = wse_store_enqueue(x->s, &u.s, 1, 1000, 3600, &sst);
+		snprintf(name, sizeof(name), "u%d@a.test", i);
+		make_salt(salt, (uint8_t)i);
+		make_key(key, (uint8_t)i);
+		if (st != WSE_OK || sst != WSE_OK ||
+		    wse_store_user_add(x->s, name, salt, 600000, key, 1) !=
+		    WSE_OK) {
+			__atomic_add_fetch(&x->failures, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+		__atomic_store_n(&x->committed, i + 1, __ATOMIC_SEQ_CST);
+		make_salt(salt, (uint8_t)(200 + i % 2));
+		make_key(key, (uint8_t)(200 + i % 2));
+		if (wse_store_user_set_key(x->s, "alice@a.test", salt, 600000,
+		    key) != WSE_OK)
+			__atomic_add_fetch(&x->failures, 1, __ATOMIC_SEQ_CST);
+	}
+	__atomic_store_n(&x->stop, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* Whatever was committed before a read is seen by it; what was not yet
+ * written is not. */
+static void *
+rw_reader(void *arg)
+{
+	struct rw *x = arg;
+	uint8_t got[WSE_DERIVED_KEY_LEN], k0[WSE_DERIVED_KEY_LEN];
+	uint8_t k1[WSE_DERIVED_KEY_LEN], key[WSE_DERIVED_KEY_LEN];
+	char rid[64], name[64];
+	wse_replay *r = NULL;
+	wse_user_rec rec;
+	unsigned seed = (unsigned)(uintptr_t)&rec;
+	int bad = 0, c, j;
+
+	make_key(k0, 200);
+	make_key(k1, 201);
+	if (wse_store_replay(x->s, &r) != WSE_OK) {
+		__atomic_add_fetch(&x->failures, 1, __ATOMIC_SEQ_CST);
+		return NULL;
+	}
+	while (!__atomic_load_n(&x->stop, __ATOMIC_SEQ_CST) && bad == 0) {
+		c = __atomic_load_n(&x->committed, __ATOMIC_SEQ_CST);
+		j = c > 0 ? (int)(rand_r(&seed) % (unsigned)c) : 0;
+		snprintf(rid, sizeof(rid), "urn:uuid:rw-%d", j);
+		snprintf(name, sizeof(name), "u%d@a.test", j);
+		make_key(key, (uint8_t)j);
+		if (c > 0 && (wse_replay_seen(r, rid, 1000) != WSE_ERR_REPLAY ||
+		    wse_store_user_get(x->s, name, &rec, got) != WSE_OK ||
+		    memcmp(got, key, sizeof(got)) != 0))
+			bad++;
+		/* Never committed before the writer's count passes it. */
+		snprintf(rid, sizeof(rid), "urn:uuid:rw-%d", WRITES + j);
+		snprintf(name, sizeof(name), "u%d@a.test", WRITES + j);
+		if (wse_replay_seen(r, rid, 1000) != WSE_OK ||
+		    wse_store_user_get(x->s, name, NULL, NULL) !=
+		    WSE_ERR_NOT_FOUND)
+			bad++;
+		if (wse_store_user_get(x->s, "alice@a.test", NULL, got) !=
+		    WSE_OK || (memcmp(got, k0, sizeof(got)) != 0 &&
+		    memcmp(got, k1, sizeof(got)) != 0))
+			bad++;
+		wse_err_clear();
+		__atomic_add_fetch(&x->reads, 1, __ATOMIC_RELAXED);
+	}
+	wse_replay_free(&r);
+	if (bad != 0)
+		__atomic_add_fetch(&x->failures, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* Many readers beside one writer on one store object: no errors, no
+ * stale or missing answers. */
+static void
+test_readers_beside_writer_threads(void **state)
+{
+	struct fix *f = *state;
+	struct rw x = { f->s, 0, 0, 0, 0 };
+	pthread_t rt[READERS], wt;
+	struct qlist *l = calloc(1, sizeof(*l));
+	int i;
+
+	assert_non_null(l);
+	add_user(f->s, "alice@a.test", 1);
+	{
+		uint8_t salt[WSE_SALT_LEN], key[WSE_DERIVED_KEY_LEN];
+
+		make_salt(salt, 200);
+		make_key(key, 200);
+		assert_wse_ok(wse_store_user_set_key(f->s, "alice@a.test",
+		    salt, 600000, key));
+	}
+	for (i = 0; i < READERS; i++)
+		assert_int_equal(pthread_create(&rt[i], NULL, rw_reader, &x),
+		    0);
+	assert_int_equal(pthread_create(&wt, NULL, rw_writer, &x), 0);
+	pthread_join(wt, NULL);
+	for (i = 0; i < READERS; i++)
+		pthread_join(rt[i], NULL);
+	assert_int_equal(x.failures, 0);
+	assert_int_equal(x.committed, WRITES);
+	assert_true(x.reads > 0);
+	assert_wse_ok(wse_store_queue_list(f->s, collect_item, l));
+	assert_int_equal(l->n, WRITES);
+	free(l);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -2085,6 +2359,9 @@ main(void)
 		T(test_concurrent_open),
 		T(test_durability_after_crash),
 		T(test_disk_full_tempfail),
+		T(test_read_after_write),
+		T(test_reads_beside_writer),
+		T(test_readers_beside_writer_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
