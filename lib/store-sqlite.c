@@ -13,7 +13,8 @@
  * other; a writer still blocked after it gets WSE_ERR_TEMPFAIL.
  *
  * Durability: journal_mode=WAL with synchronous=FULL, so a commit that
- * returned is on disk.  Disk full and I/O errors are temporary failures,
+ * returned is on disk (but for the few whose loss is harmless,
+ * sq_begin_lazy).  Disk full and I/O errors are temporary failures,
  * the transaction is rolled back and the caller must not acknowledge.
  *
  * SECURITY: every statement is a fixed string prepared once and cached;
@@ -256,7 +257,7 @@ struct sq_store {
 	size_t nrd;			/* rd[i < nrd]: lock initialised */
 	unsigned rd_next;		/* the next search starts here */
 	int version;
-	int lazy_replay;		/* replay-only commits skip the fsync */
+	int lazy_replay;		/* sq_begin_lazy may skip the fsync */
 	int sync_normal;		/* synchronous is NORMAL right now */
 	/* Checkpoints in the background (sq_checkpoint): a connection of
 	 * their own, so that they never hold the operations' lock. */
@@ -503,8 +504,8 @@ sq_rlock(struct sq_store *q)
 }
 
 /*
- * Every write transaction but a replay-only one runs with
- * synchronous=FULL: put it back first if a replay insert lowered it.
+ * Every write transaction but those of sq_begin_lazy runs with
+ * synchronous=FULL: put it back first if one of those lowered it.
  */
 static wse_status
 sq_sync(struct sq_store *q, int normal)
@@ -528,6 +529,42 @@ sq_begin(struct sq_store *q)
 	if ((ws = sq_sync(q, 0)) != WSE_OK)
 		return ws;
 	return sq_run(q, Q_BEGIN, NULL, 0, "cannot begin a transaction");
+}
+
+/*
+ * Begin a transaction that commits with synchronous=NORMAL, without the
+ * fsync, when sq_boot allows it (q->lazy_replay); with FULL otherwise or
+ * should the pragma fail.  For writes whose loss in a crash of the
+ * machine is harmless: a replay entry stored alone (sq_boot), a queue
+ * item's lease (sq_queue_take) and the removal of an item that was
+ * delivered or bounced (sq_queue_done, sq_queue_done_many).
+ *
+ * In WAL mode such a commit survives the death of the process; a crash
+ * of the machine may lose the last ones (the log is written in order,
+ * and the next FULL commit or checkpoint syncs everything before it,
+ * so a loss is always of the latest commits).  A lost lease leaves the
+ * item due again, as if its lease had run out.  A lost removal sends
+ * the item once more when the server is back: it is due, and its lease,
+ * if that survived, runs out (the "lease" setting, at most a day).  The
+ * receiver answers the copy as delivered from its de-duplication on
+ * (origin domain, origin id) (sq_deliver_one), whose records it keeps
+ * WSE_STORE_DEDUP_KEEP, 30 days (Q_EXPIRE_DEDUP, by wse_store_expire):
+ * only a machine down that long could make a duplicate.  A bounce is
+ * queued FULL before its item's removal; an item that comes back from a
+ * lost removal is refused again and gets a bounce of the same id, which
+ * the sender's mailbox already holds (as after a server killed between
+ * the two).  Deferrals, bounces, and every other write stay FULL.
+ */
+static wse_status
+sq_begin_lazy(struct sq_store *q)
+{
+	size_t mark = wse_err_mark();
+
+	if (q->lazy_replay && sq_sync(q, 1) == WSE_OK)
+		return sq_run(q, Q_BEGIN, NULL, 0,
+		    "cannot begin a transaction");
+	wse_err_truncate(mark);
+	return sq_begin(q);
 }
 
 static wse_status
@@ -1370,15 +1407,20 @@ out:
 	return ws;
 }
 
+/* How a transaction commits: fsynced, or as sq_begin_lazy allows. */
+enum sq_durability { SQ_FULL, SQ_LAZY };
+
 /* One UPDATE/DELETE of exactly one addressed row, in a transaction. */
 static wse_status
-sq_change_one(struct sq_store *q, enum sq_q id, const struct sq_val *vals,
-    size_t nvals, const char *what, const char *thing, int64_t num)
+sq_change_one(struct sq_store *q, enum sq_durability dur, enum sq_q id,
+    const struct sq_val *vals, size_t nvals, const char *what,
+    const char *thing, int64_t num)
 {
 	wse_status ws;
 
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK ||
+	if ((ws = dur == SQ_LAZY ? sq_begin_lazy(q) : sq_begin(q)) !=
+	    WSE_OK ||
 	    (ws = sq_run(q, id, vals, nvals, what)) != WSE_OK)
 		goto out;
 	if (sqlite3_changes(q->w.db) == 0) {
@@ -1395,14 +1437,14 @@ out:
 static wse_status
 sq_del(wse_store *s, const char *mailbox, int64_t id)
 {
-	return sq_change_one((struct sq_store *)s, Q_MSG_DEL,
+	return sq_change_one((struct sq_store *)s, SQ_FULL, Q_MSG_DEL,
 	    VALS(I(id), T(mailbox)), "cannot delete a message", "message", id);
 }
 
 static wse_status
 sq_mark_read(wse_store *s, const char *mailbox, int64_t id, int read)
 {
-	return sq_change_one((struct sq_store *)s, Q_MSG_MARK,
+	return sq_change_one((struct sq_store *)s, SQ_FULL, Q_MSG_MARK,
 	    VALS(I(id), T(mailbox), I(read ? 0 : 1)),
 	    "cannot mark a message", "message", id);
 }
@@ -1607,7 +1649,8 @@ sq_queue_take(wse_store *s, int64_t now, int64_t lease, size_t limit,
 
 	until = now > INT64_MAX - lease ? INT64_MAX : now + lease;
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK ||
+	/* The leases commit without the fsync (sq_begin_lazy). */
+	if ((ws = sq_begin_lazy(q)) != WSE_OK ||
 	    (ws = sq_prep(q, Q_QUEUE_LEASE, &st, VALS(I(now), I(until),
 	    I(clamp64(limit))))) != WSE_OK)
 		goto out_locked;
@@ -1652,11 +1695,12 @@ out_locked:
 	return ws;
 }
 
+/* The removal of a delivered or bounced item: no fsync (sq_begin_lazy). */
 static wse_status
 sq_queue_done(wse_store *s, int64_t id)
 {
-	return sq_change_one((struct sq_store *)s, Q_QUEUE_DEL, VALS(I(id)),
-	    "cannot remove a queue item", "queue item", id);
+	return sq_change_one((struct sq_store *)s, SQ_LAZY, Q_QUEUE_DEL,
+	    VALS(I(id)), "cannot remove a queue item", "queue item", id);
 }
 
 static wse_status
@@ -1667,7 +1711,7 @@ sq_queue_done_many(wse_store *s, const int64_t *ids, size_t n)
 	size_t i;
 
 	sq_lock(q);
-	if ((ws = sq_begin(q)) != WSE_OK)
+	if ((ws = sq_begin_lazy(q)) != WSE_OK)	/* no fsync: sq_begin_lazy */
 		goto out;
 	for (i = 0; i < n; i++)
 		if ((ws = sq_run(q, Q_QUEUE_DEL, VALS(I(ids[i])),
@@ -1683,7 +1727,7 @@ static wse_status
 sq_queue_defer(wse_store *s, int64_t id, int64_t next_attempt,
     const char *error)
 {
-	return sq_change_one((struct sq_store *)s, Q_QUEUE_DEFER,
+	return sq_change_one((struct sq_store *)s, SQ_FULL, Q_QUEUE_DEFER,
 	    VALS(I(id), I(next_attempt), T(error)),
 	    "cannot defer a queue item", "queue item", id);
 }
@@ -1744,8 +1788,9 @@ sq_queue_flush(wse_store *s, int64_t id, int64_t now)
 	wse_status ws;
 
 	if (id > 0)
-		return sq_change_one(q, Q_QUEUE_FLUSH_ONE, VALS(I(now), I(id)),
-		    "cannot flush a queue item", "queue item", id);
+		return sq_change_one(q, SQ_FULL, Q_QUEUE_FLUSH_ONE,
+		    VALS(I(now), I(id)), "cannot flush a queue item",
+		    "queue item", id);
 	sq_lock(q);
 	if ((ws = sq_begin(q)) != WSE_OK ||
 	    (ws = sq_run(q, Q_QUEUE_FLUSH_ALL, VALS(I(now)),
@@ -1760,8 +1805,8 @@ out:
 static wse_status
 sq_queue_delete(wse_store *s, int64_t id)
 {
-	return sq_change_one((struct sq_store *)s, Q_QUEUE_DEL, VALS(I(id)),
-	    "cannot delete a queue item", "queue item", id);
+	return sq_change_one((struct sq_store *)s, SQ_FULL, Q_QUEUE_DEL,
+	    VALS(I(id)), "cannot delete a queue item", "queue item", id);
 }
 
 /* ---- replay cache, expiry ---- */
@@ -1797,15 +1842,9 @@ sq_replay_insert(wse_store *s, const char *id, int64_t expires, int64_t now)
 	wse_status ws;
 
 	sq_lock(q);
-	/* Without the fsync when sq_boot allows it (FULL if that fails). */
-	if (q->lazy_replay && sq_sync(q, 1) == WSE_OK)
-		ws = sq_run(q, Q_BEGIN, NULL, 0, "cannot begin a transaction");
-	else {
-		wse_err_clear();
-		ws = sq_begin(q);
-	}
-	if (ws != WSE_OK || (ws = sq_replay_add(q, id, expires, now)) !=
-	    WSE_OK)
+	/* Without the fsync when sq_boot allows it (sq_begin_lazy). */
+	if ((ws = sq_begin_lazy(q)) != WSE_OK ||
+	    (ws = sq_replay_add(q, id, expires, now)) != WSE_OK)
 		goto out;
 	ws = sq_commit(q);
 out:

@@ -2006,6 +2006,78 @@ test_durability_after_crash(void **state)
 	free(ml);
 }
 
+/*
+ * Leases, removals of delivered items and replay entries stored alone
+ * commit without the fsync where the driver allows it; they still
+ * survive the death of the process.
+ */
+static void
+test_lazy_commits_survive_process_death(void **state)
+{
+	struct fix *f = *state;
+	struct qlist *l = calloc(1, sizeof(*l));
+	wse_replay *r = NULL;
+	int status = 0;
+	pid_t pid;
+
+	assert_non_null(l);
+	wse_store_close(&f->s);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		wse_store *s = NULL;
+		wse_replay *cr = NULL;
+		struct qlist *cl = calloc(1, sizeof(*cl));
+		struct sub u[3];
+		wse_submission subs[3];
+		wse_status sst[3];
+		int64_t done[2];
+		int i;
+
+		for (i = 0; i < 3; i++) {
+			make_sub(&u[i], i == 0 ? "m0" : i == 1 ? "m1" : "m2",
+			    NULL, "payload", 0);
+			subs[i] = u[i].s;
+		}
+		if (cl == NULL ||
+		    wse_store_open(store_uri(f->dir), seal_key, &s) !=
+		    WSE_OK ||
+		    wse_store_enqueue(s, subs, 3, 1000, 3600, sst) != WSE_OK ||
+		    wse_store_queue_take(s, 1000, 300, 10, collect_item, cl) !=
+		    WSE_OK || cl->n != 3)
+			_exit(1);
+		done[0] = cl->it[0].item.id;
+		done[1] = cl->it[1].item.id;
+		if (wse_store_queue_done_many(s, done, 1) != WSE_OK ||
+		    wse_store_queue_done(s, done[1]) != WSE_OK ||
+		    wse_store_replay(s, &cr) != WSE_OK ||
+		    wse_replay_insert(cr, "urn:uuid:lazy", 5000, 1000) !=
+		    WSE_OK)
+			_exit(1);
+		_exit(0);	/* no close, no checkpoint */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	/* Two removed; the third still leased until 1300. */
+	assert_wse_ok(wse_store_queue_list(f->s, collect_item, l));
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->it[0].item.message_id, "m2");
+	l->n = 0;
+	assert_wse_ok(wse_store_queue_take(f->s, 1299, 300, 10, collect_item,
+	    l));
+	assert_int_equal(l->n, 0);
+	assert_wse_ok(wse_store_queue_take(f->s, 1300, 300, 10, collect_item,
+	    l));
+	assert_int_equal(l->n, 1);
+	assert_wse_ok(wse_store_replay(f->s, &r));
+	assert_wse_status(wse_replay_seen(r, "urn:uuid:lazy", 1000),
+	    WSE_ERR_REPLAY);
+	wse_replay_free(&r);
+	free(l);
+}
+
 /* Disk full (here: the file size limit) is a temporary failure and
  * nothing of the operation is kept. */
 static void
@@ -2358,6 +2430,7 @@ main(void)
 		T(test_two_objects_share),
 		T(test_concurrent_open),
 		T(test_durability_after_crash),
+		T(test_lazy_commits_survive_process_death),
 		T(test_disk_full_tempfail),
 		T(test_read_after_write),
 		T(test_reads_beside_writer),
