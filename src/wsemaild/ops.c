@@ -309,13 +309,17 @@ wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
 /*
  * A client's Submit handed to the committer without a worker waiting
  * for it: the committer answers the request once the message is durable
- * (submit_done), and owns this until then.
+ * (submit_done), and owns this until then.  The answer is signed by the
+ * worker beforehand, in parallel with other workers and the commit, and
+ * goes out only if the commit succeeds (a Fault is made instead if not).
  */
 struct submit_async {
 	wse_msg *m;
 	struct submit_rows g;
 	wse_submission sub;
 	wse_buf *payload;
+	wse_buf *answer;		/* the signed SubmitResponse */
+	int answer_status;
 	char id[WSE_UUID_URN_LEN + 1];
 	char *replay_id;
 	char *request_id;		/* the request's MessageID: RelatesTo */
@@ -327,6 +331,7 @@ submit_async_free(struct submit_async *a)
 {
 	wse_msg_free(&a->m);
 	wse_buf_free(&a->payload);
+	wse_buf_free(&a->answer);
 	free(a->replay_id);
 	free(a->request_id);
 	free(a);
@@ -336,33 +341,22 @@ submit_async_free(struct submit_async *a)
 static void
 submit_done(struct wsed *s, void *arg, wse_status st)
 {
-	static const char busy[] = "busy\n";
 	struct submit_async *a = arg;
-	wse_buf *resp = NULL, *out = NULL;
 	int status = 500;
 
 	if (st == WSE_OK) {
 		wsed_outbound_kick(s);
 		wsed_log("submit %s from %s to %zu recipient(s)", a->id,
 		    a->m->from, a->m->nto + a->m->ncc);
-		if ((resp = wse_buf_new(1024)) == NULL)
-			st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-		else
-			st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
-			    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>",
-			    a->id);
+		status = a->answer_status;
+	} else {
+		/* Not queued: the prepared answer is dropped unsent. */
+		wse_buf_reset(a->answer);
+		wsed_answer(s, "Submit", a->request_id, st, NULL, a->answer,
+		    &status);
 	}
-	if ((out = wse_buf_new(s->lim.max_message_bytes * 4)) == NULL)
-		wse_http_reply(a->req, 503, "text/plain", busy,
-		    sizeof(busy) - 1);
-	else {
-		wsed_answer(s, "Submit", a->request_id, st, resp, out, &status);
-		wse_http_reply(a->req, status,
-		    "application/soap+xml; charset=utf-8", wse_buf_data(out),
-		    wse_buf_len(out));
-	}
-	wse_buf_free(&out);
-	wse_buf_free(&resp);
+	wse_http_reply(a->req, status, "application/soap+xml; charset=utf-8",
+	    wse_buf_data(a->answer), wse_buf_len(a->answer));
 	submit_async_free(a);
 }
 
@@ -373,6 +367,7 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
     const char *request_id, wse_http_req *req)
 {
 	struct submit_async *a;
+	wse_buf *resp = NULL;
 	wse_status st;
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
@@ -382,16 +377,31 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 	a->req = req;
 	if ((a->replay_id = strdup(v->message_id_s)) == NULL ||
 	    (request_id != NULL &&
-	    (a->request_id = strdup(request_id)) == NULL)) {
+	    (a->request_id = strdup(request_id)) == NULL) ||
+	    (a->answer = wse_buf_new(s->lim.max_message_bytes * 4)) == NULL ||
+	    (resp = wse_buf_new(1024)) == NULL) {
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
 		goto fail;
 	}
 	if ((st = submit_prepare(s, a->m, 0, a->replay_id, v->replay_expires,
 	    a->id, &a->g, &a->payload, &a->sub)) != WSE_OK ||
-	    (st = wsed_commit_async(s, &a->sub, submit_done, a)) != WSE_OK)
+	    (st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>", a->id)) !=
+	    WSE_OK)
+		goto fail;
+	wsed_answer(s, "Submit", a->request_id, WSE_OK, resp, a->answer,
+	    &a->answer_status);
+	if (a->answer_status != 200) {
+		/* The answer could not be signed (logged): refuse now. */
+		st = wse_err(WSE_ERR_INTERNAL, "cannot sign the answer");
+		goto fail;
+	}
+	wse_buf_free(&resp);
+	if ((st = wsed_commit_async(s, &a->sub, submit_done, a)) != WSE_OK)
 		goto fail;
 	return WSE_OK;
 fail:
+	wse_buf_free(&resp);
 	submit_async_free(a);
 	return st;
 }
