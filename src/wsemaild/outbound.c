@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
 
 #include "wsed.h"
 #include "xml.h"
@@ -24,6 +26,8 @@
 void wsed_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define TAKE_MAX WSED_BATCH_MAX
+/* Added to the nice value of the delivery threads. */
+#define WSED_DELIVER_NICE 5
 
 struct job {
 	wse_queue_item item;
@@ -1086,6 +1090,14 @@ wsed_outbound_main(void *arg)
 	struct wsed *s = arg;
 
 	(void)pthread_setname_np(pthread_self(), "wsed-deliver");
+	/*
+	 * Delivery is bulk work that can wait a little; a client waiting
+	 * for its Submit cannot.  A lower priority for this thread alone
+	 * (Linux: nice applies per thread) lets the event loop, the workers
+	 * and the committer run first, and these threads take the rest of
+	 * the machine: the queue grows a little, and its batches with it.
+	 */
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), WSED_DELIVER_NICE);
 	while (!s->stopping) {
 		struct timespec ts;
 
