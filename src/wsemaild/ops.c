@@ -254,7 +254,8 @@ group_rcpts(const wse_msg *m, struct submit_rows *g)
 static wse_status
 submit_prepare(struct wsed *s, wse_msg *m, unsigned flags,
     const char *replay_id, int64_t replay_expires, char *id_r,
-    struct submit_rows *g, wse_buf **payload_r, wse_submission *sub)
+    struct submit_rows *g, wse_buf **ready, wse_buf **payload_r,
+    wse_submission *sub)
 {
 	wse_status st;
 
@@ -269,11 +270,18 @@ submit_prepare(struct wsed *s, wse_msg *m, unsigned flags,
 	if ((st = wsed_plugins_submit(s, m->from, id_r, m)) != WSE_OK)
 		return st;
 	group_rcpts(m, g);
-	if ((*payload_r = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL)
-		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
-	if ((st = wse_buf_reserve(*payload_r, 8192)) != WSE_OK ||
-	    (st = wse_msg_to_xml(m, *payload_r)) != WSE_OK)
-		return st;
+	if (ready != NULL && *ready != NULL && !wsed_plugins_submit_hooked(s)) {
+		/* No plugin could have changed m since it was serialised. */
+		*payload_r = *ready;
+		*ready = NULL;
+	} else {
+		if ((*payload_r = wse_buf_new(s->lim.max_message_bytes * 2)) ==
+		    NULL)
+			return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		if ((st = wse_buf_reserve(*payload_r, 8192)) != WSE_OK ||
+		    (st = wse_msg_to_xml(m, *payload_r)) != WSE_OK)
+			return st;
+	}
 	memset(sub, 0, sizeof(*sub));
 	sub->sender = m->from;
 	sub->message_id = id_r;
@@ -299,7 +307,7 @@ wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
 	wse_status st;
 
 	if ((st = submit_prepare(s, m, flags, replay_id, replay_expires, id_r,
-	    &g, &payload, &sub)) == WSE_OK &&
+	    &g, NULL, &payload, &sub)) == WSE_OK &&
 	    (st = wsed_commit(s, &sub)) == WSE_OK)
 		wsed_outbound_kick(s);
 	wse_buf_free(&payload);
@@ -364,7 +372,7 @@ submit_done(struct wsed *s, void *arg, wse_status st)
  * the request req, answered by the committer.  WSE_OK: held. */
 static wse_status
 submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
-    const char *request_id, wse_http_req *req)
+    wse_buf **xml, const char *request_id, wse_http_req *req)
 {
 	struct submit_async *a;
 	wse_buf *resp = NULL;
@@ -384,7 +392,7 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 		goto fail;
 	}
 	if ((st = submit_prepare(s, a->m, 0, a->replay_id, v->replay_expires,
-	    a->id, &a->g, &a->payload, &a->sub)) != WSE_OK ||
+	    a->id, &a->g, xml, &a->payload, &a->sub)) != WSE_OK ||
 	    (st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
 	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>", a->id)) !=
 	    WSE_OK)
@@ -563,7 +571,7 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp,
 		goto out;
 	}
 	if (hc != NULL && hc->req != NULL) {
-		if ((st = submit_held(s, v, &m, request_id, hc->req)) ==
+		if ((st = submit_held(s, v, &m, &xml, request_id, hc->req)) ==
 		    WSE_OK)
 			hc->held = 1;
 		goto out;

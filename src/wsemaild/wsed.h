@@ -319,6 +319,8 @@ wse_status wsed_plugins_call_held(struct wsed *s, const char *op,
     const wse_verified *v, const uint8_t *original, size_t len,
     wse_buf *resp, struct wse_plugin_stream *stream,
     struct wsed_hold_ctx *hc);
+/* 1 when a plugin has a submit hook (may change a message submitted). */
+int wsed_plugins_submit_hooked(const struct wsed *s);
 /* How many requests plugins hold now. */
 size_t wsed_plugins_held(struct wsed *s);
 /* Run every plugin's submit hook on a message user submits (id: its
