@@ -30,6 +30,9 @@
  *                 before checking the answers, so that the check does not
  *                 compete with servers still relaying (bench/relay.sh
  *                 appends once all messages are stored); at most -d s
+ *   -S FILE       create FILE when the clock starts (after -P 1's
+ *                 preparation), so that whoever measures the machine
+ *                 measures the timed part only
  *   -i FILE       append each acknowledged id, one per line
  *   -q            quiet: no per-failure messages on stderr
  * The password comes from WSEMAIL_PASSWORD (the same for every sender).
@@ -97,7 +100,7 @@
 #define REQUEST_TTL 300
 
 static struct {
-	const char *url, *addr, *roots, *idfile, *gate;
+	const char *url, *addr, *roots, *idfile, *gate, *start;
 	char *from[MAX_LIST], *to[MAX_LIST];
 	size_t nfrom, nto;
 	long n, c, size, deadline_s;
@@ -757,7 +760,7 @@ main(int argc, char **argv)
 	cfg.size = 4096;
 	cfg.verify = 1;
 	cfg.deadline_s = 600;
-	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:P:g:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:P:g:S:")) != -1) {
 		switch (opt) {
 		case 'u': cfg.url = optarg; break;
 		case 'a': cfg.addr = optarg; break;
@@ -772,6 +775,7 @@ main(int argc, char **argv)
 		case 'd': cfg.deadline_s = opt_num(optarg, 1, 86400); break;
 		case 'i': cfg.idfile = optarg; break;
 		case 'g': cfg.gate = optarg; break;
+		case 'S': cfg.start = optarg; break;
 		case 'q': cfg.quiet = 1; break;
 		case 'R':
 			cfg.rate = opt_num(optarg, 0, 1000000);
@@ -832,6 +836,16 @@ main(int argc, char **argv)
 		prepare_s = bench_now_mono() - t0;
 	}
 	cpu_s = -cpu_now();	/* the logins' PBKDF2 is not counted */
+	if (cfg.start != NULL) {
+		/* The clock starts now: tell whoever measures the machine. */
+		int sfd = open(cfg.start, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+		if (sfd < 0) {
+			perror(cfg.start);
+			return 2;
+		}
+		(void)close(sfd);
+	}
 
 	t_start = bench_now_mono();
 	t_deadline = t_start + (double)cfg.deadline_s;
