@@ -387,7 +387,8 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 	    (request_id != NULL &&
 	    (a->request_id = strdup(request_id)) == NULL) ||
 	    (a->answer = wse_buf_new(s->lim.max_message_bytes * 4)) == NULL ||
-	    (resp = wse_buf_new(1024)) == NULL) {
+	    (resp = wse_buf_new(1024)) == NULL ||
+	    wse_buf_reserve(a->answer, 8192) != WSE_OK) {
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
 		goto fail;
 	}

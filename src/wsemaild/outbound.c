@@ -118,6 +118,13 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 
 	if ((body = wse_buf_new(wse_buf_len(j->payload) + 64 * 1024)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	/* Room for the body and the signed envelope at once, rather than
+	 * doubling (copy and wipe) up to them. */
+	if ((st = wse_buf_reserve(body, wse_buf_len(j->payload) + 1024)) !=
+	    WSE_OK || (wse_buf_max(out) - wse_buf_len(out) >
+	    wse_buf_len(j->payload) + 16384 && (st = wse_buf_reserve(out,
+	    wse_buf_len(j->payload) + 16384)) != WSE_OK))
+		goto out;
 	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
 	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>",
 	    s->domain, j->item.message_id)) != WSE_OK)
