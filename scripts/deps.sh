@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(gcc make meson ninja-build pkg-config libxml2-dev
             libxmlsec1-dev libssl-dev openssl ca-certificates
             libsqlite3-dev libc-ares-dev libevent-dev libcurl4-openssl-dev
-            liblua5.4-dev
+            liblua5.4-dev libmimalloc-dev
             dnsmasq-base python3 curl)
 test_pkgs=(libcmocka-dev python3 dnsmasq-base sqlite3 curl python3-zeep)
 
