@@ -563,7 +563,8 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp,
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
 		goto out;
 	}
-	if ((st = wse_msg_to_xml(m, xml)) != WSE_OK)
+	if ((st = wse_buf_reserve(xml, 8192)) != WSE_OK ||
+	    (st = wse_msg_to_xml(m, xml)) != WSE_OK)
 		goto out;
 	len = wse_buf_len(xml);
 	if (len > wsed_max_submit(s)) {
