@@ -6,7 +6,10 @@
 # instances (A relays to B over SMTP on loopback, B delivers to Maildirs).
 #
 # Usage: bench/relay.sh [BUILD_DIR]        (default: build-bench)
-#   environment: N=2000 C=32 SIZE=4096 THREADS=32 (wsemaild workers)
+#   environment: N=10000 C=32 SIZE=4096 THREADS=32 (wsemaild workers)
+#                (N: enough that the start, while queues and caches
+#                fill, and the relay's tail after the last Submit do not
+#                dominate a round; Postfix's rate is the same at N=3000)
 #                DELIVERY_THREADS= (wsemaild delivery_threads; empty:
 #                the server's default)
 #                REPEAT=1 (rounds, alternating the two systems; the
@@ -39,7 +42,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${1:-${WSE_BUILD_ROOT:-$ROOT/build-bench}}
 B=$(cd "$B" 2>/dev/null && pwd) || { echo "relay.sh: no build directory ${1:-}" >&2; exit 2; }
-N=${N:-2000}
+N=${N:-10000}
 C=${C:-32}
 SIZE=${SIZE:-4096}
 THREADS=${THREADS:-32}
