@@ -33,6 +33,8 @@
  *   -S FILE       create FILE when the clock starts (after -P 1's
  *                 preparation), so that whoever measures the machine
  *                 measures the timed part only
+ *   -X            with -P 1: after the run, send the first prepared
+ *                 Submit again; it must be refused as a replay
  *   -i FILE       append each acknowledged id, one per line
  *   -q            quiet: no per-failure messages on stderr
  * The password comes from WSEMAIL_PASSWORD (the same for every sender).
@@ -101,6 +103,7 @@
 
 static struct {
 	const char *url, *addr, *roots, *idfile, *gate, *start;
+	int replay_check;
 	char *from[MAX_LIST], *to[MAX_LIST];
 	size_t nfrom, nto;
 	long n, c, size, deadline_s;
@@ -704,6 +707,54 @@ client_main(void *arg)
 }
 
 /* CPU time of this process so far (user + system, all threads), s. */
+/*
+ * -X: send the first prepared Submit, acknowledged during the run, once
+ * more; the server must refuse it as a replay (HTTP 500, a Fault with
+ * subcode wse:Replay) and queue nothing.  1 when it did.
+ */
+static int
+replay_refused(char *why, size_t whysz)
+{
+	wse_http_client *http = new_client();
+	wse_envelope *env = NULL;
+	wse_buf *resp = NULL;
+	wse_status fst = WSE_OK;
+	char reason[256], eb[512];
+	long status = 0;
+	int ok = 0;
+
+	if (prep == NULL || prep[0].req == NULL) {
+		(void)snprintf(why, whysz, "no prepared request to send again");
+		goto out;
+	}
+	if ((resp = wse_buf_new(cfg.resp_lim.max_message_bytes)) == NULL ||
+	    wse_http_post(http, cfg.url, cfg.addr, "application/soap+xml",
+	    prep[0].req, prep[0].len, resp, &status) != WSE_OK) {
+		(void)snprintf(why, whysz, "post: %s",
+		    wse_err_format(eb, sizeof(eb)));
+		goto out;
+	}
+	if (status != 500 || wse_env_parse(wse_buf_data(resp),
+	    wse_buf_len(resp), &cfg.resp_lim, &env) != WSE_OK ||
+	    wse_fault_read(wse_env_body(env), &fst, reason,
+	    sizeof(reason)) != WSE_OK) {
+		(void)snprintf(why, whysz, "HTTP %ld, not a Fault", status);
+		goto out;
+	}
+	if (fst != WSE_ERR_REPLAY) {
+		(void)snprintf(why, whysz, "Fault %s (%s), not a replay",
+		    wse_fault_subcode(fst), reason);
+		goto out;
+	}
+	ok = 1;
+out:
+	wse_err_clear();
+	wse_env_free(&env);
+	wse_buf_free(&resp);
+	wse_http_client_free(&http);
+	return ok;
+}
+
 static double
 cpu_now(void)
 {
@@ -753,6 +804,7 @@ main(int argc, char **argv)
 	wse_replay *replay;
 	double cpu_s, prepare_s = 0, verify_s = 0;
 	long i, n_ok, bad = 0;
+	int replay_ok = 0;
 	int opt;
 
 	cfg.n = 2000;
@@ -760,7 +812,7 @@ main(int argc, char **argv)
 	cfg.size = 4096;
 	cfg.verify = 1;
 	cfg.deadline_s = 600;
-	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:P:g:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:a:r:f:t:n:c:s:V:d:i:qR:P:g:S:X")) != -1) {
 		switch (opt) {
 		case 'u': cfg.url = optarg; break;
 		case 'a': cfg.addr = optarg; break;
@@ -776,6 +828,7 @@ main(int argc, char **argv)
 		case 'i': cfg.idfile = optarg; break;
 		case 'g': cfg.gate = optarg; break;
 		case 'S': cfg.start = optarg; break;
+		case 'X': cfg.replay_check = 1; break;
 		case 'q': cfg.quiet = 1; break;
 		case 'R':
 			cfg.rate = opt_num(optarg, 0, 1000000);
@@ -871,6 +924,16 @@ main(int argc, char **argv)
 		bad = verify_kept(n_ok);
 		verify_s = bench_now_mono() - t0;
 	}
+	if (cfg.replay_check) {
+		char why[600];
+
+		if (!replay_refused(why, sizeof(why))) {
+			fprintf(stderr, "relay_load: the Submit sent again was "
+			    "not refused as a replay: %s\n", why);
+			bad++;
+		} else
+			replay_ok = 1;
+	}
 	printf("acked=%ld failed=%ld first_submit=%.6f last_ack=%.6f "
 	    "elapsed_s=%.3f rate=%.1f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f "
 	    "max_ms=%.2f cpu_s=%.2f", n_ok - bad, atomic_load(&failed) + bad,
@@ -882,6 +945,8 @@ main(int argc, char **argv)
 		printf(" prepare_s=%.3f verify_s=%.3f verified=%ld inline=%ld",
 		    prepare_s, verify_s, n_ok - bad,
 		    atomic_load(&inline_built));
+	if (cfg.replay_check)
+		printf(" replay=%s", replay_ok ? "refused" : "ACCEPTED");
 	printf("\n");
 	fflush(stdout);
 	if (idf != NULL)

@@ -391,6 +391,7 @@ main(int argc, char **argv)
 	pthread_create(&commit_thread, NULL, wsed_commit_main, &s);
 	wsed_plugins_start(&s);
 	s.instant_out_max = threads > 1 ? threads / 2 : 1;
+	s.async_max = threads;
 	if (wsed_serve_start(&s, threads, &wq.sv) != 0) {
 		fprintf(stderr, "wsemaild: cannot start the workers\n");
 		s.stopping = 1;

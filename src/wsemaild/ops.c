@@ -334,9 +334,21 @@ struct submit_async {
 	wse_http_req *req;
 };
 
-static void
-submit_async_free(struct submit_async *a)
+/* A place for one more held Submit (s->async_max), or 0. */
+static int
+async_take(struct wsed *s)
 {
+	if (atomic_fetch_add(&s->async_n, 1) < s->async_max)
+		return 1;
+	atomic_fetch_sub(&s->async_n, 1);
+	return 0;
+}
+
+/* Frees a and gives its place back. */
+static void
+submit_async_free(struct wsed *s, struct submit_async *a)
+{
+	atomic_fetch_sub(&s->async_n, 1);
 	wse_msg_free(&a->m);
 	wse_buf_free(&a->payload);
 	wse_buf_free(&a->answer);
@@ -365,11 +377,12 @@ submit_done(struct wsed *s, void *arg, wse_status st)
 	}
 	wse_http_reply(a->req, status, "application/soap+xml; charset=utf-8",
 	    wse_buf_data(a->answer), wse_buf_len(a->answer));
-	submit_async_free(a);
+	submit_async_free(s, a);
 }
 
 /* Submit m (checked, owned by this from now on: *mp becomes NULL) for
- * the request req, answered by the committer.  WSE_OK: held. */
+ * the request req, answered by the committer.  WSE_OK: held.  The
+ * caller took a place (async_take); this gives it back on failure. */
 static wse_status
 submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
     wse_buf **xml, const char *request_id, wse_http_req *req)
@@ -378,8 +391,10 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 	wse_buf *resp = NULL;
 	wse_status st;
 
-	if ((a = calloc(1, sizeof(*a))) == NULL)
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		atomic_fetch_sub(&s->async_n, 1);
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	}
 	a->m = *mp;
 	*mp = NULL;
 	a->req = req;
@@ -411,7 +426,7 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 	return WSE_OK;
 fail:
 	wse_buf_free(&resp);
-	submit_async_free(a);
+	submit_async_free(s, a);
 	return st;
 }
 
@@ -572,7 +587,7 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp,
 		    "%zu", len, wsed_max_submit(s));
 		goto out;
 	}
-	if (hc != NULL && hc->req != NULL) {
+	if (hc != NULL && hc->req != NULL && async_take(s)) {
 		if ((st = submit_held(s, v, &m, &xml, request_id, hc->req)) ==
 		    WSE_OK)
 			hc->held = 1;

@@ -106,6 +106,12 @@ struct wsed {
 	struct commit_req *commit_head, **commit_tail;
 	int commit_stop;
 	uint64_t commits, committed;	/* transactions, submissions */
+	/* Client Submits handed over without a waiting worker (ops.c): at
+	 * most async_max at once, so that a flood of them holds no more
+	 * messages in memory than as many waiting workers would; past it,
+	 * the worker waits for the commit itself.  0: never. */
+	int async_max;
+	atomic_int async_n;
 	/* time source (tests shift it) */
 	int64_t (*now)(void);
 	/* external plugins (plugins.c), in configuration order */
