@@ -127,7 +127,7 @@ buf_reserve(wse_buf *b, size_t need)
 wse_status
 wse_buf_reserve(wse_buf *b, size_t n)
 {
-	return buf_reserve(b, n);
+	return buf_reserve(b, n < b->max - b->len ? n : b->max - b->len);
 }
 
 void

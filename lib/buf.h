@@ -33,9 +33,10 @@ size_t wse_buf_len(const wse_buf *b);
 size_t wse_buf_max(const wse_buf *b);
 
 /*
- * Make room for n more bytes now, so that appending them does not grow
- * (and copy) the buffer step by step.  WSE_ERR_TOO_LARGE when n would
- * pass the maximum; the content is unchanged either way.
+ * Make room for n more bytes now (fewer if the maximum comes first), so
+ * that appending them does not grow (and copy) the buffer step by step.
+ * A size hint: the maximum is still checked by each append.  Only
+ * WSE_ERR_NOMEM; the content is unchanged either way.
  */
 wse_status wse_buf_reserve(wse_buf *b, size_t n);
 

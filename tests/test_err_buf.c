@@ -136,6 +136,32 @@ test_buf_growth(void **state)
 	wse_buf_free(&b);
 }
 
+/* wse_buf_reserve is a size hint: past the maximum it reserves what is
+ * left, and the appends still check the maximum; wse_buf_truncate cuts
+ * back and never lengthens. */
+static void
+test_buf_reserve_truncate(void **state)
+{
+	wse_buf *b = wse_buf_new(10);
+
+	(void)state;
+	assert_non_null(b);
+	assert_wse_ok(wse_buf_reserve(b, 8192));
+	assert_int_equal(wse_buf_len(b), 0);
+	assert_wse_ok(wse_buf_puts(b, "helloworld"));
+	assert_wse_ok(wse_buf_reserve(b, 1));
+	assert_wse_status(wse_buf_put(b, "!", 1), WSE_ERR_TOO_LARGE);
+	assert_string_equal(wse_buf_str(b), "helloworld");
+	wse_buf_truncate(b, 20);
+	assert_string_equal(wse_buf_str(b), "helloworld");
+	wse_buf_truncate(b, 5);
+	assert_int_equal(wse_buf_len(b), 5);
+	assert_string_equal(wse_buf_str(b), "hello");
+	assert_wse_ok(wse_buf_puts(b, "there"));
+	assert_string_equal(wse_buf_str(b), "hellothere");
+	wse_buf_free(&b);
+}
+
 static void
 test_buf_xml_escape(void **state)
 {
@@ -203,6 +229,7 @@ main(void)
 		cmocka_unit_test(test_status_names),
 		cmocka_unit_test(test_buf_bounds),
 		cmocka_unit_test(test_buf_growth),
+		cmocka_unit_test(test_buf_reserve_truncate),
 		cmocka_unit_test(test_buf_xml_escape),
 		cmocka_unit_test(test_buf_read_file),
 		cmocka_unit_test(test_memzero),

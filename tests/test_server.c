@@ -154,6 +154,31 @@ test_replayed_submit(void **state)
 	wse_buf_free(&req);
 }
 
+/* A server configured with a small max_message_bytes (the least allowed
+ * is 1024) still queues a Submit that fits: buffers sized ahead of
+ * their contents stop at the maximum instead of refusing. */
+static void
+test_submit_small_limit(void **state)
+{
+	wse_buf *req = request("Submit", SUBMIT("alice@a.test", "small"),
+	    "alice@a.test", alice_key, -1);
+	wse_buf *out = wse_buf_new(1 << 23);
+	size_t keep = S.lim.max_message_bytes;
+	int before = queue_items(), http;
+
+	(void)state;
+	assert_true(wse_buf_len(req) < 3900);
+	S.lim.max_message_bytes = 3900;
+	wsed_handle(&S, wse_buf_data(req), wse_buf_len(req), NULL, 0, out,
+	    &http);
+	S.lim.max_message_bytes = keep;	/* the answer is larger */
+	assert_wse_ok(testserver_answer(&T, &P, P.now + skew, out, http,
+	    NULL));
+	assert_int_equal(queue_items(), before + 1);
+	wse_buf_free(&out);
+	wse_buf_free(&req);
+}
+
 static void
 test_submit_refusals(void **state)
 {
@@ -2094,6 +2119,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_batch_outcomes,
 		    peer_setup, peer_teardown),
 		cmocka_unit_test(test_replayed_submit),
+		cmocka_unit_test(test_submit_small_limit),
 		cmocka_unit_test(test_submit_refusals),
 		cmocka_unit_test(test_deliver_checks),
 		cmocka_unit_test(test_deliver_malformed),

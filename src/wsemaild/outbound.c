@@ -121,9 +121,8 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 	/* Room for the body and the signed envelope at once, rather than
 	 * doubling (copy and wipe) up to them. */
 	if ((st = wse_buf_reserve(body, wse_buf_len(j->payload) + 1024)) !=
-	    WSE_OK || (wse_buf_max(out) - wse_buf_len(out) >
-	    wse_buf_len(j->payload) + 16384 && (st = wse_buf_reserve(out,
-	    wse_buf_len(j->payload) + 16384)) != WSE_OK))
+	    WSE_OK || (st = wse_buf_reserve(out, wse_buf_len(j->payload) +
+	    16384)) != WSE_OK)
 		goto out;
 	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
 	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>",
@@ -716,8 +715,7 @@ batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
 	}
 	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
 	    wse_env_message_id(env));
-	if (total + 16384 <= wse_buf_max(out) - wse_buf_len(out) &&
-	    (st = wse_buf_reserve(out, total + 16384)) != WSE_OK)
+	if ((st = wse_buf_reserve(out, total + 16384)) != WSE_OK)
 		goto out;
 	st = wsed_sign_out(s, env, out);
 out:
