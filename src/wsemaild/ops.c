@@ -297,9 +297,12 @@ submit_prepare(struct wsed *s, wse_msg *m, unsigned flags,
 	return WSE_OK;
 }
 
-wse_status
-wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
-    const char *replay_id, int64_t replay_expires, char *id_r)
+/* wsed_submit, with m perhaps already serialised in *ready (may be
+ * NULL; submit_prepare says when it is used). */
+static wse_status
+submit_now(struct wsed *s, wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r,
+    wse_buf **ready)
 {
 	struct submit_rows g;
 	wse_submission sub;
@@ -307,11 +310,34 @@ wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
 	wse_status st;
 
 	if ((st = submit_prepare(s, m, flags, replay_id, replay_expires, id_r,
-	    &g, NULL, &payload, &sub)) == WSE_OK &&
+	    &g, ready, &payload, &sub)) == WSE_OK &&
 	    (st = wsed_commit(s, &sub)) == WSE_OK)
 		wsed_outbound_kick(s);
 	wse_buf_free(&payload);
 	return st;
+}
+
+wse_status
+wsed_submit(struct wsed *s, wse_msg *m, unsigned flags,
+    const char *replay_id, int64_t replay_expires, char *id_r)
+{
+	return submit_now(s, m, flags, replay_id, replay_expires, id_r, NULL);
+}
+
+/* The log line of a client's submission, once it is queued. */
+static void
+submit_log(const wse_msg *m, const char *id)
+{
+	wsed_log("submit %s from %s to %zu recipient(s)", id, m->from,
+	    m->nto + m->ncc);
+}
+
+/* The body of the answer to a client's Submit. */
+static wse_status
+submit_answer_body(wse_buf *resp, const char *id)
+{
+	return wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
+	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>", id);
 }
 
 /*
@@ -366,8 +392,7 @@ submit_done(struct wsed *s, void *arg, wse_status st)
 
 	if (st == WSE_OK) {
 		wsed_outbound_kick(s);
-		wsed_log("submit %s from %s to %zu recipient(s)", a->id,
-		    a->m->from, a->m->nto + a->m->ncc);
+		submit_log(a->m, a->id);
 		status = a->answer_status;
 	} else {
 		/* Not queued: the prepared answer is dropped unsent. */
@@ -409,9 +434,7 @@ submit_held(struct wsed *s, const wse_verified *v, wse_msg **mp,
 	}
 	if ((st = submit_prepare(s, a->m, 0, a->replay_id, v->replay_expires,
 	    a->id, &a->g, xml, &a->payload, &a->sub)) != WSE_OK ||
-	    (st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\""
-	    WSE_NS_WSE "\"><m:Id>%s</m:Id></m:SubmitResponse>", a->id)) !=
-	    WSE_OK)
+	    (st = submit_answer_body(resp, a->id)) != WSE_OK)
 		goto fail;
 	wsed_answer(s, "Submit", a->request_id, WSE_OK, resp, a->answer,
 	    &a->answer_status);
@@ -593,13 +616,11 @@ op_submit(struct wsed *s, const wse_verified *v, wse_buf *resp,
 			hc->held = 1;
 		goto out;
 	}
-	if ((st = wsed_submit(s, m, 0, v->message_id_s, v->replay_expires,
-	    id)) != WSE_OK)
+	if ((st = submit_now(s, m, 0, v->message_id_s, v->replay_expires,
+	    id, &xml)) != WSE_OK)
 		goto out;
-	wsed_log("submit %s from %s to %zu recipient(s)", id, m->from,
-	    m->nto + m->ncc);
-	st = wse_buf_printf(resp, "<m:SubmitResponse xmlns:m=\"" WSE_NS_WSE
-	    "\"><m:Id>%s</m:Id></m:SubmitResponse>", id);
+	submit_log(m, id);
+	st = submit_answer_body(resp, id);
 out:
 	wse_buf_free(&xml);
 	wse_msg_free(&m);
