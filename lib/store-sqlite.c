@@ -257,7 +257,7 @@ struct sq_store {
 	size_t nrd;			/* rd[i < nrd]: lock initialised */
 	unsigned rd_next;		/* the next search starts here */
 	int version;
-	int lazy_replay;		/* sq_begin_lazy may skip the fsync */
+	int lazy_commit;		/* sq_begin_lazy may skip the fsync */
 	int sync_normal;		/* synchronous is NORMAL right now */
 	/* Checkpoints in the background (sq_checkpoint): a connection of
 	 * their own, so that they never hold the operations' lock. */
@@ -533,7 +533,7 @@ sq_begin(struct sq_store *q)
 
 /*
  * Begin a transaction that commits with synchronous=NORMAL, without the
- * fsync, when sq_boot allows it (q->lazy_replay); with FULL otherwise or
+ * fsync, when sq_boot allows it (q->lazy_commit); with FULL otherwise or
  * should the pragma fail.  For writes whose loss in a crash of the
  * machine is harmless: a replay entry stored alone (sq_boot), a queue
  * item's lease (sq_queue_take) and the removal of an item that was
@@ -560,7 +560,7 @@ sq_begin_lazy(struct sq_store *q)
 {
 	size_t mark = wse_err_mark();
 
-	if (q->lazy_replay && sq_sync(q, 1) == WSE_OK)
+	if (q->lazy_commit && sq_sync(q, 1) == WSE_OK)
 		return sq_run(q, Q_BEGIN, NULL, 0,
 		    "cannot begin a transaction");
 	wse_err_truncate(mark);
@@ -891,7 +891,7 @@ sq_boot(struct sq_store *q)
 	if ((ws = sq_commit(q)) != WSE_OK)
 		goto out;
 	q->base.replay_floor = fl > 0 ? fl : 0;
-	q->lazy_replay = 1;
+	q->lazy_commit = 1;
 out:
 	sq_end(q);
 	return ws;
