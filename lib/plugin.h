@@ -278,8 +278,11 @@ struct wse_plugin_delivery {
 	const char *origin_id;		/* its id of the message: (origin,
 					 * origin_id) names one message */
 	const uint8_t *original;	/* the signed Deliver envelope as
-					 * received (what the store keeps,
-					 * for end-to-end verification) */
+					 * received, or for an item of a
+					 * DeliverBatch its batch original
+					 * (lib/batch.h): what the store
+					 * keeps, for end-to-end
+					 * verification */
 	size_t original_len;
 	unsigned flags;			/* WSE_PLUGIN_MSG_* */
 	const char *const *rcpts;	/* local recipients (normalised)

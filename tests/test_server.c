@@ -20,6 +20,7 @@
  */
 #include "testutil.h"
 #include "testpki.h"
+#include "batch.h"
 #include "testserver.h"
 #include "testdns.h"
 
@@ -305,27 +306,78 @@ test_deliver_checks(void **state)
 	assert_int_equal(total, total0 + 1);
 }
 
-/* A DeliverBatch of items (each a complete request envelope, signed by
- * svc's server or not at all), itself signed by b.test's server. */
+/*
+ * A DeliverBatch signed by b.test's server (lib/batch.h), built here by
+ * hand: the digests of items[0..nd-1] in the Body, items[0..n-1] in the
+ * BatchItems header; each item a bare m:Deliver or a complete request
+ * envelope (signed by svc's server or not at all).
+ */
+static wse_buf *
+batch_of(wse_buf *const *items, size_t n, size_t nd, const char *origin)
+{
+	wse_buf *body = wse_buf_new(1 << 24), *dig = wse_buf_new(1 << 16),
+	    *b64 = wse_buf_new(1 << 24), *req = wse_buf_new(1 << 24);
+	wse_envelope *env = NULL;
+	wse_signer *s = NULL;
+	xmlNodePtr block;
+	xmlNsPtr ns;
+	uint8_t d[WSE_SHA256_LEN];
+	size_t i;
+
+	assert_true(body && dig && b64 && req);
+	for (i = 0; i < nd; i++) {
+		assert_wse_ok(wse_sha256(wse_buf_data(items[i]),
+		    wse_buf_len(items[i]), d));
+		assert_wse_ok(wse_buf_put(dig, d, sizeof(d)));
+	}
+	assert_wse_ok(wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
+	    "urn:wsemail:2026\"><m:Origin>%s</m:Origin><m:Digests>", origin));
+	assert_wse_ok(wse_base64_encode(wse_buf_data(dig), wse_buf_len(dig),
+	    body));
+	assert_wse_ok(wse_buf_puts(body, "</m:Digests></m:DeliverBatch>"));
+	assert_wse_ok(wse_env_new(S.url, "urn:wsemail:2026/DeliverBatch",
+	    &env));
+	assert_wse_ok(wse_env_add_body_xml(env, wse_buf_str(body),
+	    wse_buf_len(body), &S.lim));
+	block = xmlNewChild(wse_env_header(env), NULL, BAD_CAST "BatchItems",
+	    NULL);
+	assert_non_null(block);
+	ns = xmlNewNs(block, BAD_CAST "urn:wsemail:2026", BAD_CAST "m");
+	xmlSetNs(block, ns);
+	for (i = 0; i < n; i++) {
+		wse_buf_reset(b64);
+		assert_wse_ok(wse_base64_encode(wse_buf_data(items[i]),
+		    wse_buf_len(items[i]), b64));
+		assert_non_null(xmlNewTextChild(block, ns, BAD_CAST "Item",
+		    BAD_CAST wse_buf_str(b64)));
+	}
+	assert_wse_ok(wse_signer_new_cert(P.dom[1].svc_key,
+	    (wse_cert *[]){ P.dom[1].svc, P.dom[1].ca }, 2, &s));
+	assert_wse_ok(wse_wss_sign(env, s, P.now + skew, 300));
+	assert_wse_ok(wse_env_serialize(env, req));
+	wse_signer_free(&s);
+	wse_env_free(&env);
+	wse_buf_free(&body);
+	wse_buf_free(&dig);
+	wse_buf_free(&b64);
+	return req;
+}
+
 static wse_buf *
 batch(wse_buf *const *items, size_t n, const char *origin)
 {
-	wse_buf *body = wse_buf_new(1 << 24), *req;
-	size_t i;
+	return batch_of(items, n, n, origin);
+}
 
-	assert_non_null(body);
-	assert_wse_ok(wse_buf_printf(body, "<m:DeliverBatch xmlns:m=\""
-	    "urn:wsemail:2026\"><m:Origin>%s</m:Origin>", origin));
-	for (i = 0; i < n; i++) {
-		assert_wse_ok(wse_buf_puts(body, "<m:Item>"));
-		assert_wse_ok(wse_base64_encode(wse_buf_data(items[i]),
-		    wse_buf_len(items[i]), body));
-		assert_wse_ok(wse_buf_puts(body, "</m:Item>"));
-	}
-	assert_wse_ok(wse_buf_puts(body, "</m:DeliverBatch>"));
-	req = request("DeliverBatch", wse_buf_str(body), NULL, NULL, 1);
-	wse_buf_free(&body);
-	return req;
+/* A bare m:Deliver item (body is the element's text). */
+static wse_buf *
+bare(const char *body)
+{
+	wse_buf *b = wse_buf_new(1 << 20);
+
+	assert_non_null(b);
+	assert_wse_ok(wse_buf_puts(b, body));
+	return b;
 }
 
 static uint64_t
@@ -335,6 +387,31 @@ stored(const char *box)
 
 	assert_wse_ok(wse_store_count(S.store, box, &total, &unread));
 	return total;
+}
+
+static wse_status
+newest_one(void *arg, const wse_msg_meta *m)
+{
+	int64_t *id = arg;
+
+	if (*id == 0)
+		*id = m->id;
+	return WSE_OK;
+}
+
+/* The original kept for box's newest message. */
+static wse_buf *
+newest_original(const char *box)
+{
+	wse_buf *b = wse_buf_new(1 << 24);
+	wse_msg_meta meta;
+	int64_t id = 0;
+
+	assert_non_null(b);
+	assert_wse_ok(wse_store_list(S.store, box, 0, 1, newest_one, &id));
+	assert_true(id > 0);
+	assert_wse_ok(wse_store_fetch(S.store, box, id, &meta, b));
+	return b;
 }
 
 /* call(), with what the server logged meanwhile (its stderr) in log. */
@@ -424,6 +501,97 @@ test_deliver_malformed(void **state)
 	wse_buf_free(&many);
 }
 
+/* Verify a kept batch original as the recipient's client does: the
+ * head signed by b.test's server, and the item (at index) the one whose
+ * digest it signed; and that any change is caught. */
+static void
+check_batch_original(const wse_buf *orig, size_t index)
+{
+	wse_buf *head = wse_buf_new(1 << 24), *item = wse_buf_new(1 << 24);
+	wse_envelope *env = NULL;
+	wse_replay *r = NULL;
+	wse_verified v;
+	wse_verify_opts o;
+	xmlNodePtr batch;
+	size_t ix;
+	char *p;
+
+	assert_true(head && item);
+	memset(&v, 0, sizeof(v));
+	assert_wse_ok(wse_batch_original_split(wse_buf_data(orig),
+	    wse_buf_len(orig), &S.lim, head, &ix, item));
+	assert_int_equal(ix, index);
+	assert_wse_ok(wse_env_parse(wse_buf_data(head), wse_buf_len(head),
+	    &S.lim, &env));
+	assert_wse_ok(wse_replay_memory_new(16, &r));
+	memset(&o, 0, sizeof(o));
+	o.profile = WSE_PROFILE_CERT;
+	o.limits = &S.lim;
+	o.replay = r;
+	o.now = P.now + skew;
+	o.trust = P.trust;
+	o.purpose = WSE_PURPOSE_SERVICE;
+	o.expected_domain = "b.test";
+	assert_wse_ok(wse_wss_verify(env, &o, &v));
+	assert_string_equal(v.action_s, "urn:wsemail:2026/DeliverBatch");
+	assert_wse_ok(wse_xml_only_child(v.body, WSE_NS_WSE, "DeliverBatch",
+	    &batch));
+	assert_wse_ok(wse_batch_item_check(batch, ix, wse_buf_data(item),
+	    wse_buf_len(item)));
+	/* Another position, one past the last, a changed item. */
+	assert_int_equal(wse_batch_item_check(batch, ix - 1,
+	    wse_buf_data(item), wse_buf_len(item)), WSE_ERR_BAD_SIGNATURE);
+	assert_int_equal(wse_batch_item_check(batch, ix + 1,
+	    wse_buf_data(item), wse_buf_len(item)), WSE_ERR_INVALID);
+	p = strstr((char *)wse_buf_data(item), "alice@a.test");
+	assert_non_null(p);
+	p[0] = 'A';
+	assert_int_equal(wse_batch_item_check(batch, ix, wse_buf_data(item),
+	    wse_buf_len(item)), WSE_ERR_BAD_SIGNATURE);
+	wse_err_clear();
+	/* Not a batch original; malformed ones. */
+	wse_buf_reset(head);
+	wse_buf_reset(item);
+	assert_int_equal(wse_batch_original_split((const uint8_t *)
+	    "<S:Envelope xmlns:S=\"x\"/>", 25, &S.lim, head, &ix, item),
+	    WSE_ERR_NOT_FOUND);
+	{
+		static const char *const mal[] = {
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>1"
+		    "</m:Index><m:Head>AAAA</m:Head></m:BatchOriginal>",
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>64"
+		    "</m:Index><m:Head>AAAA</m:Head><m:Item>AAAA</m:Item>"
+		    "</m:BatchOriginal>",
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>-1"
+		    "</m:Index><m:Head>AAAA</m:Head><m:Item>AAAA</m:Item>"
+		    "</m:BatchOriginal>",
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>1"
+		    "</m:Index><m:Head>%%%%</m:Head><m:Item>AAAA</m:Item>"
+		    "</m:BatchOriginal>",
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>1"
+		    "</m:Index><m:Index>2</m:Index><m:Head>AAAA</m:Head>"
+		    "<m:Item>AAAA</m:Item></m:BatchOriginal>",
+		    "<m:BatchOriginal xmlns:m=\"urn:wsemail:2026\"><m:Index>1"
+		    "</m:Index><m:Head>AAAA</m:Head><m:Item>AAAA",
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(mal) / sizeof(mal[0]); i++) {
+			wse_buf_reset(head);
+			wse_buf_reset(item);
+			if (wse_batch_original_split((const uint8_t *)mal[i],
+			    strlen(mal[i]), &S.lim, head, &ix, item) == WSE_OK)
+				fail_msg("malformed original %zu accepted", i);
+			wse_err_clear();
+		}
+	}
+	wse_verified_clear(&v);
+	wse_env_free(&env);
+	wse_replay_free(&r);
+	wse_buf_free(&head);
+	wse_buf_free(&item);
+}
+
 #define BID(k) "66666666-6666-4666-8666-66666666666" k
 
 /* Several queued messages in one call: each stored or refused alone,
@@ -434,7 +602,7 @@ test_deliver_batch(void **state)
 {
 	wse_cert *bpeer[] = { P.dom[1].svc, P.dom[1].ca };
 	wse_cert *apeer[] = { P.dom[0].svc, P.dom[0].ca };
-	wse_buf *it[8], *req, *body = wse_buf_new(1 << 20);
+	wse_buf *it[9], *req, *body = wse_buf_new(1 << 20), *orig;
 	uint64_t alice0 = stored("alice@a.test"), carol0 = stored("carol@a.test");
 	const char *r;
 	size_t i;
@@ -461,7 +629,9 @@ test_deliver_batch(void **state)
 	    "carol@a.test", BID("7")), NULL, NULL, -2);		/* unsigned */
 	it[7] = request("Deliver", DELIVER("b.test", "bob@b.test",
 	    "carol@a.test", BID("8")), NULL, NULL, 1);
-	req = batch(it, 8, "b.test");
+	it[8] = bare(DELIVER("b.test", "bob@b.test", "alice@a.test",
+	    "77777777-7777-4777-8777-777777777771"));	/* a bare item */
+	req = batch(it, 9, "b.test");
 	/* Mutual TLS with a server of the origin, as for Deliver. */
 	assert_wse_status(call(req, NULL, 0, NULL), WSE_ERR_NOT_AUTHORIZED);
 	assert_wse_status(call(req, apeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
@@ -476,10 +646,11 @@ test_deliver_batch(void **state)
 		    "code=\"DomainMismatch\"", "code=\"InvalidMessage\"",
 		    "result=\"stored\" sessions=\"0\">carol@a.test<",
 		    "code=\"BadSignature\"",
-		    "<m:Accepted>carol@a.test</m:Accepted>" };
+		    "<m:Accepted>carol@a.test</m:Accepted>",
+		    "<m:Accepted>alice@a.test</m:Accepted>" };
 		const char *at = r;
 
-		for (i = 0; i < 8; i++) {
+		for (i = 0; i < 9; i++) {
 			at = strstr(at, "<m:Item");
 			assert_non_null(at);
 			at++;
@@ -489,30 +660,55 @@ test_deliver_batch(void **state)
 		}
 	}
 	/* carol: the mail item, and the instant one (no session online:
-	 * stored as mail flagged instant). */
-	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	 * stored as mail flagged instant); alice: a signed and a bare item,
+	 * the bare one kept as a batch original. */
+	assert_int_equal(stored("alice@a.test"), alice0 + 2);
 	assert_int_equal(stored("carol@a.test"), carol0 + 2);
+	orig = newest_original("alice@a.test");
+	assert_non_null(strstr(wse_buf_str(orig), "<m:BatchOriginal"));
+	assert_non_null(strstr(wse_buf_str(orig), "<m:Index>8</m:Index>"));
+	assert_null(strstr(wse_buf_str(orig), "BatchItems"));
+	check_batch_original(orig, 8);
+	wse_buf_free(&orig);
 	/* The same batch again: a replay, refused whole. */
 	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_REPLAY);
 	wse_buf_free(&req);
 	/* A new batch with the same items (a retry after a lost answer):
 	 * accepted, nothing stored twice. */
-	req = batch(it, 8, "b.test");
+	req = batch(it, 9, "b.test");
 	assert_wse_ok(call(req, bpeer, 2, NULL));
-	assert_int_equal(stored("alice@a.test"), alice0 + 1);
+	assert_int_equal(stored("alice@a.test"), alice0 + 2);
 	assert_int_equal(stored("carol@a.test"), carol0 + 2);
 	wse_buf_free(&req);
 	/* Claiming a.test while signed by b.test. */
 	req = batch(it, 1, "a.test");
 	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_DOMAIN_MISMATCH);
 	wse_buf_free(&req);
-	/* Not base64; no items; too many. */
+	/* No digests; more items than digests, and fewer; an item that is
+	 * not base64; no items; too many. */
 	req = request("DeliverBatch", "<m:DeliverBatch xmlns:m=\"urn:wsemail:"
-	    "2026\"><m:Origin>b.test</m:Origin><m:Item>%%%</m:Item>"
-	    "</m:DeliverBatch>", NULL, NULL, 1);
-	wse_buf_reset(body);
-	assert_wse_ok(call(req, bpeer, 2, body));
-	assert_non_null(strstr(wse_buf_str(body), "code=\"InvalidMessage\""));
+	    "2026\"><m:Origin>b.test</m:Origin></m:DeliverBatch>", NULL, NULL,
+	    1);
+	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	req = batch_of(it, 2, 1, "b.test");
+	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	req = batch_of(it, 1, 2, "b.test");
+	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
+	    "InvalidMessage");
+	wse_buf_free(&req);
+	req = batch(&it[8], 1, "b.test");
+	{
+		char *p = strstr((char *)wse_buf_data(req), "<m:Item>");
+
+		assert_non_null(p);
+		p[8] = '%';
+	}
+	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
+	    "InvalidMessage");
 	wse_buf_free(&req);
 	req = batch(it, 0, "b.test");
 	assert_string_equal(wse_fault_subcode(call(req, bpeer, 2, NULL)),
@@ -528,18 +724,43 @@ test_deliver_batch(void **state)
 		    NULL)), "InvalidMessage");
 		wse_buf_free(&req);
 	}
-	/* A tampered batch. */
+	/* A tampered digest: the batch signature fails. */
 	req = batch(it, 1, "b.test");
 	{
-		char *p = strstr((char *)wse_buf_data(req), "<m:Item>");
+		char *p = strstr((char *)wse_buf_data(req), "<m:Digests>");
 
 		assert_non_null(p);
-		p[9] = p[9] == 'A' ? 'B' : 'A';
+		p[12] = p[12] == 'A' ? 'B' : 'A';
 	}
 	assert_wse_status(call(req, bpeer, 2, NULL), WSE_ERR_BAD_SIGNATURE);
 	wse_buf_free(&req);
-	assert_int_equal(stored("alice@a.test"), alice0 + 1);
-	for (i = 0; i < 8; i++)
+	/* A tampered item (the header is not signed; its digest is): that
+	 * item alone is refused, the other one stored. */
+	{
+		wse_buf *two[2];
+		char *p;
+
+		two[0] = bare(DELIVER("b.test", "bob@b.test", "alice@a.test",
+		    "77777777-7777-4777-8777-777777777772"));
+		two[1] = bare(DELIVER("b.test", "bob@b.test", "carol@a.test",
+		    "77777777-7777-4777-8777-777777777773"));
+		req = batch(two, 2, "b.test");
+		p = strstr((char *)wse_buf_data(req), "<m:Item>");
+		assert_non_null(p);
+		p[20] = p[20] == 'A' ? 'B' : 'A';
+		wse_buf_reset(body);
+		assert_wse_ok(call(req, bpeer, 2, body));
+		r = wse_buf_str(body);
+		assert_non_null(strstr(r, "<m:Item><m:Refused code=\""
+		    "BadSignature\"/></m:Item><m:Item><m:Accepted>carol@a.test"
+		    "</m:Accepted></m:Item>"));
+		assert_int_equal(stored("carol@a.test"), carol0 + 3);
+		wse_buf_free(&req);
+		wse_buf_free(&two[0]);
+		wse_buf_free(&two[1]);
+	}
+	assert_int_equal(stored("alice@a.test"), alice0 + 2);
+	for (i = 0; i < 9; i++)
 		wse_buf_free(&it[i]);
 	wse_buf_free(&body);
 }

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "crypto.h"
 #include "xml.h"
 #include "wsemail.h"
@@ -32,6 +33,9 @@ cli_e2e_clear(struct cli_e2e *e)
 {
 	wse_verified_clear(&e->v);
 	wse_env_free(&e->env);
+	xmlFreeDoc(e->item_doc);
+	e->item_doc = NULL;
+	wse_buf_free(&e->item);
 	wse_msg_free(&e->m);
 	free(e->received_s);
 	e->received_s = NULL;
@@ -221,6 +225,124 @@ out:
 	wse_err_clear();
 }
 
+/*
+ * A batch original (lib/batch.h): its head into e->env, its item into
+ * e->item and e->index.  WSE_ERR_NOT_FOUND when orig is something else;
+ * any other failure refuses e.
+ */
+static wse_status
+batch_split(struct cli *c, const wse_buf *orig, struct cli_e2e *e)
+{
+	wse_buf *head = NULL;
+	wse_status st;
+
+	if ((head = wse_buf_new(c->lim.max_message_bytes)) == NULL ||
+	    (e->item = wse_buf_new(c->lim.max_message_bytes)) == NULL) {
+		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+		goto refuse;
+	}
+	/* The original is larger than the message it holds (base64, and
+	 * the head): read with the limits of an answer. */
+	st = wse_batch_original_split(wse_buf_data(orig), wse_buf_len(orig),
+	    &c->resp_lim, head, &e->index, e->item);
+	if (st == WSE_ERR_NOT_FOUND) {
+		wse_err_clear();
+		wse_buf_free(&head);
+		return st;
+	}
+	e->batch = 1;
+	if (st == WSE_OK && (st = wse_env_parse(wse_buf_data(head),
+	    wse_buf_len(head), &c->lim, &e->env)) == WSE_OK) {
+		wse_buf_free(&head);
+		return WSE_OK;
+	}
+refuse:
+	e2e_refuse(e, st, NULL);
+	(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+	    "the original is not a readable batch original");
+	wse_buf_free(&head);
+	return st == WSE_ERR_NOT_FOUND ? WSE_ERR_INVALID : st;
+}
+
+/*
+ * A message that came in a DeliverBatch (e->env: the batch's signed head,
+ * e->item: the bare m:Deliver at e->index): the head signed, as of its
+ * receipt, by a service certificate of the domain its m:Origin names, and
+ * its signed digest at e->index that of the item; then the item checked
+ * as a lone Deliver is (same Origin, we among its recipients, From of
+ * that domain).
+ */
+static void
+verify_batch(struct cli *c, int64_t received, struct cli_e2e *e)
+{
+	xmlNodePtr batch = NULL, deliver, mnode = NULL;
+	char *origin_s = NULL, *item_origin = NULL, origin[256];
+	wse_status st;
+	size_t i;
+
+	origin[0] = '\0';
+	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE,
+	    "DeliverBatch", &batch) != WSE_OK ||
+	    (origin_s = cli_child_text(batch, "Origin", 254)) == NULL ||
+	    strlen(origin_s) >= sizeof(origin)) {
+		e2e_refuse(e, WSE_ERR_INVALID, "the batch original's head is "
+		    "not a DeliverBatch naming its Origin");
+	} else {
+		for (i = 0; origin_s[i] != '\0'; i++)
+			origin[i] = (origin_s[i] >= 'A' && origin_s[i] <= 'Z') ?
+			    (char)(origin_s[i] + 32) : origin_s[i];
+		origin[i] = '\0';
+		e2e_verify(c, e, received, WSE_PURPOSE_SERVICE, origin);
+	}
+	if (e->valid) {
+		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "DeliverBatch") !=
+		    0 || batch->parent != e->v.body)
+			e2e_refuse(e, WSE_ERR_BAD_SIGNATURE, "the signature "
+			    "does not cover the DeliverBatch");
+		else if ((st = wse_batch_item_check(batch, e->index,
+		    wse_buf_data(e->item), wse_buf_len(e->item))) != WSE_OK)
+			e2e_refuse(e, st, NULL);
+		e2e_signer(e);
+	}
+	/* The item: read only now, and believed only if e is still valid. */
+	if ((st = wse_xml_parse(wse_buf_data(e->item), wse_buf_len(e->item),
+	    &c->lim, &e->item_doc)) != WSE_OK ||
+	    (deliver = xmlDocGetRootElement(e->item_doc)) == NULL ||
+	    !wse_xml_is(deliver, WSE_NS_WSE, "Deliver") ||
+	    wse_xml_only_child(deliver, WSE_NS_WSE, "Message", &mnode) !=
+	    WSE_OK) {
+		e2e_refuse(e, WSE_ERR_INVALID, "the batch item is not a Deliver "
+		    "holding a Message");
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the original holds no message");
+		goto out;
+	}
+	if ((item_origin = cli_child_text(deliver, "Origin", 254)) == NULL ||
+	    strcasecmp(item_origin, origin) != 0)
+		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "the batch item is not "
+		    "of the batch's Origin");
+	else if (e->valid && !has_rcpt(deliver, c->address))
+		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among the "
+		    "signed recipients", c->address);
+	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
+		char errs[512];
+
+		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+		    "the message is malformed: %s",
+		    wse_err_format(errs, sizeof(errs)));
+		e2e_refuse(e, st, NULL);
+		goto out;
+	}
+	if (origin[0] != '\0' &&
+	    strcmp(wse_addr_domain(e->m->from), origin) != 0)
+		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
+		    "signing domain %s", e->m->from, origin);
+out:
+	free(origin_s);
+	free(item_origin);
+	wse_err_clear();
+}
+
 void
 cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
     struct cli_e2e *e)
@@ -232,6 +354,11 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 
 	e->valid = 1;
 	origin[0] = '\0';
+	if ((st = batch_split(c, orig, e)) != WSE_ERR_NOT_FOUND) {
+		if (st == WSE_OK)
+			verify_batch(c, received, e);
+		goto out;
+	}
 	if ((st = wse_env_parse(wse_buf_data(orig), wse_buf_len(orig),
 	    &c->lim, &e->env)) != WSE_OK) {
 		e2e_refuse(e, st, NULL);

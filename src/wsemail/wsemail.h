@@ -173,6 +173,11 @@ struct cli_e2e {
 	char *received_s;		/* as our server reported it */
 	int direct;			/* a DeliverDirect, signed by the
 					 * sender's token (docs/im.md) */
+	int batch;			/* a batch original: e->env is the
+					 * batch's head (lib/batch.h) */
+	wse_buf *item;			/* its item, at index */
+	size_t index;
+	xmlDocPtr item_doc;		/* the item, parsed */
 };
 
 /*

@@ -1022,8 +1022,11 @@ out:
 
 /* One item of a DeliverBatch. */
 struct batch_item {
-	wse_buf *raw;			/* the item's Deliver envelope */
-	wse_envelope *env;
+	wse_buf *raw;			/* the item's bytes, as signed */
+	wse_buf *orig;			/* what is kept: a batch original, or
+					 * raw itself (a signed envelope) */
+	wse_envelope *env;		/* a signed envelope item */
+	xmlDocPtr doc;			/* a bare m:Deliver item */
 	struct inbound in;
 	wse_status st;
 	int to_store;
@@ -1031,38 +1034,29 @@ struct batch_item {
 	unsigned sessions;
 };
 
+/* The kept original of a batch item: its bytes, or the batch original. */
+static const wse_buf *
+item_original(const struct batch_item *bi)
+{
+	return bi->orig != NULL ? bi->orig : bi->raw;
+}
+
 /*
- * One item of a batch proven to come from origin (to: the batch's signed
- * To): a complete Deliver envelope of origin's server, addressed like the
- * batch, whose message is checked exactly as a lone Deliver's.  Its own
- * signature is the sending server's end-to-end signature, kept for the
- * recipient's client (docs/protocol.md); what makes the bytes authentic
- * here is the batch signature covering them.
+ * The m:Deliver of a signed envelope item (to: the batch's signed To):
+ * addressed like the batch, and signed, its signature being the sending
+ * server's end-to-end one, kept for the recipient's client.  What makes
+ * the bytes authentic here is the batch signature over their digest.
  */
 static wse_status
-batch_item_check(struct wsed *s, const char *origin, const char *to,
-    const xmlNode *item, struct batch_item *bi)
+item_envelope(struct wsed *s, const char *to, struct batch_item *bi,
+    xmlNodePtr *req_r)
 {
-	wse_buf *b64 = NULL;
-	xmlNodePtr req, on;
 	char *t = NULL;
 	wse_status st;
 
-	if ((b64 = wse_buf_new(s->lim.max_message_bytes)) == NULL ||
-	    (bi->raw = wse_buf_new(s->lim.max_message_bytes)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-		goto out;
-	}
-	if ((st = wse_xml_text(item, b64)) != WSE_OK ||
-	    (st = wse_base64_decode(wse_buf_str(b64), wse_buf_len(b64),
-	    bi->raw)) != WSE_OK || wse_buf_len(bi->raw) == 0) {
-		st = wse_err(WSE_ERR_INVALID, "batch item is not base64");
-		goto out;
-	}
 	if ((st = wse_env_parse(wse_buf_data(bi->raw), wse_buf_len(bi->raw),
 	    &s->lim, &bi->env)) != WSE_OK)
-		goto out;
-	free(t);
+		return st;
 	t = text_or_null(wse_env_header_block(bi->env, WSE_NS_WSA, "Action"),
 	    256);
 	if (t == NULL || strcmp(t, WSED_ACTION("Deliver")) != 0) {
@@ -1080,10 +1074,55 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
 		st = wse_err(WSE_ERR_BAD_SIGNATURE, "batch item not signed");
 		goto out;
 	}
+	*req_r = child(wse_env_body(bi->env), "Deliver");
+	st = WSE_OK;
+out:
 	free(t);
-	t = NULL;
-	if ((req = child(wse_env_body(bi->env), "Deliver")) == NULL ||
-	    (on = child(req, "Origin")) == NULL ||
+	return st;
+}
+
+/*
+ * One item of a batch proven to come from origin (its digest checked
+ * against the signed ones already): a bare m:Deliver, kept as a batch
+ * original made of the head (head_b64) and the item at position index,
+ * or a complete signed Deliver envelope, kept as it is.  Its message is
+ * checked exactly as a lone Deliver's.
+ */
+static wse_status
+batch_item_check(struct wsed *s, const char *origin, const char *to,
+    const char *head_b64, size_t head_len, size_t index,
+    struct batch_item *bi)
+{
+	xmlNodePtr req = NULL, on, root;
+	char *t = NULL;
+	wse_status st;
+
+	if ((st = wse_xml_parse(wse_buf_data(bi->raw), wse_buf_len(bi->raw),
+	    &s->lim, &bi->doc)) != WSE_OK)
+		goto out;
+	root = xmlDocGetRootElement(bi->doc);
+	if (root != NULL && wse_xml_is(root, WSE_NS_SOAP, "Envelope")) {
+		xmlFreeDoc(bi->doc);
+		bi->doc = NULL;
+		if ((st = item_envelope(s, to, bi, &req)) != WSE_OK)
+			goto out;
+	} else if (root != NULL && wse_xml_is(root, WSE_NS_WSE, "Deliver")) {
+		req = root;
+		if ((bi->orig = wse_buf_new(s->lim.max_message_bytes * 3)) ==
+		    NULL) {
+			st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
+			goto out;
+		}
+		if ((st = wse_batch_original(head_b64, head_len, index,
+		    wse_buf_data(bi->raw), wse_buf_len(bi->raw), bi->orig)) !=
+		    WSE_OK)
+			goto out;
+	}
+	if (req == NULL) {
+		st = wse_err(WSE_ERR_INVALID, "batch item is not a Deliver");
+		goto out;
+	}
+	if ((on = child(req, "Origin")) == NULL ||
 	    (t = text_or_null(on, 256)) == NULL || strcasecmp(t, origin) != 0) {
 		st = wse_err(WSE_ERR_DOMAIN_MISMATCH, "batch item not from %s",
 		    origin);
@@ -1104,37 +1143,41 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
 			goto out;
 		}
 		st = wsed_instant_local(s, bi->in.m, bi->in.rcpt[0], origin,
-		    bi->in.origin_id, wse_buf_data(bi->raw),
-		    wse_buf_len(bi->raw), NULL, 0, &bi->stored, &bi->sessions);
+		    bi->in.origin_id, wse_buf_data(item_original(bi)),
+		    wse_buf_len(item_original(bi)), NULL, 0, &bi->stored,
+		    &bi->sessions);
 		wsed_log("instant %s from %s (%s) for %s: %s",
 		    bi->in.origin_id, origin, bi->in.m->from, bi->in.rcpt[0],
 		    st != WSE_OK ? wse_status_name(st) : bi->stored ?
 		    "stored" : "pushed");
 		goto out;
 	}
-	st = deliver_plugins(s, origin, wse_buf_data(bi->raw),
-	    wse_buf_len(bi->raw), &bi->in);
+	st = deliver_plugins(s, origin, wse_buf_data(item_original(bi)),
+	    wse_buf_len(item_original(bi)), &bi->in);
 out:
 	free(t);
-	wse_buf_free(&b64);
 	return st;
 }
 
 /*
  * DeliverBatch: several messages of one origin in one call, proven by one
- * signature (checks as for Deliver); mail stored in one transaction,
- * instant messages pushed (or stored, or refused) each at once.  The
- * answer has one m:Item per request item, in order: its recipients'
- * outcome, or m:Refused with the Fault subcode of that item alone.
+ * signature over their digests (lib/batch.h; checks as for Deliver); mail
+ * stored in one transaction, instant messages pushed (or stored, or
+ * refused) each at once.  The answer has one m:Item per request item, in
+ * order: its recipients' outcome, or m:Refused with the Fault subcode of
+ * that item alone (BadSignature: its bytes are not the signed ones).
  */
 static wse_status
 op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
     size_t npeer, wse_verified *v, wse_buf *resp)
 {
-	xmlNodePtr req = child(wse_env_body(env), "DeliverBatch"), on, n;
+	xmlNodePtr req = child(wse_env_body(env), "DeliverBatch"), on;
 	struct batch_item *bi = NULL;
 	wse_delivery *d = NULL;
 	wse_status *dst = NULL, st;
+	wse_buf **raw = NULL, *head = NULL;
+	uint8_t *digests = NULL;
+	int *ok = NULL;
 	size_t ni = 0, nd = 0, i, k;
 	char *origin = NULL, errs[512];
 	wse_verify_opts o;
@@ -1159,33 +1202,44 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 	if ((st = wse_replay_insert(s->replay, v->message_id_s,
 	    v->replay_expires, s->now())) != WSE_OK)
 		goto out;
-	for (n = wse_xml_first_elem(req); n; n = wse_xml_next_elem(n))
-		if (wse_xml_is(n, WSE_NS_WSE, "Item"))
-			ni++;
-	if (ni == 0 || ni > WSED_BATCH_MAX) {
-		st = wse_err(WSE_ERR_INVALID, "DeliverBatch with %zu items "
-		    "(1..%d)", ni, WSED_BATCH_MAX);
+	if ((st = wse_batch_digests(req, WSED_BATCH_MAX, &digests, &ni)) !=
+	    WSE_OK)
 		goto out;
-	}
 	if ((bi = calloc(ni, sizeof(*bi))) == NULL ||
 	    (d = calloc(ni, sizeof(*d))) == NULL ||
-	    (dst = calloc(ni, sizeof(*dst))) == NULL) {
+	    (dst = calloc(ni, sizeof(*dst))) == NULL ||
+	    (raw = calloc(ni, sizeof(*raw))) == NULL ||
+	    (ok = calloc(ni, sizeof(*ok))) == NULL ||
+	    (head = wse_buf_new(s->lim.max_message_bytes * 2)) == NULL) {
 		st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
 		goto out;
 	}
-	i = 0;
-	for (n = wse_xml_first_elem(req); n; n = wse_xml_next_elem(n)) {
-		if (!wse_xml_is(n, WSE_NS_WSE, "Item"))
-			continue;
-		bi[i].st = batch_item_check(s, origin, v->to_s, n, &bi[i]);
+	if ((st = wse_batch_items(env, digests, ni, &s->lim, raw, ok)) !=
+	    WSE_OK)
+		goto out;
+	for (i = 0; i < ni; i++) {
+		bi[i].raw = raw[i];
+		raw[i] = NULL;
+	}
+	/* The signed request without its items: what each bare item's
+	 * original carries for the recipient's client. */
+	if ((st = wse_batch_head_base64(env, head)) != WSE_OK)
+		goto out;
+	for (i = 0; i < ni; i++) {
+		if (!ok[i])
+			bi[i].st = wse_err(WSE_ERR_BAD_SIGNATURE, "batch item "
+			    "%zu is not the one signed", i);
+		else
+			bi[i].st = batch_item_check(s, origin, v->to_s,
+			    wse_buf_str(head), wse_buf_len(head), i, &bi[i]);
 		if (bi[i].st == WSE_OK && !bi[i].instant && bi[i].in.na > 0) {
 			d[nd].origin_domain = origin;
 			d[nd].origin_id = bi[i].in.origin_id;
 			d[nd].mailboxes = bi[i].in.acc;
 			d[nd].n = bi[i].in.na;
 			d[nd].meta = &bi[i].in.meta;
-			d[nd].envelope = wse_buf_data(bi[i].raw);
-			d[nd].len = wse_buf_len(bi[i].raw);
+			d[nd].envelope = wse_buf_data(item_original(&bi[i]));
+			d[nd].len = wse_buf_len(item_original(&bi[i]));
 			bi[i].to_store = 1;
 			nd++;
 		} else if (bi[i].st != WSE_OK) {
@@ -1194,7 +1248,6 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 			    wse_err_format(errs, sizeof(errs)));
 			wse_err_clear();
 		}
-		i++;
 	}
 	if ((st = wse_store_deliver_many(s->store, d, nd, s->now(), dst)) !=
 	    WSE_OK)
@@ -1236,8 +1289,16 @@ out:
 	for (i = 0; bi != NULL && i < ni; i++) {
 		inbound_clear(&bi[i].in);
 		wse_env_free(&bi[i].env);
+		xmlFreeDoc(bi[i].doc);
 		wse_buf_free(&bi[i].raw);
+		wse_buf_free(&bi[i].orig);
 	}
+	for (i = 0; raw != NULL && i < ni; i++)
+		wse_buf_free(&raw[i]);
+	free(raw);
+	free(ok);
+	free(digests);
+	wse_buf_free(&head);
 	free(bi);
 	free(d);
 	free(dst);

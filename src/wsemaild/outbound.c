@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "batch.h"
 #include "wsed.h"
 #include "xml.h"
 
@@ -107,6 +108,26 @@ out:
 	return st;
 }
 
+/* The m:Deliver element for a job, left open (sign_call closes it):
+ * Origin, OriginId, the Rcpt elements and the message. */
+static wse_status
+deliver_open(struct wsed *s, const struct job *j, wse_buf *body)
+{
+	wse_status st;
+	size_t i;
+
+	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
+	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>",
+	    s->domain, j->item.message_id)) != WSE_OK)
+		return st;
+	for (i = 0; i < j->nrcpts; i++)
+		if ((st = wse_buf_printf(body, "<m:Rcpt>%s</m:Rcpt>",
+		    j->rcpts[i])) != WSE_OK)
+			return st;
+	return wse_buf_put(body, wse_buf_data(j->payload),
+	    wse_buf_len(j->payload));
+}
+
 /* The signed Deliver envelope for a job, addressed to url. */
 static wse_status
 build_deliver(struct wsed *s, const struct job *j, const char *url,
@@ -114,30 +135,30 @@ build_deliver(struct wsed *s, const struct job *j, const char *url,
 {
 	wse_buf *body = NULL;
 	wse_status st;
-	size_t i;
 
 	if ((body = wse_buf_new(wse_buf_len(j->payload) + 64 * 1024)) == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
 	/* Room for the body and the signed envelope at once, rather than
 	 * doubling (copy and wipe) up to them. */
-	if ((st = wse_buf_reserve(body, wse_buf_len(j->payload) + 1024)) !=
-	    WSE_OK || (st = wse_buf_reserve(out, wse_buf_len(j->payload) +
-	    16384)) != WSE_OK)
-		goto out;
-	if ((st = wse_buf_printf(body, "<m:Deliver xmlns:m=\"" WSE_NS_WSE
-	    "\"><m:Origin>%s</m:Origin><m:OriginId>%s</m:OriginId>",
-	    s->domain, j->item.message_id)) != WSE_OK)
-		goto out;
-	for (i = 0; i < j->nrcpts; i++)
-		if ((st = wse_buf_printf(body, "<m:Rcpt>%s</m:Rcpt>",
-		    j->rcpts[i])) != WSE_OK)
-			goto out;
-	if ((st = wse_buf_put(body, wse_buf_data(j->payload),
-	    wse_buf_len(j->payload))) == WSE_OK)
+	if ((st = wse_buf_reserve(body, wse_buf_len(j->payload) + 1024)) ==
+	    WSE_OK && (st = wse_buf_reserve(out, wse_buf_len(j->payload) +
+	    16384)) == WSE_OK && (st = deliver_open(s, j, body)) == WSE_OK)
 		st = sign_call(s, body, "Deliver", url, out, msgid_r);
-out:
 	wse_buf_free(&body);
 	return st;
+}
+
+/* A job as a batch item: its bare m:Deliver element, proven by the batch
+ * signature (lib/batch.h). */
+static wse_status
+build_item(struct wsed *s, const struct job *j, wse_buf *out)
+{
+	wse_status st;
+
+	if ((st = wse_buf_reserve(out, wse_buf_len(j->payload) + 1024)) !=
+	    WSE_OK || (st = deliver_open(s, j, out)) != WSE_OK)
+		return st;
+	return wse_buf_puts(out, "</m:Deliver>");
 }
 
 /* Outcome of one attempt. */
@@ -656,63 +677,24 @@ subcode_status(const char *code)
 	return WSE_ERR_TEMPFAIL;
 }
 
-/* The signed DeliverBatch of items[0..n-1] (signed Deliver envelopes,
- * each kept by the recipient's server for end-to-end checks), addressed
- * to url. */
+/* The signed DeliverBatch of items[0..n-1] (bare m:Deliver elements or
+ * signed Deliver envelopes, proven by the batch signature over their
+ * digests: lib/batch.h), addressed to url. */
 static wse_status
 batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
 	wse_envelope *env = NULL;
-	wse_buf *b64 = NULL;
-	xmlDocPtr doc;
-	xmlNodePtr batch, it, text;
-	xmlNsPtr ns;
 	wse_status st;
-	size_t i, most = 0, total = 0;
+	size_t i, total = 0;
 
-	/* The items' base64 goes straight into text nodes: no document text
-	 * to parse back and copy for hundreds of kilobytes. */
-	for (i = 0; i < n; i++) {
-		size_t e = (wse_buf_len(items[i]) + 2) / 3 * 4;
-
-		most = e > most ? e : most;
-		total += e + 32;
-	}
-	if (total > s->lim.max_message_bytes)
-		return wse_err(WSE_ERR_TOO_LARGE, "batch of %zu bytes", total);
-	if ((b64 = wse_buf_new(most + 1)) == NULL)
-		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	for (i = 0; i < n; i++)
+		total += (wse_buf_len(items[i]) + 2) / 3 * 4 + 32;
 	if ((st = wse_env_new(url, WSE_ACTION_PREFIX "DeliverBatch", &env)) !=
-	    WSE_OK)
+	    WSE_OK ||
+	    (st = wse_batch_build(env, s->domain, (const wse_buf *const *)items,
+	    n, &s->lim)) != WSE_OK)
 		goto out;
-	doc = wse_env_doc(env);
-	if ((batch = xmlNewDocNode(doc, NULL, BAD_CAST "DeliverBatch",
-	    NULL)) == NULL ||
-	    xmlAddChild(wse_env_body_node(env), batch) == NULL) {
-		xmlFreeNode(batch);
-		st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
-		goto out;
-	}
-	if ((ns = xmlNewNs(batch, BAD_CAST WSE_NS_WSE, BAD_CAST "m")) ==
-	    NULL || (xmlSetNs(batch, ns), xmlNewTextChild(batch, ns,
-	    BAD_CAST "Origin", BAD_CAST s->domain)) == NULL) {
-		st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		wse_buf_reset(b64);
-		if ((st = wse_base64_encode(wse_buf_data(items[i]),
-		    wse_buf_len(items[i]), b64)) != WSE_OK)
-			goto out;
-		if ((it = xmlNewChild(batch, ns, BAD_CAST "Item", NULL)) ==
-		    NULL || (text = xmlNewDocTextLen(doc, wse_buf_data(b64),
-		    (int)wse_buf_len(b64))) == NULL) {
-			st = wse_err(WSE_ERR_NOMEM, "cannot build the batch");
-			goto out;
-		}
-		(void)xmlAddChild(it, text);
-	}
 	(void)snprintf(msgid_r, WSE_UUID_URN_LEN + 1, "%s",
 	    wse_env_message_id(env));
 	if ((st = wse_buf_reserve(out, total + 16384)) != WSE_OK)
@@ -720,11 +702,10 @@ batch_envelope(struct wsed *s, wse_buf *const *items, size_t n,
 	st = wsed_sign_out(s, env, out);
 out:
 	wse_env_free(&env);
-	wse_buf_free(&b64);
 	return st;
 }
 
-/* Room for n signed item envelopes (freed with items_free). */
+/* Room for n batch items (freed with items_free). */
 static wse_buf **
 items_new(struct wsed *s, size_t n)
 {
@@ -758,14 +739,13 @@ build_batch(struct wsed *s, struct job *const *jobs, size_t n,
     const char *url, wse_buf *out, char msgid_r[WSE_UUID_URN_LEN + 1])
 {
 	wse_buf **items = items_new(s, n);
-	char reqid[WSE_UUID_URN_LEN + 1];
 	wse_status st = WSE_OK;
 	size_t i;
 
 	if (items == NULL)
 		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
 	for (i = 0; i < n && st == WSE_OK; i++)
-		st = build_deliver(s, jobs[i], url, items[i], reqid);
+		st = build_item(s, jobs[i], items[i]);
 	if (st == WSE_OK)
 		st = batch_envelope(s, items, n, url, out, msgid_r);
 	items_free(items, n);

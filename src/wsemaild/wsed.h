@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "buf.h"
 #include "config.h"
 #include "crypto.h"
@@ -35,7 +36,7 @@
 #define WSED_THREADS_MAX 256
 /* Items in one DeliverBatch (docs/protocol.md), and the base64 bytes
  * a sender puts in one. */
-#define WSED_BATCH_MAX 64
+#define WSED_BATCH_MAX WSE_BATCH_MAX
 #define WSED_BATCH_BYTES (2u * 1024 * 1024)
 /* Domains whose server answered a DeliverBatch with a signed Unsupported
  * Fault are remembered for WSED_NOBATCH_SECONDS: meanwhile their items go
