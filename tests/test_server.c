@@ -1473,6 +1473,8 @@ static pthread_t peer_thread;
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t peer_cond = PTHREAD_COND_INITIALIZER;
 static int peer_batches, peer_delivers, peer_others;
+/* The Fault the peer answers a DeliverBatch with. */
+static wse_status peer_batch_fault = WSE_ERR_UNSUPPORTED;
 /* 1: hold the next call until the case sets 0 again (2 while held). */
 static int peer_hold;
 
@@ -1589,10 +1591,10 @@ peer_request(void *arg, wse_http_req *req)
 			forge_answer(&f, count == &peer_batches ?
 			    "DeliverBatch" : "Deliver", msgid, out, &http);
 		else if (count == &peer_batches) {
-			(void)wse_err(WSE_ERR_UNSUPPORTED, "unknown operation "
+			(void)wse_err(peer_batch_fault, "unknown operation "
 			    "DeliverBatch");
 			wsed_answer(&B.s, "DeliverBatch", msgid,
-			    WSE_ERR_UNSUPPORTED, NULL, out, &http);
+			    peer_batch_fault, NULL, out, &http);
 		} else
 			wsed_handle(&B.s, body, len, chain, nchain, out, &http);
 		wse_http_reply(req, http, "application/soap+xml; charset=utf-8",
@@ -1850,6 +1852,40 @@ test_batch_unsupported(void **state)
 	assert_peer_calls(2, 13);
 	/* The peer's address came from the DNS server. */
 	assert_true(testdns_queries(&D, "A", "mail.b.test") > 0);
+}
+
+/*
+ * A peer that refuses a DeliverBatch whole as malformed (InvalidMessage:
+ * one that reads batches otherwise) gets the items one Deliver each in
+ * the same pass, each stored once, nothing bounced; unlike Unsupported
+ * this is not remembered: the next pass tries a batch again.
+ */
+static void
+test_batch_refused_whole(void **state)
+{
+	struct sent o;
+	uint64_t a0, a1, u;
+
+	(void)state;
+	peer_route();
+	assert_int_equal(queue_items(), 0);
+	skew += WSED_NOBATCH_SECONDS;	/* whatever an earlier case left */
+	peer_batch_fault = WSE_ERR_INVALID;
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a0, &u));
+	memset(&o, 0, sizeof(o));
+	send_upto(&o, 3);
+	assert_int_equal(wsed_outbound_pass(&S), 3);
+	assert_peer_calls(1, 3);
+	assert_stored_once(&o);
+	send_upto(&o, 5);
+	assert_int_equal(wsed_outbound_pass(&S), 2);
+	assert_peer_calls(2, 5);
+	assert_stored_once(&o);
+	assert_int_equal(queue_items(), 0);
+	assert_int_equal(wsed_outbound_pass(&S), 0);
+	assert_wse_ok(wse_store_count(S.store, "alice@a.test", &a1, &u));
+	assert_int_equal(a1, a0);
+	peer_batch_fault = WSE_ERR_UNSUPPORTED;
 }
 
 /* ---- instant messages to the peer without DeliverBatch ---- */
@@ -2330,6 +2366,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		/* first: it needs the queue empty */
 		cmocka_unit_test_setup_teardown(test_batch_unsupported,
+		    peer_setup, peer_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_refused_whole,
 		    peer_setup, peer_teardown),
 		cmocka_unit_test_setup_teardown(test_batch_unsupported_instant,
 		    peer_setup, peer_teardown),

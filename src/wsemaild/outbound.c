@@ -804,8 +804,9 @@ batch_item_refused(const xmlNode *it, wse_status *st_r)
 /*
  * Read a DeliverBatchResponse into r[0..n-1] (verified like a Deliver
  * answer).  Returns 1 when the peer does not know DeliverBatch (the jobs
- * are then sent one by one, and the domain is remembered for a while),
- * else 0.
+ * are then sent one by one, and the domain is remembered for a while) or
+ * refused this one whole as malformed (sent one by one, not
+ * remembered), else 0.
  */
 static int
 read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
@@ -826,6 +827,15 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 	if (st == WSE_ERR_UNSUPPORTED) {
 		unsupported = 1;
 		nobatch_remember(s, domain);
+	} else if (st == WSE_ERR_INVALID || st == WSE_ERR_PARSE) {
+		/* The batch refused whole as malformed (a peer that reads
+		 * batches otherwise, such as another version): that says
+		 * nothing of the messages, so each goes as a lone Deliver
+		 * now, for its own verdict; nothing is remembered. */
+		(void)wse_err_format(why, sizeof(why));
+		wsed_log("%s refused a DeliverBatch whole: %s; sending its %zu "
+		    "items one Deliver each", domain, why, n);
+		unsupported = 1;
 	} else if (st != WSE_OK) {
 		(void)wse_err_format(why, sizeof(why));
 		for (i = 0; i < n; i++) {
