@@ -1,11 +1,12 @@
 /*
- * replay_message.c - run the message fuzz target over its seed corpus as
- * an ordinary test (any compiler).  Usage: fuzz_message_replay DIR...
+ * replay_message.c - run the message fuzz target (or, built with
+ * -DFUZZ_BATCH, the batch one) over its seed corpus as an ordinary test
+ * (any compiler).  Usage: fuzz_message_replay DIR...
  *
  * A file whose name starts with "refused-" must be refused, every other
  * one accepted (and its round trip checked by the target), so the test
  * proves the target reaches both sides of the parser.  Prints
- * "fuzz_message: N checks passed" or names the file that did not.
+ * FUZZ_NAME ": N checks passed" or names the file that did not.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -14,7 +15,15 @@
 
 #include <libxml/parser.h>
 
+#ifdef FUZZ_BATCH
+#include "fuzz_batch.h"
+#define FUZZ_ONE fuzz_batch_one
+#define FUZZ_NAME "fuzz_batch"
+#else
 #include "fuzz_message.h"
+#define FUZZ_ONE fuzz_message_one
+#define FUZZ_NAME "fuzz_message"
+#endif
 
 #define FILE_MAX (1 << 20)
 
@@ -30,12 +39,12 @@ main(int argc, char **argv)
 	FILE *f;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: fuzz_message_replay DIR...\n");
+		fprintf(stderr, "usage: " FUZZ_NAME "_replay DIR...\n");
 		return 2;
 	}
 	for (i = 1; i < argc; i++) {
 		if ((d = opendir(argv[i])) == NULL) {
-			fprintf(stderr, "fuzz_message: cannot open %s\n",
+			fprintf(stderr, FUZZ_NAME ": cannot open %s\n",
 			    argv[i]);
 			return 2;
 		}
@@ -45,7 +54,7 @@ main(int argc, char **argv)
 			snprintf(path, sizeof(path), "%s/%s", argv[i],
 			    e->d_name);
 			if ((f = fopen(path, "rb")) == NULL) {
-				fprintf(stderr, "fuzz_message: cannot open "
+				fprintf(stderr, FUZZ_NAME ": cannot open "
 				    "%s\n", path);
 				bad++;
 				continue;
@@ -53,9 +62,9 @@ main(int argc, char **argv)
 			len = fread(data, 1, sizeof(data), f);
 			fclose(f);
 			want = strncmp(e->d_name, "refused-", 8) != 0;
-			got = fuzz_message_one(data, len);
+			got = FUZZ_ONE(data, len);
 			if (got != want) {
-				fprintf(stderr, "fuzz_message: %s: %s, wanted "
+				fprintf(stderr, FUZZ_NAME ": %s: %s, wanted "
 				    "%s\n", path, got ? "accepted" : "refused",
 				    want ? "accepted" : "refused");
 				bad++;
@@ -66,10 +75,10 @@ main(int argc, char **argv)
 	}
 	xmlCleanupParser();
 	if (bad > 0 || checks == 0) {
-		fprintf(stderr, "fuzz_message: %d failed, %zu passed\n", bad,
+		fprintf(stderr, FUZZ_NAME ": %d failed, %zu passed\n", bad,
 		    checks);
 		return 1;
 	}
-	printf("fuzz_message: %zu checks passed\n", checks);
+	printf(FUZZ_NAME ": %zu checks passed\n", checks);
 	return 0;
 }

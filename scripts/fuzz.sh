@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets with clang (+ASan/UBSan) and fuzz each for
 # FUZZ_SECONDS (default 60), starting from its committed seed corpus.
-# FUZZ_TARGETS picks targets (default "envelope message").  New findings
+# FUZZ_TARGETS picks targets (default "envelope message batch").  New findings
 # land in build-fuzz/findings/TARGET/.  Usage: scripts/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,10 +11,11 @@ if [ ! -f build-fuzz/build.ninja ]; then
     -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 fi
 # Each target from its own seed corpus into its own working corpus.
-for t in ${FUZZ_TARGETS:-envelope message}; do
+for t in ${FUZZ_TARGETS:-envelope message batch}; do
   case $t in
   envelope) seeds=fuzz/corpus ;;
   message) seeds=fuzz/corpus-message ;;
+  batch) seeds=fuzz/corpus-batch ;;
   *) echo "fuzz.sh: unknown target $t" >&2; exit 2 ;;
   esac
   ninja -C build-fuzz "fuzz/fuzz_$t"
