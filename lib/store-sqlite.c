@@ -23,6 +23,7 @@
  * the same mode from SQLite), symbolic links are refused, and the
  * connection runs in defensive mode with untrusted schema features off.
  */
+#include "batch.h"
 #include "store-private.h"
 #include "sqlitedb.h"
 
@@ -127,6 +128,24 @@ static const char *const migrations[] = {
 	"  expires INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"CREATE INDEX replay_by_expiry ON replay(expires);",
+	/* 1 -> 2: the signed head of a DeliverBatch kept once for the
+	 * messages that came in it (lib/batch.h); a body with a head_id
+	 * holds the item alone, its original being the batch original
+	 * that head, head_index and the item make. */
+	"CREATE TABLE batch_heads ("
+	"  id INTEGER PRIMARY KEY,"
+	"  head BLOB NOT NULL"
+	");"
+	"ALTER TABLE bodies ADD COLUMN head_id INTEGER"
+	"  REFERENCES batch_heads(id);"
+	"ALTER TABLE bodies ADD COLUMN head_index INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX bodies_by_head ON bodies(head_id)"
+	"  WHERE head_id IS NOT NULL;"
+	/* A head goes with the last body that uses it. */
+	"CREATE TRIGGER bodies_head_gc AFTER DELETE ON bodies"
+	"  WHEN OLD.head_id IS NOT NULL AND NOT EXISTS"
+	"  (SELECT 1 FROM bodies WHERE head_id = OLD.head_id)"
+	"  BEGIN DELETE FROM batch_heads WHERE id = OLD.head_id; END;",
 };
 
 #define SQ_SCHEMA_VERSION \
@@ -147,7 +166,7 @@ enum sq_q {
 	Q_USER_ADD, Q_USER_SET, Q_USER_DEL, Q_USER_GET, Q_USER_LIST,
 	Q_USER_EXISTS,
 	Q_DEDUP_ADD, Q_REPLAY_PURGE_ONE, Q_REPLAY_ADD, Q_REPLAY_SEEN,
-	Q_BODY_ADD, Q_MSG_ADD, Q_MSG_LIST_FIRST, Q_MSG_LIST_NEXT,
+	Q_BODY_ADD, Q_BODY_ADD_ITEM, Q_HEAD_ADD, Q_MSG_ADD, Q_MSG_LIST_FIRST, Q_MSG_LIST_NEXT,
 	Q_MSG_COUNT, Q_MSG_FETCH, Q_MSG_DEL, Q_MSG_MARK,
 	Q_PAYLOAD_ADD, Q_QUEUE_ADD, Q_RCPT_ADD, Q_QUEUE_LEASE,
 	Q_QUEUE_GET, Q_QUEUE_RCPTS, Q_QUEUE_PAGE, Q_QUEUE_DEL,
@@ -187,6 +206,9 @@ static const char *const sq_sql[Q__COUNT] = {
 	[Q_REPLAY_ADD] = "INSERT INTO replay(id, expires) VALUES(?1, ?2)",
 	[Q_REPLAY_SEEN] = "SELECT 1 FROM replay WHERE id = ?1 AND expires > ?2",
 	[Q_BODY_ADD] = "INSERT INTO bodies(envelope) VALUES(?1)",
+	[Q_BODY_ADD_ITEM] = "INSERT INTO bodies(envelope, head_id, head_index)"
+	    " VALUES(?1, ?2, ?3)",
+	[Q_HEAD_ADD] = "INSERT INTO batch_heads(head) VALUES(?1)",
 	[Q_MSG_ADD] = "INSERT INTO messages(mailbox, from_addr, subject,"
 	    " origin_domain, origin_id, received, size, unread, flags, body_id)"
 	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9)",
@@ -198,8 +220,9 @@ static const char *const sq_sql[Q__COUNT] = {
 	    " ORDER BY m.received DESC, m.id DESC LIMIT ?4",
 	[Q_MSG_COUNT] = "SELECT count(*), coalesce(sum(unread <> 0), 0)"
 	    " FROM messages WHERE mailbox = ?1",
-	[Q_MSG_FETCH] = "SELECT " MSG_COLS ", b.envelope FROM messages m"
-	    " JOIN bodies b ON b.id = m.body_id"
+	[Q_MSG_FETCH] = "SELECT " MSG_COLS ", b.envelope, b.head_index, h.head"
+	    " FROM messages m JOIN bodies b ON b.id = m.body_id"
+	    " LEFT JOIN batch_heads h ON h.id = b.head_id"
 	    " WHERE m.id = ?1 AND m.mailbox = ?2",
 	[Q_MSG_DEL] = "DELETE FROM messages WHERE id = ?1 AND mailbox = ?2",
 	[Q_MSG_MARK] = "UPDATE messages SET unread = ?3"
@@ -1200,9 +1223,16 @@ sq_replay_add(struct sq_store *q, const char *id, int64_t expires,
 	return WSE_OK;
 }
 
-/* One delivery's rows, inside the caller's transaction. */
+/*
+ * One delivery's rows, inside the caller's transaction.  A batch item's
+ * head is stored once: *head_id_io names the row of d->head_b64 when an
+ * earlier delivery of the group stored it (else 0); a head stored here
+ * is returned in *new_head_r, for the caller to reuse once this delivery
+ * is kept.
+ */
 static wse_status
-sq_deliver_one(struct sq_store *q, const wse_delivery *d, int64_t now)
+sq_deliver_one(struct sq_store *q, const wse_delivery *d, int64_t now,
+    sqlite3_int64 head_id, sqlite3_int64 *new_head_r)
 {
 	sqlite3_stmt *st;
 	sqlite3_int64 body;
@@ -1232,8 +1262,20 @@ sq_deliver_one(struct sq_store *q, const wse_delivery *d, int64_t now)
 			    "store: no mailbox %s", d->mailboxes[i]) :
 			    sq_fail(q, rc, "cannot look a user up");
 	}
-	if ((ws = sq_run(q, Q_BODY_ADD, VALS(B(d->envelope, d->len)),
-	    "cannot store a message")) != WSE_OK)
+	if (d->head_b64 != NULL && head_id == 0) {
+		if ((ws = sq_run(q, Q_HEAD_ADD, VALS(B(d->head_b64,
+		    d->head_len)), "cannot store a batch head")) != WSE_OK)
+			return ws;
+		head_id = sqlite3_last_insert_rowid(q->w.db);
+		*new_head_r = head_id;
+	}
+	if (d->head_b64 != NULL)
+		ws = sq_run(q, Q_BODY_ADD_ITEM, VALS(B(d->envelope, d->len),
+		    I(head_id), I(d->head_index)), "cannot store a message");
+	else
+		ws = sq_run(q, Q_BODY_ADD, VALS(B(d->envelope, d->len)),
+		    "cannot store a message");
+	if (ws != WSE_OK)
 		return ws;
 	body = sqlite3_last_insert_rowid(q->w.db);
 	for (i = 0; i < d->n; i++)
@@ -1252,6 +1294,7 @@ sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
     int64_t replay_expires, int64_t now)
 {
 	struct sq_store *q = (struct sq_store *)s;
+	sqlite3_int64 head = 0;
 	wse_delivery d;
 	wse_status ws;
 
@@ -1264,9 +1307,12 @@ sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
 	d.len = len;
 	d.replay_id = replay_id;
 	d.replay_expires = replay_expires;
+	d.head_b64 = NULL;
+	d.head_len = 0;
+	d.head_index = 0;
 	sq_lock(q);
 	if ((ws = sq_begin(q)) == WSE_OK &&
-	    (ws = sq_deliver_one(q, &d, now)) == WSE_OK)
+	    (ws = sq_deliver_one(q, &d, now, 0, &head)) == WSE_OK)
 		ws = sq_commit(q);
 	sq_end(q);
 	return ws;
@@ -1275,14 +1321,27 @@ sq_deliver(wse_store *s, const char *origin_domain, const char *origin_id,
 struct deliver_group {
 	const wse_delivery *d;
 	int64_t now;
+	const char *head;		/* the last head stored, */
+	sqlite3_int64 head_id;		/* in this row (0: none yet) */
 };
 
 static wse_status
 sq_deliver_member(struct sq_store *q, size_t i, void *arg)
 {
-	const struct deliver_group *g = arg;
+	struct deliver_group *g = arg;
+	const wse_delivery *d = &g->d[i];
+	sqlite3_int64 fresh = 0;
+	wse_status ws;
 
-	return sq_deliver_one(q, &g->d[i], g->now);
+	ws = sq_deliver_one(q, d, g->now, d->head_b64 != NULL &&
+	    d->head_b64 == g->head ? g->head_id : 0, &fresh);
+	/* Kept only with the delivery that stored it: a refused one's
+	 * savepoint takes its head away too. */
+	if (ws == WSE_OK && fresh != 0) {
+		g->head = d->head_b64;
+		g->head_id = fresh;
+	}
+	return ws;
 }
 
 static wse_status
@@ -1290,7 +1349,7 @@ sq_deliver_many(wse_store *s, const wse_delivery *d, size_t n, int64_t now,
     wse_status *status_r)
 {
 	struct sq_store *q = (struct sq_store *)s;
-	struct deliver_group g = { d, now };
+	struct deliver_group g = { d, now, NULL, 0 };
 	wse_status ws;
 
 	sq_lock(q);
@@ -1397,9 +1456,17 @@ sq_fetch(wse_store *s, const char *mailbox, int64_t id, wse_msg_meta *meta,
 	}
 	if ((ws = col_meta(st, 0, meta)) != WSE_OK)
 		goto out;
-	if (envelope != NULL && (ws = wse_buf_put(envelope,
-	    sqlite3_column_blob(st, 10),
-	    (size_t)sqlite3_column_bytes(st, 10))) != WSE_OK)
+	if (envelope != NULL && sqlite3_column_type(st, 12) != SQLITE_NULL)
+		/* A batch item: its original is the batch original. */
+		ws = wse_batch_original(sqlite3_column_blob(st, 12),
+		    (size_t)sqlite3_column_bytes(st, 12),
+		    (size_t)sqlite3_column_int64(st, 11),
+		    sqlite3_column_blob(st, 10),
+		    (size_t)sqlite3_column_bytes(st, 10), envelope);
+	else if (envelope != NULL)
+		ws = wse_buf_put(envelope, sqlite3_column_blob(st, 10),
+		    (size_t)sqlite3_column_bytes(st, 10));
+	if (ws != WSE_OK)
 		goto out;
 	ws = WSE_OK;
 out:

@@ -129,6 +129,14 @@ typedef struct wse_delivery {
 	size_t len;
 	const char *replay_id;		/* may be NULL */
 	int64_t replay_expires;
+	/* A message that came in a DeliverBatch (lib/batch.h): envelope is
+	 * its item, head_b64 the batch's signed head (base64), kept once
+	 * for every delivery of the group that passes the same pointer,
+	 * head_index the item's position; wse_store_fetch hands out the
+	 * batch original they make.  NULL: envelope is the whole original. */
+	const char *head_b64;
+	size_t head_len;
+	size_t head_index;
 } wse_delivery;
 
 /*
@@ -151,7 +159,7 @@ wse_status wse_store_list(wse_store *s, const char *mailbox, size_t offset,
 wse_status wse_store_count(wse_store *s, const char *mailbox,
     uint64_t *total_r, uint64_t *unread_r);
 /* One message of mailbox: meta and the stored envelope (appended to
- * envelope, may be NULL).  WSE_ERR_NOT_FOUND when id is not in that
+ * envelope, may be NULL; for a batch item its batch original).  WSE_ERR_NOT_FOUND when id is not in that
  * mailbox (whether or not it exists elsewhere). */
 wse_status wse_store_fetch(wse_store *s, const char *mailbox, int64_t id,
     wse_msg_meta *meta, wse_buf *envelope);

@@ -29,6 +29,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "replay.h"
+#include "batch.h"
 #include "store.h"
 
 static const uint8_t seal_key[WSE_SEAL_KEY_LEN] = {
@@ -401,8 +402,33 @@ test_migrate_and_newer_refused(void **state)
 	    WSE_ERR_UNSUPPORTED);
 	assert_null(f->s);
 	assert_int_equal(raw_int(path, "PRAGMA user_version"), 999);
-	raw_exec(path, "PRAGMA user_version = 1");
+	{
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+		raw_exec(path, sql);
+	}
 	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	/* A database of version 1 (before batch heads), with a message:
+	 * migrated on open, the message still there and read whole. */
+	add_user(f->s, "old@a.test", 1);
+	{
+		const char *who[] = { "old@a.test" };
+
+		assert_wse_ok(deliver(f->s, "urn:uuid:v1", who, 1, NULL, 1000));
+	}
+	wse_store_close(&f->s);
+	raw_exec(path, "PRAGMA legacy_alter_table = ON;"
+	    " CREATE TABLE bodies_v1 (id INTEGER PRIMARY KEY,"
+	    " envelope BLOB NOT NULL);"
+	    " INSERT INTO bodies_v1 SELECT id, envelope FROM bodies;"
+	    " DROP TABLE bodies; ALTER TABLE bodies_v1 RENAME TO bodies;"
+	    " DROP TABLE batch_heads; PRAGMA user_version = 1");
+	assert_wse_ok(wse_store_open(store_uri(f->dir), seal_key, &f->s));
+	assert_int_equal(raw_int(path, "PRAGMA user_version"), v);
+	assert_int_equal(count_total(f->s, "old@a.test"), 1);
+	assert_int_equal(raw_int(path, "SELECT count(*) FROM bodies WHERE "
+	    "head_id IS NULL AND head_index = 0"), 1);
 }
 
 /* ---- users ---- */
@@ -837,6 +863,121 @@ test_deliver_many(void **state)
 	assert_wse_ok(wse_store_deliver_many(f->s, d, 0, 1003, status));
 	assert_wse_status(wse_store_deliver_many(f->s, NULL, 1, 1003, status),
 	    WSE_ERR_INVALID);
+}
+
+struct idlist {
+	int64_t id[8];
+	size_t n;
+};
+
+static wse_status
+collect_id(void *arg, const wse_msg_meta *meta)
+{
+	struct idlist *l = arg;
+
+	if (l->n >= 8)
+		return WSE_ERR_INTERNAL;
+	l->id[l->n++] = meta->id;
+	return WSE_OK;
+}
+
+/* Batch items: the head kept once for the deliveries that share it,
+ * each fetched as the batch original (lib/batch.h) of that head, its
+ * index and its item; a refused delivery takes no head away from the
+ * others; the head goes with the last message that uses it. */
+static void
+test_deliver_batch_heads(void **state)
+{
+	struct fix *f = *state;
+	const char *one[] = { "bob@a.test" };
+	const char *nobody[] = { "nobody@a.test" };
+	static const char head[] = "SEVBRA==", head2[] = "SEVBRDI=";
+	const char *items[4] = { "<m:Deliver>0</m:Deliver>",
+	    "<m:Deliver>1</m:Deliver>", "<m:Deliver>2</m:Deliver>",
+	    "<m:Deliver>3</m:Deliver>" };
+	wse_delivery d[4];
+	wse_status status[4];
+	wse_msg_meta m;
+	wse_buf *got = wse_buf_new(1 << 16), *want = wse_buf_new(1 << 16);
+	int64_t ids[4];
+	size_t i, n = 0;
+	struct idlist l;
+
+	assert_true(got && want);
+	add_user(f->s, "bob@a.test", 1);
+	memset(&m, 0, sizeof(m));
+	snprintf(m.from, sizeof(m.from), "carol@b.test");
+	snprintf(m.subject, sizeof(m.subject), "batch");
+	memset(d, 0, sizeof(d));
+	for (i = 0; i < 4; i++) {
+		d[i].origin_domain = "b.test";
+		d[i].mailboxes = one;
+		d[i].n = 1;
+		d[i].meta = &m;
+		d[i].envelope = items[i];
+		d[i].len = strlen(items[i]);
+		d[i].head_b64 = head;
+		d[i].head_len = strlen(head);
+		d[i].head_index = i;
+	}
+	d[0].origin_id = "urn:uuid:h0";
+	d[0].mailboxes = nobody;	/* refused: stored the head first */
+	d[1].origin_id = "urn:uuid:h1";
+	d[2].origin_id = "urn:uuid:h2";
+	d[3].origin_id = "urn:uuid:h3";
+	d[3].head_b64 = NULL;		/* kept whole */
+	assert_wse_ok(wse_store_deliver_many(f->s, d, 4, 1000, status));
+	assert_int_equal(status[0], WSE_ERR_NO_SUCH_USER);
+	assert_int_equal(status[1], WSE_OK);
+	assert_int_equal(status[2], WSE_OK);
+	assert_int_equal(status[3], WSE_OK);
+	/* Newest first: h3, h2, h1 (same time: by id). */
+	memset(&l, 0, sizeof(l));
+	assert_wse_ok(wse_store_list(f->s, "bob@a.test", 0, 10, collect_id,
+	    &l));
+	assert_int_equal(l.n, 3);
+	for (i = 0; i < 3; i++)
+		ids[i] = l.id[i];
+	for (i = 1; i < 4; i++) {
+		wse_buf_reset(got);
+		wse_buf_reset(want);
+		assert_wse_ok(wse_store_fetch(f->s, "bob@a.test", ids[3 - i],
+		    &m, got));
+		if (i < 3)
+			assert_wse_ok(wse_batch_original(head, strlen(head), i,
+			    (const uint8_t *)items[i], strlen(items[i]), want));
+		else
+			assert_wse_ok(wse_buf_puts(want, items[i]));
+		assert_int_equal(wse_buf_len(got), wse_buf_len(want));
+		assert_memory_equal(wse_buf_data(got), wse_buf_data(want),
+		    wse_buf_len(want));
+		n++;
+	}
+	assert_int_equal(n, 3);
+	if (sqlite_path(f->dir) != NULL)
+		assert_int_equal(raw_int(sqlite_path(f->dir),
+		    "SELECT count(*) FROM batch_heads"), 1);
+	/* Another batch, another head. */
+	d[0].origin_id = "urn:uuid:h4";
+	d[0].mailboxes = one;
+	d[0].head_b64 = head2;
+	d[0].head_len = strlen(head2);
+	assert_wse_ok(wse_store_deliver_many(f->s, d, 1, 1001, status));
+	assert_int_equal(status[0], WSE_OK);
+	if (sqlite_path(f->dir) != NULL)
+		assert_int_equal(raw_int(sqlite_path(f->dir),
+		    "SELECT count(*) FROM batch_heads"), 2);
+	/* The first head goes with the last of its messages. */
+	assert_wse_ok(wse_store_delete(f->s, "bob@a.test", ids[1]));
+	if (sqlite_path(f->dir) != NULL)
+		assert_int_equal(raw_int(sqlite_path(f->dir),
+		    "SELECT count(*) FROM batch_heads"), 2);
+	assert_wse_ok(wse_store_delete(f->s, "bob@a.test", ids[2]));
+	if (sqlite_path(f->dir) != NULL)
+		assert_int_equal(raw_int(sqlite_path(f->dir),
+		    "SELECT count(*) FROM batch_heads"), 1);
+	wse_buf_free(&got);
+	wse_buf_free(&want);
 }
 
 static void
@@ -2413,6 +2554,7 @@ main(void)
 		T(test_deliver_dedup),
 		T(test_deliver_many),
 		T(test_queue_done_many),
+		T(test_deliver_batch_heads),
 		T(test_deliver_replay),
 		T(test_deliver_invalid),
 		T(test_deliver_subject_sanitized),

@@ -1238,8 +1238,15 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 			d[nd].mailboxes = bi[i].in.acc;
 			d[nd].n = bi[i].in.na;
 			d[nd].meta = &bi[i].in.meta;
-			d[nd].envelope = wse_buf_data(item_original(&bi[i]));
-			d[nd].len = wse_buf_len(item_original(&bi[i]));
+			/* The store keeps a bare item with the batch's head,
+			 * once for the batch. */
+			d[nd].envelope = wse_buf_data(bi[i].raw);
+			d[nd].len = wse_buf_len(bi[i].raw);
+			if (bi[i].orig != NULL) {
+				d[nd].head_b64 = wse_buf_str(head);
+				d[nd].head_len = wse_buf_len(head);
+				d[nd].head_index = i;
+			}
 			bi[i].to_store = 1;
 			nd++;
 		} else if (bi[i].st != WSE_OK) {
