@@ -45,8 +45,11 @@
 /* Room for one sealed value: nonce(12) + 32 + tag(16), with slack. */
 #define WSE_STORE_SEALED_MAX 128
 /* De-duplication records older than this are dropped by
- * wse_store_expire: far longer than any sender's queue lifetime. */
-#define WSE_STORE_DEDUP_KEEP (30 * 24 * 3600)
+ * wse_store_expire: longer than the longest queue lifetime a sender may
+ * have (WSE_QUEUE_LIFETIME_MAX) and a lease (at most a day) after it, so
+ * a last retry of an item whose first delivery went unseen still finds
+ * its record. */
+#define WSE_STORE_DEDUP_KEEP (WSE_QUEUE_LIFETIME_MAX + 2 * 24 * 3600)
 
 struct wse_store_driver;
 

@@ -571,8 +571,9 @@ sq_begin(struct sq_store *q)
  * if that survived, runs out (the "lease" setting, at most a day).  The
  * receiver answers the copy as delivered from its de-duplication on
  * (origin domain, origin id) (sq_deliver_one), whose records it keeps
- * WSE_STORE_DEDUP_KEEP, 30 days (Q_EXPIRE_DEDUP, by wse_store_expire):
- * only a machine down that long could make a duplicate.  A bounce is
+ * WSE_STORE_DEDUP_KEEP, 62 days (Q_EXPIRE_DEDUP, by wse_store_expire):
+ * past the longest lifetime a sender may set, so no retry of its can
+ * make a duplicate.  A bounce is
  * queued FULL before its item's removal; an item that comes back from a
  * lost removal is refused again and gets a bounce of the same id, which
  * the sender's mailbox already holds (as after a server killed between

@@ -35,6 +35,10 @@
 #include "err.h"
 #include "replay.h"
 
+/* The longest a queued item may wait for delivery (wsemaild's
+ * "lifetime"); receivers keep their de-duplication records longer. */
+#define WSE_QUEUE_LIFETIME_MAX (60 * 24 * 3600)
+
 typedef struct wse_store wse_store;
 
 /*

@@ -1815,9 +1815,15 @@ test_expire_dedup(void **state)
 	assert_wse_ok(wse_store_expire(f->s, 1000 + 6 * day));
 	assert_wse_status(deliver(f->s, "urn:uuid:e", boxes, 1, NULL,
 	    1000 + 6 * day), WSE_ERR_EXISTS);
-	assert_wse_ok(wse_store_expire(f->s, 1000 + 60 * day));
+	/* Still there for a sender's last retry: after the longest queue
+	 * lifetime and a lease. */
+	assert_wse_ok(wse_store_expire(f->s, 1000 + WSE_QUEUE_LIFETIME_MAX +
+	    day));
+	assert_wse_status(deliver(f->s, "urn:uuid:e", boxes, 1, NULL,
+	    1000 + WSE_QUEUE_LIFETIME_MAX + day), WSE_ERR_EXISTS);
+	assert_wse_ok(wse_store_expire(f->s, 1000 + 63 * day));
 	assert_wse_ok(deliver(f->s, "urn:uuid:e", boxes, 1, NULL,
-	    1000 + 60 * day));
+	    1000 + 63 * day));
 	assert_int_equal(count_total(f->s, "alice@a.test"), 2);
 }
 

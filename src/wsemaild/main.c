@@ -237,7 +237,7 @@ setup(struct wsed *s, const char *path, wse_http_server_opts *ho,
 } while (0)
 	INT("retry_first", 300, 1, 86400, s->retry_first);
 	INT("retry_max", 4000, 1, 86400 * 7, s->retry_max);
-	INT("lifetime", 5 * 86400, 1, 86400 * 60, s->lifetime);
+	INT("lifetime", 5 * 86400, 1, WSE_QUEUE_LIFETIME_MAX, s->lifetime);
 	INT("lease", 120, 5, 86400, s->lease);
 	INT("reply_ttl", 300, 10, 3600, s->reply_ttl);
 	INT("threads", 16, 1, WSED_THREADS_MAX, *threads);
