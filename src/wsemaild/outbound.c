@@ -763,6 +763,31 @@ batch_item_next(const xmlNode *resp, xmlNodePtr it)
 	return NULL;
 }
 
+/*
+ * 1 when the answer st to a DeliverBatch of n items to domain means that
+ * they go one Deliver each, now: the peer does not know DeliverBatch
+ * (Unsupported: remembered for a while), or it refused this batch whole
+ * as malformed (InvalidMessage: a peer that reads batches otherwise, such
+ * as another version; that says nothing of the messages, each gets its
+ * own verdict; nothing is remembered).
+ */
+static int
+batch_fallback(struct wsed *s, const char *domain, wse_status st, size_t n)
+{
+	char why[512];
+
+	if (st == WSE_ERR_UNSUPPORTED) {
+		nobatch_remember(s, domain);
+		return 1;
+	}
+	if (st != WSE_ERR_INVALID && st != WSE_ERR_PARSE)
+		return 0;
+	(void)wse_err_format(why, sizeof(why));
+	wsed_log("%s refused a DeliverBatch whole: %s; sending its %zu items "
+	    "one Deliver each", domain, why, n);
+	return 1;
+}
+
 /* answer_open for a DeliverBatch of n items, and exactly n m:Item. */
 static wse_status
 batch_answer_open(struct wsed *s, const char *domain, const char *request_id,
@@ -824,19 +849,9 @@ read_batch_answer(struct wsed *s, const char *domain, const char *request_id,
 	memset(&v, 0, sizeof(v));
 	st = batch_answer_open(s, domain, request_id, data, len, n, &env, &v,
 	    &resp);
-	if (st == WSE_ERR_UNSUPPORTED) {
+	if (batch_fallback(s, domain, st, n))
 		unsupported = 1;
-		nobatch_remember(s, domain);
-	} else if (st == WSE_ERR_INVALID || st == WSE_ERR_PARSE) {
-		/* The batch refused whole as malformed (a peer that reads
-		 * batches otherwise, such as another version): that says
-		 * nothing of the messages, so each goes as a lone Deliver
-		 * now, for its own verdict; nothing is remembered. */
-		(void)wse_err_format(why, sizeof(why));
-		wsed_log("%s refused a DeliverBatch whole: %s; sending its %zu "
-		    "items one Deliver each", domain, why, n);
-		unsupported = 1;
-	} else if (st != WSE_OK) {
+	else if (st != WSE_OK) {
 		(void)wse_err_format(why, sizeof(why));
 		for (i = 0; i < n; i++) {
 			r[i].what = permanent(st) ? BOUNCE : DEFER;
@@ -1390,10 +1405,9 @@ instant_batch_answer(struct wsed *s, struct wsed_instant_req **rq, size_t n,
 	memset(&v, 0, sizeof(v));
 	st = batch_answer_open(s, domain, request_id, wse_buf_data(data),
 	    wse_buf_len(data), n, &env, &v, &resp);
-	if (st == WSE_ERR_UNSUPPORTED) {
+	if (batch_fallback(s, domain, st, n))
 		unsupported = 1;
-		nobatch_remember(s, domain);
-	} else if (st != WSE_OK)
+	else if (st != WSE_OK)
 		instant_fail_all(rq, n, st);
 	for (i = 0; st == WSE_OK && i < n &&
 	    (it = batch_item_next(resp, it)); i++) {
