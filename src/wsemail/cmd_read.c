@@ -158,6 +158,53 @@ e2e_signer(struct cli_e2e *e)
 	}
 }
 
+/* The m:Origin of parent, lower-cased, into origin: 0, or -1 (origin
+ * left empty) when there is none that fits. */
+static int
+read_origin(const xmlNode *parent, char origin[256])
+{
+	char *t = cli_child_text(parent, "Origin", 254);
+	size_t i;
+
+	origin[0] = '\0';
+	if (t == NULL || strlen(t) >= 256) {
+		free(t);
+		return -1;
+	}
+	for (i = 0; t[i] != '\0'; i++)
+		origin[i] = (t[i] >= 'A' && t[i] <= 'Z') ? (char)(t[i] + 32) :
+		    t[i];
+	origin[i] = '\0';
+	free(t);
+	return 0;
+}
+
+/* The original's m:Message into e->m; a failure refuses e and says why
+ * the message cannot be shown. */
+static wse_status
+e2e_message(struct cli_e2e *e, const xmlNode *mnode)
+{
+	char errs[512];
+	wse_status st;
+
+	if ((st = wse_msg_parse(mnode, &e->m)) == WSE_OK)
+		return WSE_OK;
+	(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
+	    "the message is malformed: %s", wse_err_format(errs, sizeof(errs)));
+	e2e_refuse(e, st, NULL);
+	return st;
+}
+
+/* The message's From must be of the signing domain origin (when known). */
+static void
+e2e_from_domain(struct cli_e2e *e, const char *origin)
+{
+	if (origin[0] != '\0' &&
+	    strcmp(wse_addr_domain(e->m->from), origin) != 0)
+		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
+		    "signing domain %s", e->m->from, origin);
+}
+
 /* 1 when the message's To names addr (a DeliverDirect has no Rcpt). */
 static int
 has_to(const wse_msg *m, const char *addr)
@@ -181,7 +228,6 @@ verify_direct(struct cli *c, xmlNodePtr direct, int64_t received,
     struct cli_e2e *e)
 {
 	xmlNodePtr mnode = NULL;
-	wse_status st;
 
 	e->direct = 1;
 	if (wse_xml_only_child(direct, WSE_NS_WSE, "Message", &mnode) !=
@@ -205,15 +251,8 @@ verify_direct(struct cli *c, xmlNodePtr direct, int64_t received,
 		    "the original holds no message");
 		goto out;
 	}
-	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
-		char errs[512];
-
-		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
-		    "the message is malformed: %s",
-		    wse_err_format(errs, sizeof(errs)));
-		e2e_refuse(e, st, NULL);
+	if (e2e_message(e, mnode) != WSE_OK)
 		goto out;
-	}
 	if (e->valid && e->v.signer_mailbox != NULL &&
 	    strcasecmp(e->v.signer_mailbox, e->m->from) != 0)
 		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "From %s is not the "
@@ -276,24 +315,16 @@ static void
 verify_batch(struct cli *c, int64_t received, struct cli_e2e *e)
 {
 	xmlNodePtr batch = NULL, deliver, mnode = NULL;
-	char *origin_s = NULL, *item_origin = NULL, origin[256];
+	char *item_origin = NULL, origin[256];
 	wse_status st;
-	size_t i;
 
 	origin[0] = '\0';
 	if (wse_xml_only_child(wse_env_body(e->env), WSE_NS_WSE,
-	    "DeliverBatch", &batch) != WSE_OK ||
-	    (origin_s = cli_child_text(batch, "Origin", 254)) == NULL ||
-	    strlen(origin_s) >= sizeof(origin)) {
+	    "DeliverBatch", &batch) != WSE_OK || read_origin(batch, origin) != 0)
 		e2e_refuse(e, WSE_ERR_INVALID, "the batch original's head is "
 		    "not a DeliverBatch naming its Origin");
-	} else {
-		for (i = 0; origin_s[i] != '\0'; i++)
-			origin[i] = (origin_s[i] >= 'A' && origin_s[i] <= 'Z') ?
-			    (char)(origin_s[i] + 32) : origin_s[i];
-		origin[i] = '\0';
+	else
 		e2e_verify(c, e, received, WSE_PURPOSE_SERVICE, origin);
-	}
 	if (e->valid) {
 		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "DeliverBatch") !=
 		    0 || batch->parent != e->v.body)
@@ -324,21 +355,10 @@ verify_batch(struct cli *c, int64_t received, struct cli_e2e *e)
 	else if (e->valid && !has_rcpt(deliver, c->address))
 		e2e_refuse(e, WSE_ERR_NOT_AUTHORIZED, "%s is not among the "
 		    "signed recipients", c->address);
-	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
-		char errs[512];
-
-		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
-		    "the message is malformed: %s",
-		    wse_err_format(errs, sizeof(errs)));
-		e2e_refuse(e, st, NULL);
+	if (e2e_message(e, mnode) != WSE_OK)
 		goto out;
-	}
-	if (origin[0] != '\0' &&
-	    strcmp(wse_addr_domain(e->m->from), origin) != 0)
-		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
-		    "signing domain %s", e->m->from, origin);
+	e2e_from_domain(e, origin);
 out:
-	free(origin_s);
 	free(item_origin);
 	wse_err_clear();
 }
@@ -348,7 +368,7 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
     struct cli_e2e *e)
 {
 	xmlNodePtr deliver = NULL, mnode = NULL;
-	char *origin_s = NULL, origin[256];
+	char origin[256];
 	wse_status st;
 	size_t mark;
 
@@ -387,18 +407,10 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 	if (wse_xml_only_child(deliver, WSE_NS_WSE, "Message", &mnode) !=
 	    WSE_OK)
 		mnode = NULL;
-	if ((origin_s = cli_child_text(deliver, "Origin", 254)) == NULL ||
-	    strlen(origin_s) >= sizeof(origin)) {
+	if (read_origin(deliver, origin) != 0)
 		e2e_refuse(e, WSE_ERR_INVALID, "the original names no Origin");
-	} else {
-		size_t i;
-
-		for (i = 0; origin_s[i] != '\0'; i++)
-			origin[i] = (origin_s[i] >= 'A' && origin_s[i] <= 'Z') ?
-			    (char)(origin_s[i] + 32) : origin_s[i];
-		origin[i] = '\0';
+	else
 		e2e_verify(c, e, received, WSE_PURPOSE_SERVICE, origin);
-	}
 	if (e->valid) {
 		if (strcmp(e->v.action_s, WSE_ACTION_PREFIX "Deliver") != 0 ||
 		    deliver->parent != e->v.body)
@@ -415,21 +427,10 @@ cli_verify_original(struct cli *c, const wse_buf *orig, int64_t received,
 		    "the original holds no message");
 		goto out;
 	}
-	if ((st = wse_msg_parse(mnode, &e->m)) != WSE_OK) {
-		char errs[512];
-
-		(void)snprintf(e->why_not_shown, sizeof(e->why_not_shown),
-		    "the message is malformed: %s",
-		    wse_err_format(errs, sizeof(errs)));
-		e2e_refuse(e, st, NULL);
+	if (e2e_message(e, mnode) != WSE_OK)
 		goto out;
-	}
-	if (origin[0] != '\0' &&
-	    strcmp(wse_addr_domain(e->m->from), origin) != 0)
-		e2e_refuse(e, WSE_ERR_DOMAIN_MISMATCH, "From %s is not of the "
-		    "signing domain %s", e->m->from, origin);
+	e2e_from_domain(e, origin);
 out:
-	free(origin_s);
 	wse_err_clear();
 }
 
