@@ -724,6 +724,40 @@ test_deliver_batch(void **state)
 		    NULL)), "InvalidMessage");
 		wse_buf_free(&req);
 	}
+	/* A bare instant item (no session online): stored at once, flagged
+	 * instant, as its batch original. */
+	{
+		wse_buf *im[1], *head = wse_buf_new(1 << 20),
+		    *item = wse_buf_new(1 << 20);
+		size_t ix = 9;
+
+		assert_true(head && item);
+		im[0] = bare("<m:Deliver xmlns:m=\"urn:wsemail:2026\">"
+		    "<m:Origin>b.test</m:Origin><m:OriginId>urn:uuid:"
+		    "77777777-7777-4777-8777-777777777774</m:OriginId>"
+		    "<m:Rcpt>carol@a.test</m:Rcpt><m:Message><m:From>"
+		    "bob@b.test</m:From><m:To>carol@a.test</m:To><m:Instant/>"
+		    "<m:Date>2026-11-26T12:00:00Z</m:Date><m:Text>bare</m:Text>"
+		    "</m:Message></m:Deliver>");
+		req = batch(im, 1, "b.test");
+		wse_buf_reset(body);
+		assert_wse_ok(call(req, bpeer, 2, body));
+		assert_non_null(strstr(wse_buf_str(body),
+		    "result=\"stored\" sessions=\"0\">carol@a.test<"));
+		assert_int_equal(stored("carol@a.test"), carol0 + 3);
+		orig = newest_original("carol@a.test");
+		assert_wse_ok(wse_batch_original_split(wse_buf_data(orig),
+		    wse_buf_len(orig), &S.lim, head, &ix, item));
+		assert_int_equal(ix, 0);
+		assert_int_equal(wse_buf_len(item), wse_buf_len(im[0]));
+		assert_memory_equal(wse_buf_data(item), wse_buf_data(im[0]),
+		    wse_buf_len(item));
+		wse_buf_free(&orig);
+		wse_buf_free(&req);
+		wse_buf_free(&im[0]);
+		wse_buf_free(&head);
+		wse_buf_free(&item);
+	}
 	/* A tampered digest: the batch signature fails. */
 	req = batch(it, 1, "b.test");
 	{
@@ -754,7 +788,7 @@ test_deliver_batch(void **state)
 		assert_non_null(strstr(r, "<m:Item><m:Refused code=\""
 		    "BadSignature\"/></m:Item><m:Item><m:Accepted>carol@a.test"
 		    "</m:Accepted></m:Item>"));
-		assert_int_equal(stored("carol@a.test"), carol0 + 3);
+		assert_int_equal(stored("carol@a.test"), carol0 + 4);
 		wse_buf_free(&req);
 		wse_buf_free(&two[0]);
 		wse_buf_free(&two[1]);

@@ -1023,8 +1023,11 @@ out:
 /* One item of a DeliverBatch. */
 struct batch_item {
 	wse_buf *raw;			/* the item's bytes, as signed */
-	wse_buf *orig;			/* what is kept: a batch original, or
-					 * raw itself (a signed envelope) */
+	int bare;			/* a bare m:Deliver (else a signed
+					 * envelope, its own original) */
+	wse_buf *orig;			/* a bare item's batch original, made
+					 * only for readers of it here (the
+					 * store puts it together itself) */
 	wse_envelope *env;		/* a signed envelope item */
 	xmlDocPtr doc;			/* a bare m:Deliver item */
 	struct inbound in;
@@ -1034,11 +1037,26 @@ struct batch_item {
 	unsigned sessions;
 };
 
-/* The kept original of a batch item: its bytes, or the batch original. */
-static const wse_buf *
-item_original(const struct batch_item *bi)
+/* The original of a batch item, for an instant message or the plugins'
+ * message hooks: a signed envelope's bytes, or a bare item's batch
+ * original of the head (head_b64) and its position index. */
+static wse_status
+item_original(struct wsed *s, const char *head_b64, size_t head_len,
+    size_t index, struct batch_item *bi, const wse_buf **orig_r)
 {
-	return bi->orig != NULL ? bi->orig : bi->raw;
+	wse_status st;
+
+	if (!bi->bare) {
+		*orig_r = bi->raw;
+		return WSE_OK;
+	}
+	if ((bi->orig = wse_buf_new(s->lim.max_message_bytes * 3)) == NULL)
+		return wse_err(WSE_ERR_NOMEM, "cannot allocate");
+	if ((st = wse_batch_original(head_b64, head_len, index,
+	    wse_buf_data(bi->raw), wse_buf_len(bi->raw), bi->orig)) != WSE_OK)
+		return st;
+	*orig_r = bi->orig;
+	return WSE_OK;
 }
 
 /*
@@ -1083,10 +1101,10 @@ out:
 
 /*
  * One item of a batch proven to come from origin (its digest checked
- * against the signed ones already): a bare m:Deliver, kept as a batch
- * original made of the head (head_b64) and the item at position index,
- * or a complete signed Deliver envelope, kept as it is.  Its message is
- * checked exactly as a lone Deliver's.
+ * against the signed ones already): a bare m:Deliver, whose original is
+ * the batch original of the head (head_b64) and the item at position
+ * index, or a complete signed Deliver envelope, its own original.  Its
+ * message is checked exactly as a lone Deliver's.
  */
 static wse_status
 batch_item_check(struct wsed *s, const char *origin, const char *to,
@@ -1094,6 +1112,7 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
     struct batch_item *bi)
 {
 	xmlNodePtr req = NULL, on, root;
+	const wse_buf *orig = NULL;
 	char *t = NULL;
 	wse_status st;
 
@@ -1108,15 +1127,7 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
 			goto out;
 	} else if (root != NULL && wse_xml_is(root, WSE_NS_WSE, "Deliver")) {
 		req = root;
-		if ((bi->orig = wse_buf_new(s->lim.max_message_bytes * 3)) ==
-		    NULL) {
-			st = wse_err(WSE_ERR_NOMEM, "cannot allocate");
-			goto out;
-		}
-		if ((st = wse_batch_original(head_b64, head_len, index,
-		    wse_buf_data(bi->raw), wse_buf_len(bi->raw), bi->orig)) !=
-		    WSE_OK)
-			goto out;
+		bi->bare = 1;
 	}
 	if (req == NULL) {
 		st = wse_err(WSE_ERR_INVALID, "batch item is not a Deliver");
@@ -1142,18 +1153,24 @@ batch_item_check(struct wsed *s, const char *origin, const char *to,
 			    "its one recipient");
 			goto out;
 		}
+		if ((st = item_original(s, head_b64, head_len, index, bi,
+		    &orig)) != WSE_OK)
+			goto out;
 		st = wsed_instant_local(s, bi->in.m, bi->in.rcpt[0], origin,
-		    bi->in.origin_id, wse_buf_data(item_original(bi)),
-		    wse_buf_len(item_original(bi)), NULL, 0, &bi->stored,
-		    &bi->sessions);
+		    bi->in.origin_id, wse_buf_data(orig), wse_buf_len(orig),
+		    NULL, 0, &bi->stored, &bi->sessions);
 		wsed_log("instant %s from %s (%s) for %s: %s",
 		    bi->in.origin_id, origin, bi->in.m->from, bi->in.rcpt[0],
 		    st != WSE_OK ? wse_status_name(st) : bi->stored ?
 		    "stored" : "pushed");
 		goto out;
 	}
-	st = deliver_plugins(s, origin, wse_buf_data(item_original(bi)),
-	    wse_buf_len(item_original(bi)), &bi->in);
+	/* Only a message hook reads the original of a mail item. */
+	if (wsed_plugins_message_hooked(s) && (st = item_original(s,
+	    head_b64, head_len, index, bi, &orig)) != WSE_OK)
+		goto out;
+	st = deliver_plugins(s, origin, orig != NULL ? wse_buf_data(orig) :
+	    NULL, orig != NULL ? wse_buf_len(orig) : 0, &bi->in);
 out:
 	free(t);
 	return st;
@@ -1242,7 +1259,7 @@ op_deliver_batch(struct wsed *s, wse_envelope *env, wse_cert *const *peer,
 			 * once for the batch. */
 			d[nd].envelope = wse_buf_data(bi[i].raw);
 			d[nd].len = wse_buf_len(bi[i].raw);
-			if (bi[i].orig != NULL) {
+			if (bi[i].bare) {
 				d[nd].head_b64 = wse_buf_str(head);
 				d[nd].head_len = wse_buf_len(head);
 				d[nd].head_index = i;

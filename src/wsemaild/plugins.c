@@ -880,6 +880,17 @@ wsed_plugins_submit_hooked(const struct wsed *s)
 }
 
 int
+wsed_plugins_message_hooked(const struct wsed *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nplugins; i++)
+		if (s->plugins[i].p->message != NULL)
+			return 1;
+	return 0;
+}
+
+int
 wsed_plugins_has_op(const struct wsed *s, const char *op)
 {
 	return find_op(s, op, NULL) != NULL;

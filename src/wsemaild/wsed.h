@@ -328,6 +328,9 @@ wse_status wsed_plugins_call_held(struct wsed *s, const char *op,
     struct wsed_hold_ctx *hc);
 /* 1 when a plugin has a submit hook (may change a message submitted). */
 int wsed_plugins_submit_hooked(const struct wsed *s);
+/* 1 when a plugin has a message hook (reads each delivered message and
+ * its original). */
+int wsed_plugins_message_hooked(const struct wsed *s);
 /* How many requests plugins hold now. */
 size_t wsed_plugins_held(struct wsed *s);
 /* Run every plugin's submit hook on a message user submits (id: its
